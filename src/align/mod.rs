@@ -1,0 +1,172 @@
+//! Face alignment: the five landmarks are mapped onto the encoder's template by the
+//! least-squares similarity transform (Umeyama), and the crop is warped bilinearly.
+//!
+//! Precision matters here more than anywhere: shifting an aligned MobileFace crop by 4 px
+//! drops its cosine to itself to about 0.49, so the transform is solved in closed form in f64
+//! and sampled with sub-pixel bilinear interpolation.
+
+use image::RgbImage;
+
+use crate::detect::Face;
+use crate::manifest::AlignmentSpec;
+
+/// `dst = [[a, -b], [b, a]] · src + [tx, ty]`: rotation, uniform scale and translation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    pub a: f64,
+    pub b: f64,
+    pub tx: f64,
+    pub ty: f64,
+}
+
+impl Similarity {
+    /// Least-squares similarity mapping `src` points onto `dst` points.
+    pub fn estimate(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Similarity> {
+        let n = src.len().min(dst.len());
+        if n < 2 {
+            return None;
+        }
+        let mean = |pts: &[[f32; 2]]| {
+            let (sx, sy) = pts[..n]
+                .iter()
+                .fold((0.0, 0.0), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            (sx / n as f64, sy / n as f64)
+        };
+        let (mx, my) = mean(src);
+        let (nx, ny) = mean(dst);
+        let (mut var, mut c, mut s) = (0.0, 0.0, 0.0);
+        for (p, q) in src[..n].iter().zip(&dst[..n]) {
+            let (px, py) = (p[0] as f64 - mx, p[1] as f64 - my);
+            let (qx, qy) = (q[0] as f64 - nx, q[1] as f64 - ny);
+            var += px * px + py * py;
+            c += px * qx + py * qy;
+            s += px * qy - py * qx;
+        }
+        if var <= f64::EPSILON {
+            return None;
+        }
+        let (a, b) = (c / var, s / var);
+        Some(Similarity {
+            a,
+            b,
+            tx: nx - (a * mx - b * my),
+            ty: ny - (b * mx + a * my),
+        })
+    }
+
+    pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
+        [
+            self.a * p[0] - self.b * p[1] + self.tx,
+            self.b * p[0] + self.a * p[1] + self.ty,
+        ]
+    }
+
+    pub fn inverse(&self) -> Similarity {
+        let d = self.a * self.a + self.b * self.b;
+        let (a, b) = (self.a / d, -self.b / d);
+        Similarity {
+            a,
+            b,
+            tx: -(a * self.tx - b * self.ty),
+            ty: -(b * self.tx + a * self.ty),
+        }
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.a.hypot(self.b)
+    }
+}
+
+/// Warps `src` into a `width` × `height` image where output pixel `p` takes the source colour
+/// at `to_src(p)` (pixel centres on integer coordinates), bilinear, black outside the source.
+pub fn warp(src: &RgbImage, to_src: &Similarity, width: u32, height: u32) -> RgbImage {
+    let (sw, sh) = (src.width() as i64, src.height() as i64);
+    let raw = src.as_raw();
+    let px = |x: i64, y: i64, c: usize| -> f64 {
+        if x < 0 || y < 0 || x >= sw || y >= sh {
+            0.0
+        } else {
+            raw[((y * sw + x) * 3) as usize + c] as f64
+        }
+    };
+    let mut out = RgbImage::new(width, height);
+    for (u, v, pixel) in out.enumerate_pixels_mut() {
+        let [x, y] = to_src.apply([u as f64, v as f64]);
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        let (x0, y0) = (x0 as i64, y0 as i64);
+        for c in 0..3 {
+            let top = px(x0, y0, c) * (1.0 - fx) + px(x0 + 1, y0, c) * fx;
+            let bottom = px(x0, y0 + 1, c) * (1.0 - fx) + px(x0 + 1, y0 + 1, c) * fx;
+            pixel.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// An aligned face crop, ready for the encoder, and the transform that made it.
+#[derive(Debug, Clone)]
+pub struct AlignedFace {
+    pub image: RgbImage,
+    /// Frame → crop.
+    pub transform: Similarity,
+}
+
+/// Aligns one face onto the template of the encoder's manifest.
+pub fn align(frame: &RgbImage, face: &Face, spec: &AlignmentSpec) -> Option<AlignedFace> {
+    let transform = Similarity::estimate(&face.landmarks, &spec.template)?;
+    let image = warp(
+        frame,
+        &transform.inverse(),
+        spec.size[0] as u32,
+        spec.size[1] as u32,
+    );
+    Some(AlignedFace { image, transform })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_recovers_a_known_similarity() {
+        let t = Similarity {
+            a: 0.8,
+            b: 0.3,
+            tx: 12.5,
+            ty: -4.0,
+        };
+        let src = [
+            [10.0f32, 20.0],
+            [60.0, 22.0],
+            [35.0, 45.0],
+            [15.0, 70.0],
+            [55.0, 68.0],
+        ];
+        let dst: Vec<[f32; 2]> = src
+            .iter()
+            .map(|p| t.apply([p[0] as f64, p[1] as f64]))
+            .map(|q| [q[0] as f32, q[1] as f32])
+            .collect();
+        let e = Similarity::estimate(&src, &dst).unwrap();
+        assert!((e.a - t.a).abs() < 1e-5 && (e.b - t.b).abs() < 1e-5);
+        assert!((e.tx - t.tx).abs() < 1e-3 && (e.ty - t.ty).abs() < 1e-3);
+        let back = e.inverse().apply(e.apply([3.0, 7.0]));
+        assert!((back[0] - 3.0).abs() < 1e-9 && (back[1] - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warp_by_half_a_pixel_interpolates() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgb([0, 100, 200]));
+        img.put_pixel(1, 0, image::Rgb([100, 200, 0]));
+        let shift = Similarity {
+            a: 1.0,
+            b: 0.0,
+            tx: 0.5,
+            ty: 0.0,
+        };
+        let out = warp(&img, &shift, 1, 1);
+        assert_eq!(out.get_pixel(0, 0).0, [50, 150, 100]);
+    }
+}

@@ -1,0 +1,205 @@
+//! The commands of the `edgeid` binary, as library functions returning plain reports; the
+//! binary only parses arguments and prints these.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::capture::load_image;
+use crate::config::Config;
+use crate::detect::Face;
+use crate::gallery::{Gallery, Identity};
+use crate::manifest::Manifest;
+use crate::pipeline::Pipeline;
+
+/// Why enrolment refused an image, for callers that branch on it.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("no face found in {path} (faces of at least {min_px} px scoring at least {min_score}); use a photo where the face is visible, frontal and at least {min_px} px wide")]
+    NoFace {
+        path: PathBuf,
+        min_px: f32,
+        min_score: f32,
+    },
+    #[error("the name `{0}` is not valid: give a non-empty name of at most 200 characters")]
+    BadName(String),
+}
+
+/// What enrolment stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollReport {
+    pub gallery: PathBuf,
+    pub name: String,
+    pub model_id: String,
+    /// One entry per image: the face that was enrolled.
+    pub templates: Vec<EnrolledFace>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrolledFace {
+    pub image: String,
+    #[serde(flatten)]
+    pub face: Face,
+    /// Faces in the image; only the largest is enrolled.
+    pub faces_in_image: usize,
+}
+
+/// One face in an identification report.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentifiedFace {
+    #[serde(flatten)]
+    pub face: Face,
+    /// The best identity at or above the match threshold, or `None`.
+    pub identity: Option<String>,
+    /// Cosine similarity to the closest enrolled identity (even below the threshold), or
+    /// `None` for an empty gallery.
+    pub similarity: Option<f32>,
+    /// The closest identity whatever its score, to help set thresholds.
+    pub nearest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<IdentifiedFace>,
+}
+
+/// The encoder's model id and embedding size, read from its manifest without loading the model.
+fn encoder_identity(cfg: &Config) -> anyhow::Result<(String, usize)> {
+    let m = Manifest::load(&cfg.encoder.manifest)?;
+    let dim = m
+        .embedding
+        .as_ref()
+        .map(|e| e.dim)
+        .context("the encoder manifest has no [embedding] table")?;
+    Ok((m.id, dim))
+}
+
+/// Enrols the largest face of each image under `name`. Every image is processed before the
+/// gallery is touched, so a bad image leaves the gallery exactly as it was (and a gallery that
+/// did not exist is not created).
+pub fn enroll(
+    cfg: &Config,
+    gallery: &Path,
+    name: &str,
+    images: &[PathBuf],
+) -> anyhow::Result<EnrollReport> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        bail!(EnrollError::BadName(name.to_string()));
+    }
+    if images.is_empty() {
+        bail!("no image given; pass one or more photos of {name}");
+    }
+    let (model_id, dim) = encoder_identity(cfg)?;
+    // Refuse a foreign gallery before the slow part.
+    let existing = if gallery.exists() {
+        Some(Gallery::open(gallery, &model_id, dim, false)?)
+    } else {
+        None
+    };
+
+    let mut pipeline = Pipeline::load(cfg)?;
+    let mut templates = Vec::new();
+    let mut embeddings = Vec::new();
+    for path in images {
+        let frame = load_image(path)?;
+        let faces = pipeline.detect(&frame)?;
+        let count = faces.len();
+        let largest = faces
+            .into_iter()
+            .max_by(|a, b| a.area().total_cmp(&b.area()))
+            .ok_or_else(|| EnrollError::NoFace {
+                path: path.clone(),
+                min_px: cfg.detector.min_face_px,
+                min_score: cfg.detector.min_score,
+            })?;
+        let obs = pipeline.encode_faces(&frame, vec![largest])?;
+        let obs = obs
+            .into_iter()
+            .next()
+            .with_context(|| format!("the face in {} cannot be aligned", path.display()))?;
+        embeddings.push((obs.embedding, frame.source.clone()));
+        templates.push(EnrolledFace {
+            image: frame.source,
+            face: obs.face,
+            faces_in_image: count,
+        });
+    }
+    let mut gallery = match existing {
+        Some(g) => g,
+        None => Gallery::open(gallery, &model_id, dim, true)?,
+    };
+    gallery.enroll(name, &embeddings)?;
+    Ok(EnrollReport {
+        gallery: gallery.path().to_path_buf(),
+        name: name.to_string(),
+        model_id,
+        templates,
+    })
+}
+
+/// Loads the models and the gallery once for a series of identifications.
+pub struct Identifier {
+    pipeline: Pipeline,
+    gallery: Gallery,
+    threshold: f32,
+}
+
+impl Identifier {
+    pub fn new(cfg: &Config, gallery: &Path) -> anyhow::Result<Identifier> {
+        let (model_id, dim) = encoder_identity(cfg)?;
+        let gallery = Gallery::open(gallery, &model_id, dim, false)?;
+        let pipeline = Pipeline::load(cfg)?;
+        Ok(Identifier {
+            pipeline,
+            gallery,
+            threshold: cfg.recognition.match_threshold,
+        })
+    }
+
+    /// Every face of one image, each with its best identity.
+    pub fn identify(&mut self, path: &Path) -> anyhow::Result<ImageReport> {
+        let frame = load_image(path)?;
+        let observations = self.pipeline.observe(&frame)?;
+        let faces = observations
+            .into_iter()
+            .map(|o| {
+                let best = self.gallery.best_match(&o.embedding);
+                let identity = best
+                    .as_ref()
+                    .filter(|m| m.similarity >= self.threshold)
+                    .map(|m| m.name.clone());
+                IdentifiedFace {
+                    face: o.face,
+                    identity,
+                    similarity: best.as_ref().map(|m| m.similarity),
+                    nearest: best.map(|m| m.name),
+                }
+            })
+            .collect();
+        Ok(ImageReport {
+            image: frame.source,
+            width: frame.image.width(),
+            height: frame.image.height(),
+            faces,
+        })
+    }
+}
+
+/// Opens an existing gallery for management commands (no model is loaded).
+pub fn open_gallery(cfg: &Config, gallery: &Path) -> anyhow::Result<Gallery> {
+    let (model_id, dim) = encoder_identity(cfg)?;
+    Ok(Gallery::open(gallery, &model_id, dim, false)?)
+}
+
+pub fn gallery_list(cfg: &Config, gallery: &Path) -> anyhow::Result<Vec<Identity>> {
+    Ok(open_gallery(cfg, gallery)?.list()?)
+}
+
+pub fn gallery_remove(cfg: &Config, gallery: &Path, name: &str) -> anyhow::Result<()> {
+    Ok(open_gallery(cfg, gallery)?.remove(name)?)
+}

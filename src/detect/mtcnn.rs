@@ -1,0 +1,421 @@
+//! The MTCNN cascade (Zhang et al. 2016): P-Net proposes boxes over an image pyramid, R-Net
+//! rejects most of them on 24×24 crops, O-Net scores the rest on 48×48 crops and places five
+//! landmarks. The box arithmetic follows the reference implementation the weights came with
+//! (MATLAB heritage: boxes are 1-based and inclusive until the very end), because the box
+//! regressions were trained against exactly that arithmetic.
+
+use anyhow::{ensure, Context};
+use image::RgbImage;
+
+use super::nms::{nms, Overlap};
+use super::Face;
+use crate::capture::Frame;
+use crate::infer::input::{batch_shape, map_at, map_size, push_image};
+use crate::infer::{self, BackendKind, Session, Tensor};
+use crate::manifest::{Manifest, ModelError};
+use crate::resize::resize_rgb;
+
+/// Largest R-Net/O-Net batch run at once; batches are padded to a power of two so that only a
+/// handful of plans are ever built.
+const MAX_BATCH: usize = 128;
+
+/// Tunable detection parameters (from the config; the model facts come from the manifests).
+#[derive(Debug, Clone)]
+pub struct MtcnnParams {
+    /// Smallest face side searched for, in frame pixels.
+    pub min_face_px: f32,
+    /// Ratio between pyramid levels.
+    pub scale_factor: f32,
+    /// Score thresholds of P-Net, R-Net and O-Net.
+    pub thresholds: [f32; 3],
+    /// NMS overlap thresholds: within a pyramid level, across levels, after R-Net, after O-Net.
+    pub nms: [f32; 4],
+}
+
+struct Stage {
+    session: Box<dyn Session>,
+    face_class: usize,
+}
+
+pub struct Mtcnn {
+    pnet: Stage,
+    rnet: Stage,
+    onet: Stage,
+    stride: f32,
+    cell: f32,
+    params: MtcnnParams,
+}
+
+/// A candidate box carried between stages: `[x1, y1, x2, y2]` 1-based inclusive, its score and
+/// the regression offsets the stage predicted for it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    b: [f32; 4],
+    score: f32,
+    reg: [f32; 4],
+}
+
+impl Mtcnn {
+    /// Loads the three networks; each manifest must be a `detector` of the right stage.
+    pub fn load(
+        backend: BackendKind,
+        manifests: [&Manifest; 3],
+        params: MtcnnParams,
+    ) -> Result<Mtcnn, ModelError> {
+        let mut stages = Vec::new();
+        for (m, stage) in manifests.iter().zip(["pnet", "rnet", "onet"]) {
+            m.expect_role("detector")?;
+            let spec = m
+                .detector
+                .as_ref()
+                .filter(|d| d.stage == stage)
+                .ok_or_else(|| ModelError::ManifestInvalid {
+                    path: m.path.clone(),
+                    message: format!("it needs a [detector] table with stage = \"{stage}\""),
+                })?;
+            let purposes: &[&str] = if stage == "onet" {
+                &["boxes", "landmarks", "scores"]
+            } else {
+                &["boxes", "scores"]
+            };
+            let session = infer::load(backend, m, purposes)?;
+            stages.push((
+                Stage {
+                    session,
+                    face_class: spec.face_class,
+                },
+                spec.clone(),
+            ));
+        }
+        let (onet, _) = stages.pop().expect("three stages");
+        let (rnet, _) = stages.pop().expect("three stages");
+        let (pnet, pspec) = stages.pop().expect("three stages");
+        let (stride, cell) = match (pspec.stride, pspec.cell) {
+            (Some(s), Some(c)) if s > 0 && c > 0 => (s as f32, c as f32),
+            _ => {
+                return Err(ModelError::ManifestInvalid {
+                    path: manifests[0].path.clone(),
+                    message: "the P-Net manifest needs detector.stride and detector.cell".into(),
+                })
+            }
+        };
+        for m in &manifests[1..] {
+            if m.input.fixed_hw().is_none() {
+                return Err(ModelError::ManifestInvalid {
+                    path: m.path.clone(),
+                    message: "R-Net and O-Net inputs need a fixed size".into(),
+                });
+            }
+        }
+        Ok(Mtcnn {
+            pnet,
+            rnet,
+            onet,
+            stride,
+            cell,
+            params,
+        })
+    }
+
+    /// Finds the faces in a frame, best first.
+    pub fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>> {
+        let img = &frame.image;
+        let proposals = self.propose(img).context("P-Net")?;
+        let refined = self.refine(img, proposals).context("R-Net")?;
+        self.output(img, refined).context("O-Net")
+    }
+
+    /// The pyramid scales: the first maps `min_face_px` onto P-Net's cell, the last keeps the
+    /// shorter side at least one cell.
+    fn scales(&self, width: u32, height: u32) -> Vec<f32> {
+        let m = self.cell / self.params.min_face_px;
+        let mut min_layer = width.min(height) as f32 * m;
+        let mut scales = Vec::new();
+        let mut s = m;
+        while min_layer >= self.cell {
+            scales.push(s);
+            s *= self.params.scale_factor;
+            min_layer *= self.params.scale_factor;
+        }
+        scales
+    }
+
+    /// Stage 1: P-Net over the pyramid, NMS within and across levels, regression, squaring.
+    fn propose(&mut self, img: &RgbImage) -> anyhow::Result<Vec<[f32; 4]>> {
+        let spec = self.pnet.session.manifest().input.clone();
+        let mut all: Vec<Candidate> = Vec::new();
+        for scale in self.scales(img.width(), img.height()) {
+            let sw = (img.width() as f32 * scale).ceil() as u32;
+            let sh = (img.height() as f32 * scale).ceil() as u32;
+            let level = resize_rgb(img, sw, sh);
+            let mut data = Vec::new();
+            push_image(&spec, &level, &mut data);
+            let input = Tensor::new(batch_shape(&spec, 1, sw as usize, sh as usize), data);
+            let out = self.pnet.session.run(input)?;
+            let (reg, prob) = (&out[0], &out[1]);
+            ensure!(
+                reg.shape.len() == 4 && prob.shape.len() == 4,
+                "P-Net maps must be 4-D"
+            );
+            let (rows, cols) = map_size(spec.layout, &prob.shape);
+            let mut level_cands = Vec::new();
+            for row in 0..rows {
+                for col in 0..cols {
+                    let score = map_at(
+                        spec.layout,
+                        &prob.shape,
+                        &prob.data,
+                        row,
+                        col,
+                        self.pnet.face_class,
+                    );
+                    if score < self.params.thresholds[0] {
+                        continue;
+                    }
+                    let r = |c| map_at(spec.layout, &reg.shape, &reg.data, row, col, c);
+                    let (x, y) = (col as f32 * self.stride, row as f32 * self.stride);
+                    level_cands.push(Candidate {
+                        b: [
+                            ((x + 1.0) / scale).trunc(),
+                            ((y + 1.0) / scale).trunc(),
+                            ((x + self.cell) / scale).trunc(),
+                            ((y + self.cell) / scale).trunc(),
+                        ],
+                        score,
+                        reg: [r(0), r(1), r(2), r(3)],
+                    });
+                }
+            }
+            all.extend(suppress(level_cands, self.params.nms[0], Overlap::Union));
+        }
+        let kept = suppress(all, self.params.nms[1], Overlap::Union);
+        Ok(kept
+            .iter()
+            .map(|c| {
+                // P-Net's regression is relative to the box side without the +1.
+                let (w, h) = (c.b[2] - c.b[0], c.b[3] - c.b[1]);
+                let b = [
+                    c.b[0] + c.reg[0] * w,
+                    c.b[1] + c.reg[1] * h,
+                    c.b[2] + c.reg[2] * w,
+                    c.b[3] + c.reg[3] * h,
+                ];
+                square(b).map(f32::trunc)
+            })
+            .collect())
+    }
+
+    /// Stage 2: R-Net on 24×24 crops of the proposals.
+    fn refine(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<[f32; 4]>> {
+        let (boxes, outs) = run_on_crops(&mut self.rnet.session, img, boxes)?;
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reg, prob) = (&outs[0], &outs[1]);
+        let classes = prob.shape[1];
+        let cands: Vec<Candidate> = boxes
+            .iter()
+            .enumerate()
+            .filter_map(|(k, b)| {
+                let score = prob.data[k * classes + self.rnet.face_class];
+                (score > self.params.thresholds[1]).then(|| Candidate {
+                    b: *b,
+                    score,
+                    reg: [
+                        reg.data[k * 4],
+                        reg.data[k * 4 + 1],
+                        reg.data[k * 4 + 2],
+                        reg.data[k * 4 + 3],
+                    ],
+                })
+            })
+            .collect();
+        let kept = suppress(cands, self.params.nms[2], Overlap::Union);
+        Ok(kept.iter().map(|c| square(regress(c))).collect())
+    }
+
+    /// Stage 3: O-Net on 48×48 crops: final scores, boxes and landmarks.
+    fn output(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<Face>> {
+        let boxes: Vec<[f32; 4]> = boxes.into_iter().map(|b| b.map(f32::trunc)).collect();
+        let (boxes, outs) = run_on_crops(&mut self.onet.session, img, boxes)?;
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reg, marks, prob) = (&outs[0], &outs[1], &outs[2]);
+        let classes = prob.shape[1];
+        ensure!(
+            marks.shape.get(1) == Some(&10),
+            "O-Net landmarks must have 10 values per face"
+        );
+        let mut cands = Vec::new();
+        let mut points = Vec::new();
+        for (k, b) in boxes.iter().enumerate() {
+            let score = prob.data[k * classes + self.onet.face_class];
+            if score <= self.params.thresholds[2] {
+                continue;
+            }
+            let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+            let m = &marks.data[k * 10..k * 10 + 10];
+            // Landmarks are relative to the box (5 x, then 5 y); -1 makes them 0-based.
+            let lm: [[f32; 2]; 5] =
+                std::array::from_fn(|i| [w * m[i] + b[0] - 1.0, h * m[5 + i] + b[1] - 1.0]);
+            let c = Candidate {
+                b: *b,
+                score,
+                reg: [
+                    reg.data[k * 4],
+                    reg.data[k * 4 + 1],
+                    reg.data[k * 4 + 2],
+                    reg.data[k * 4 + 3],
+                ],
+            };
+            cands.push(Candidate {
+                b: regress(&c),
+                ..c
+            });
+            points.push(lm);
+        }
+        let boxes: Vec<[f32; 4]> = cands.iter().map(|c| c.b).collect();
+        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+        let keep = nms(&boxes, &scores, self.params.nms[3], Overlap::Min);
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let b = cands[i].b;
+                Face {
+                    // 1-based inclusive → 0-based half-open.
+                    bbox: [b[0] - 1.0, b[1] - 1.0, b[2], b[3]],
+                    score: cands[i].score,
+                    landmarks: points[i],
+                }
+            })
+            .collect())
+    }
+}
+
+/// NMS over candidates, keeping the survivors in score order.
+fn suppress(cands: Vec<Candidate>, threshold: f32, kind: Overlap) -> Vec<Candidate> {
+    let boxes: Vec<[f32; 4]> = cands.iter().map(|c| c.b).collect();
+    let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+    nms(&boxes, &scores, threshold, kind)
+        .into_iter()
+        .map(|i| cands[i])
+        .collect()
+}
+
+/// Applies a refinement stage's regression; offsets are relative to the inclusive box side.
+fn regress(c: &Candidate) -> [f32; 4] {
+    let (w, h) = (c.b[2] - c.b[0] + 1.0, c.b[3] - c.b[1] + 1.0);
+    [
+        c.b[0] + c.reg[0] * w,
+        c.b[1] + c.reg[1] * h,
+        c.b[2] + c.reg[2] * w,
+        c.b[3] + c.reg[3] * h,
+    ]
+}
+
+/// Grows a box to a square around its centre (the next stage's input is square).
+fn square(b: [f32; 4]) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let side = w.max(h);
+    let x1 = b[0] + w * 0.5 - side * 0.5;
+    let y1 = b[1] + h * 0.5 - side * 0.5;
+    [x1, y1, x1 + side, y1 + side]
+}
+
+/// Cuts the 1-based inclusive box out of the image, zero-filling what lies outside it.
+fn crop_padded(img: &RgbImage, b: &[f32; 4]) -> Option<RgbImage> {
+    let (x1, y1, x2, y2) = (b[0] as i64, b[1] as i64, b[2] as i64, b[3] as i64);
+    let (w, h) = (x2 - x1 + 1, y2 - y1 + 1);
+    // A box many times the frame is a regression gone wrong, not a face.
+    let limit = 4 * (img.width().max(img.height()) as i64);
+    if w <= 0 || h <= 0 || w > limit || h > limit {
+        return None;
+    }
+    let mut out = RgbImage::new(w as u32, h as u32);
+    let (iw, ih) = (img.width() as i64, img.height() as i64);
+    // Source pixel (0-based) of crop pixel (0,0) is (x1 - 1, y1 - 1).
+    let (sx0, sy0) = (x1 - 1, y1 - 1);
+    let ys = sy0.max(0)..(sy0 + h).min(ih);
+    let xs = sx0.max(0)..(sx0 + w).min(iw);
+    if xs.is_empty() {
+        return Some(out);
+    }
+    let row_len = ((xs.end - xs.start) * 3) as usize;
+    for sy in ys {
+        let src_start = ((sy * iw + xs.start) * 3) as usize;
+        let dst_start = (((sy - sy0) * w + (xs.start - sx0)) * 3) as usize;
+        out.as_mut()[dst_start..dst_start + row_len]
+            .copy_from_slice(&img.as_raw()[src_start..src_start + row_len]);
+    }
+    Some(out)
+}
+
+/// Runs a fixed-size stage on crops of `boxes`, in power-of-two batches. Returns the boxes that
+/// could be cropped and the stage's outputs concatenated over them (no outputs when no box
+/// could be cropped).
+fn run_on_crops(
+    session: &mut Box<dyn Session>,
+    img: &RgbImage,
+    boxes: Vec<[f32; 4]>,
+) -> anyhow::Result<(Vec<[f32; 4]>, Vec<Tensor>)> {
+    let spec = session.manifest().input.clone();
+    let (h, w) = spec
+        .fixed_hw()
+        .context("stage input must have a fixed size")?;
+    let mut kept = Vec::new();
+    let mut crops = Vec::new();
+    for b in boxes {
+        if let Some(crop) = crop_padded(img, &b) {
+            crops.push(resize_rgb(&crop, w as u32, h as u32));
+            kept.push(b);
+        }
+    }
+    let mut merged: Vec<Tensor> = Vec::new();
+    for chunk in crops.chunks(MAX_BATCH) {
+        let n = chunk.len().next_power_of_two();
+        let mut data = Vec::with_capacity(n * w * h * 3);
+        for crop in chunk {
+            push_image(&spec, crop, &mut data);
+        }
+        data.resize(n * w * h * 3, 0.0);
+        let outs = session.run(Tensor::new(batch_shape(&spec, n, w, h), data))?;
+        if merged.is_empty() {
+            merged = outs
+                .iter()
+                .map(|o| Tensor::new(vec![0, o.shape[1]], Vec::new()))
+                .collect();
+        }
+        for (m, o) in merged.iter_mut().zip(outs) {
+            let per = o.shape[1..].iter().product::<usize>();
+            m.data.extend_from_slice(&o.data[..chunk.len() * per]);
+            m.shape[0] += chunk.len();
+        }
+    }
+    Ok((kept, merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_padded_fills_outside_with_zero() {
+        let mut img = RgbImage::new(4, 3);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(10 * x + y) as u8 + 1, 0, 0]);
+        }
+        // 1-based inclusive box (0,0)-(2,2): one pixel of padding above and left.
+        let c = crop_padded(&img, &[0.0, 0.0, 2.0, 2.0]).unwrap();
+        assert_eq!(c.dimensions(), (3, 3));
+        assert_eq!(c.get_pixel(0, 0).0[0], 0);
+        assert_eq!(c.get_pixel(1, 1).0[0], 1); // source (0,0)
+        assert_eq!(c.get_pixel(2, 2).0[0], 12); // source (1,1)
+        assert!(crop_padded(&img, &[5.0, 5.0, 4.0, 9.0]).is_none());
+    }
+
+    #[test]
+    fn square_keeps_the_centre() {
+        assert_eq!(square([0.0, 0.0, 10.0, 20.0]), [-5.0, 0.0, 15.0, 20.0]);
+    }
+}

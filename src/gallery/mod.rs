@@ -1,0 +1,312 @@
+//! The gallery: enrolled identities and their embeddings, persisted in SQLite, searched 1:N
+//! by cosine similarity in memory.
+//!
+//! A gallery belongs to one encoder: embeddings of different encoders live in different spaces,
+//! so the encoder's model id is written into the database when it is created and every later
+//! enrolment or search with another encoder is refused.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::encode::Embedding;
+
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GalleryError {
+    #[error("gallery {path} does not exist; enrol someone first with `edgeid enroll --gallery {path} --name NAME IMAGE`")]
+    Missing { path: PathBuf },
+    #[error("gallery {path} is not an edgeid gallery ({reason}); point --gallery at a gallery file or a new path")]
+    NotAGallery { path: PathBuf, reason: String },
+    #[error("gallery {path} was built with encoder `{gallery}`, but the config uses `{config}`; use the encoder it was built with or enrol into a new gallery")]
+    EncoderMismatch {
+        path: PathBuf,
+        gallery: String,
+        config: String,
+    },
+    #[error(
+        "gallery {path}: no identity named `{name}`; `edgeid gallery list` shows who is enrolled"
+    )]
+    UnknownIdentity { path: PathBuf, name: String },
+    #[error("gallery {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// One enrolled identity, as listed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Identity {
+    pub name: String,
+    pub templates: usize,
+    /// Unix seconds of the first enrolment.
+    pub enrolled_at: i64,
+}
+
+/// The best identity for a probe.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Match {
+    pub name: String,
+    pub similarity: f32,
+}
+
+pub struct Gallery {
+    conn: Connection,
+    path: PathBuf,
+    model_id: String,
+    dim: usize,
+    /// Every template in memory: (identity name, vector). Small galleries search in
+    /// microseconds this way; the database is the source of truth.
+    templates: Vec<(String, Vec<f32>)>,
+}
+
+impl Gallery {
+    /// Opens a gallery, creating it if `create` (enrolment) and it does not exist.
+    pub fn open(
+        path: &Path,
+        model_id: &str,
+        dim: usize,
+        create: bool,
+    ) -> Result<Gallery, GalleryError> {
+        let exists = path.exists();
+        if !exists && !create {
+            return Err(GalleryError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let sql = |source| GalleryError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let not_gallery = |reason: String| GalleryError::NotAGallery {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
+        }
+        let flags = if exists {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        // Reading the schema is the first access to the file: a non-database fails here.
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| not_gallery(e.to_string()))?;
+        if tables == 0 {
+            let others: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| not_gallery(e.to_string()))?;
+            if others > 0 {
+                return Err(not_gallery("a SQLite database of something else".into()));
+            }
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 BEGIN;
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE identities (
+                     id INTEGER PRIMARY KEY,
+                     name TEXT NOT NULL UNIQUE,
+                     created_at INTEGER NOT NULL);
+                 CREATE TABLE templates (
+                     id INTEGER PRIMARY KEY,
+                     identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+                     model_id TEXT NOT NULL,
+                     vector BLOB NOT NULL,
+                     source TEXT NOT NULL,
+                     created_at INTEGER NOT NULL);
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('model_id', ?2), ('dim', ?3)",
+                params![SCHEMA_VERSION.to_string(), model_id, dim.to_string()],
+            )
+            .map_err(sql)?;
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(sql)?;
+        let meta = |key: &str| -> Result<String, GalleryError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|e| not_gallery(e.to_string()))?
+                .ok_or_else(|| not_gallery(format!("its meta table has no `{key}`")))
+        };
+        let stored_model = meta("model_id")?;
+        if stored_model != model_id {
+            return Err(GalleryError::EncoderMismatch {
+                path: path.to_path_buf(),
+                gallery: stored_model,
+                config: model_id.to_string(),
+            });
+        }
+        let mut gallery = Gallery {
+            conn,
+            path: path.to_path_buf(),
+            model_id: model_id.to_string(),
+            dim,
+            templates: Vec::new(),
+        };
+        gallery.reload()?;
+        Ok(gallery)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> GalleryError {
+        GalleryError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads every template into memory.
+    pub fn reload(&mut self) -> Result<(), GalleryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut templates = Vec::new();
+        for row in rows {
+            let (name, blob) = row.map_err(|e| self.sql(e))?;
+            if blob.len() != self.dim * 4 {
+                return Err(GalleryError::NotAGallery {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "a template of `{name}` has {} bytes, expected {}",
+                        blob.len(),
+                        self.dim * 4
+                    ),
+                });
+            }
+            let v = blob
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            templates.push((name, v));
+        }
+        drop(stmt);
+        self.templates = templates;
+        Ok(())
+    }
+
+    /// Enrols embeddings under a name in one transaction: either all are stored or none.
+    pub fn enroll(
+        &mut self,
+        name: &str,
+        embeddings: &[(Embedding, String)],
+    ) -> Result<(), GalleryError> {
+        let now = unix_now();
+        let tx = self.conn.transaction().map_err(|e| GalleryError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let result = (|| {
+            tx.execute(
+                "INSERT OR IGNORE INTO identities (name, created_at) VALUES (?1, ?2)",
+                params![name, now],
+            )?;
+            let id: i64 =
+                tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })?;
+            for (e, source) in embeddings {
+                let blob: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tx.execute(
+                    "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, self.model_id, blob, source, now],
+                )?;
+            }
+            Ok(())
+        })();
+        result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
+        self.templates.extend(
+            embeddings
+                .iter()
+                .map(|(e, _)| (name.to_string(), e.0.clone())),
+        );
+        Ok(())
+    }
+
+    /// The identity whose closest template is most similar to `probe`, if any is enrolled.
+    pub fn best_match(&self, probe: &Embedding) -> Option<Match> {
+        self.templates
+            .iter()
+            .map(|(name, v)| (name, crate::encode::cosine(&probe.0, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(name, similarity)| Match {
+                name: name.clone(),
+                similarity,
+            })
+    }
+
+    pub fn list(&self) -> Result<Vec<Identity>, GalleryError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.name, count(t.id), i.created_at FROM identities i
+                 LEFT JOIN templates t ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Identity {
+                    name: r.get(0)?,
+                    templates: r.get::<_, i64>(1)? as usize,
+                    enrolled_at: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Removes an identity and all its templates.
+    pub fn remove(&mut self, name: &str) -> Result<(), GalleryError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM identities WHERE name = ?1", [name])
+            .map_err(|e| self.sql(e))?;
+        if n == 0 {
+            return Err(GalleryError::UnknownIdentity {
+                path: self.path.clone(),
+                name: name.to_string(),
+            });
+        }
+        self.templates.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of templates (an identity may have several).
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

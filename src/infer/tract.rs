@@ -1,0 +1,176 @@
+//! The tract backend: pure Rust, CPU only.
+//!
+//! tract optimises a graph best when every shape is concrete, so the parsed model is kept and
+//! an optimised plan is built per concrete input shape, then cached: a camera's frame size never
+//! changes, so after the first frame every P-Net pyramid level and R-Net/O-Net batch size reuses
+//! its plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tract_onnx::prelude::{
+    tvec, Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable,
+    IntoTValue, Tensor as TractTensor, TypedRunnableModel,
+};
+
+use tract_onnx::tract_hir::infer::Factoid;
+
+use super::{Session, Tensor};
+use crate::manifest::{shape_to_string, Dim, Manifest, ModelError};
+
+/// Plans kept per session; more shapes than this means the caller is not bucketing sizes.
+const MAX_PLANS: usize = 64;
+
+pub struct TractSession {
+    manifest: Manifest,
+    model: InferenceModel,
+    plans: HashMap<Vec<usize>, Arc<TypedRunnableModel>>,
+}
+
+impl TractSession {
+    /// Parses `bytes` (already hash-checked), checks the input against the manifest, selects
+    /// the outputs and builds one plan on a probe shape so that a graph that cannot run is
+    /// refused at load, not on the first frame.
+    pub fn load(
+        manifest: &Manifest,
+        bytes: &[u8],
+        purposes: &[&str],
+    ) -> Result<TractSession, ModelError> {
+        let path = manifest.model_path();
+        let mismatch = |message: String| ModelError::ShapeMismatch {
+            path: path.clone(),
+            message,
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(|e| ModelError::Unloadable {
+                path: path.clone(),
+                message: format!("{e:#}"),
+            })?;
+
+        let input_outlet = model.input_outlets().map_err(|e| mismatch(e.to_string()))?[0];
+        let input_name = model.node(input_outlet.node).name.clone();
+        if input_name != manifest.input.name {
+            return Err(mismatch(format!(
+                "its input is named `{input_name}`, the manifest says `{}`",
+                manifest.input.name
+            )));
+        }
+        let fact = model.input_fact(0).map_err(|e| mismatch(e.to_string()))?;
+        let model_dims: Vec<Option<i64>> = fact
+            .shape
+            .dims()
+            .map(|d| d.concretize().and_then(|d| d.as_i64()))
+            .collect();
+        let expected = &manifest.input.shape;
+        if model_dims.len() != expected.len() {
+            return Err(mismatch(format!(
+                "its input `{input_name}` has {} dimensions, the manifest says {}",
+                model_dims.len(),
+                shape_to_string(expected)
+            )));
+        }
+        for (i, (got, want)) in model_dims.iter().zip(expected).enumerate() {
+            if let (Some(got), Dim::Fixed(want)) = (got, want) {
+                if *got != *want as i64 {
+                    return Err(mismatch(format!(
+                        "input `{input_name}` dimension {i} is {got} in the file, {want} in the manifest {}",
+                        shape_to_string(expected)
+                    )));
+                }
+            }
+        }
+
+        let mut names = Vec::new();
+        for p in purposes {
+            names.push(manifest.output(p)?.name.clone());
+        }
+        model.select_outputs_by_name(&names).map_err(|_| {
+            mismatch(format!(
+                "it has no output named {}; the manifest's outputs do not belong to this model",
+                names.join(" or ")
+            ))
+        })?;
+
+        let mut session = TractSession {
+            manifest: manifest.clone(),
+            model,
+            plans: HashMap::new(),
+        };
+        // Probe: batch 1, free sides at a size every image model accepts.
+        let probe: Vec<usize> = expected
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Free(_) if i == 0 => 1,
+                Dim::Free(_) => 48,
+            })
+            .collect();
+        let outputs = session
+            .run(Tensor::zeros(probe.clone()))
+            .map_err(|e| mismatch(format!("it does not run on input {probe:?}: {e:#}")))?;
+        for ((p, name), out) in purposes.iter().zip(&names).zip(&outputs) {
+            let want = &manifest.output(p)?.shape;
+            let fixed_ok = want.len() == out.shape.len()
+                && want.iter().zip(&out.shape).all(|(w, g)| match w {
+                    Dim::Fixed(n) => n == g,
+                    Dim::Free(_) => true,
+                });
+            if !fixed_ok {
+                return Err(mismatch(format!(
+                    "output `{name}` has shape {:?} on input {probe:?}, the manifest says {}",
+                    out.shape,
+                    shape_to_string(want)
+                )));
+            }
+        }
+        Ok(session)
+    }
+
+    fn plan(&mut self, shape: &[usize]) -> anyhow::Result<Arc<TypedRunnableModel>> {
+        if let Some(plan) = self.plans.get(shape) {
+            return Ok(plan.clone());
+        }
+        if self.plans.len() >= MAX_PLANS {
+            self.plans.clear();
+        }
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?
+            .into_optimized()?
+            .into_runnable()?;
+        self.plans.insert(shape.to_vec(), plan.clone());
+        Ok(plan)
+    }
+}
+
+impl Session for TractSession {
+    fn run(&mut self, input: Tensor) -> anyhow::Result<Vec<Tensor>> {
+        let plan = self.plan(&input.shape).with_context(|| {
+            format!(
+                "planning {} for input {:?}",
+                self.manifest.file.display(),
+                input.shape
+            )
+        })?;
+        let tensor = TractTensor::from_shape(&input.shape, &input.data)?;
+        let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
+        outputs
+            .iter()
+            .map(|o| {
+                let view = o.to_plain_array_view::<f32>()?;
+                Ok(Tensor {
+                    shape: view.shape().to_vec(),
+                    data: view.iter().copied().collect(),
+                })
+            })
+            .collect()
+    }
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}

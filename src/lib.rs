@@ -1,0 +1,20 @@
+//! edgeid: an edge biometric runtime.
+//!
+//! A frame flows through one module per stage — `capture` (frames from files or cameras),
+//! `detect` (faces and landmarks), `align` (crops on the encoder's template), `encode`
+//! (embeddings), `gallery` (enrolled identities, 1:N search) — with plain values between them,
+//! so each stage can be tested, benchmarked and swapped alone. Models are data: `manifest`
+//! describes each ONNX file and `infer` runs it on a backend. `app` holds the commands the
+//! binary exposes.
+
+pub mod align;
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod detect;
+pub mod encode;
+pub mod gallery;
+pub mod infer;
+pub mod manifest;
+pub mod pipeline;
+pub mod resize;

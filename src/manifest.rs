@@ -1,0 +1,297 @@
+//! Model manifests: a model is an ONNX file plus a TOML file that says what it is.
+//!
+//! Every number the pipeline needs about a model (input name, shape, layout, value range,
+//! output names, embedding size, alignment template, detector stride…) lives in the manifest,
+//! never in code, so that swapping MobileFace for another encoder is a configuration change.
+//! Loading checks the file against the manifest (existence, sha256) before any byte of it is
+//! parsed as a model, and the backend then checks the graph's shapes against the manifest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Why a model was refused. Callers branch on these (e.g. a daemon keeps running on the old
+/// model when a new one fails to load), so they are typed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model manifest {path} cannot be read: {source}; check the path in the config")]
+    ManifestUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "model manifest {path} is not valid: {message}; fix the manifest (see models/README.md)"
+    )]
+    ManifestInvalid { path: PathBuf, message: String },
+    #[error("model file {path} is missing; copy it beside its manifest {manifest} or fix `file` in the manifest")]
+    FileMissing { path: PathBuf, manifest: PathBuf },
+    #[error("model file {path} cannot be read: {source}")]
+    FileUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected}; the file is corrupt or was swapped: restore the original file")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "model file {path} is not a loadable ONNX model: {message}; restore the original file"
+    )]
+    Unloadable { path: PathBuf, message: String },
+    #[error("model file {path} does not match its manifest: {message}")]
+    ShapeMismatch { path: PathBuf, message: String },
+    #[error("model {path} has role `{actual}` but is used as `{expected}`; point the config at a {expected} manifest")]
+    WrongRole {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// One dimension of a tensor shape: a fixed size, or a named free size (batch, image side).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Dim {
+    Fixed(usize),
+    Free(String),
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Free(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Formats a shape as `[N, 112, 112, 3]` for messages.
+pub fn shape_to_string(shape: &[Dim]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Memory layout of an image input. `NWHC` is NHWC with width and height swapped: the MTCNN
+/// weights come from Caffe/MATLAB and were trained on transposed images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Layout {
+    NHWC,
+    NWHC,
+    NCHW,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ColorOrder {
+    RGB,
+    BGR,
+}
+
+/// The image input of a model and how pixels become input values: `(pixel - mean) * scale`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub shape: Vec<Dim>,
+    pub layout: Layout,
+    pub color: ColorOrder,
+    pub mean: f32,
+    pub scale: f32,
+}
+
+impl InputSpec {
+    /// Fixed (height, width) of the image input, if the manifest fixes them.
+    pub fn fixed_hw(&self) -> Option<(usize, usize)> {
+        let (h, w) = match self.layout {
+            Layout::NHWC => (&self.shape[1], &self.shape[2]),
+            Layout::NWHC => (&self.shape[2], &self.shape[1]),
+            Layout::NCHW => (&self.shape[2], &self.shape[3]),
+        };
+        match (h, w) {
+            (Dim::Fixed(h), Dim::Fixed(w)) => Some((*h, *w)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub shape: Vec<Dim>,
+}
+
+/// What an encoder's embedding is and how it is compared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    pub dim: usize,
+    /// `l2`: the raw output is L2-normalised, so cosine similarity is a dot product.
+    pub normalize: String,
+}
+
+/// Where the face landmarks must land in the encoder's input crop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmentSpec {
+    /// Crop size, [width, height].
+    pub size: [usize; 2],
+    /// Target positions of left eye, right eye, nose, left and right mouth corners.
+    pub template: Vec<[f32; 2]>,
+}
+
+/// Cascade-detector facts for one stage of MTCNN-like detectors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    /// `pnet`, `rnet` or `onet`.
+    pub stage: String,
+    /// Index of the face class in the score output.
+    pub face_class: usize,
+    /// P-Net only: output stride and receptive cell of the fully-convolutional proposal map.
+    pub stride: Option<usize>,
+    pub cell: Option<usize>,
+}
+
+/// A parsed model manifest; `dir` is where relative paths in it are resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Stable identifier written next to every embedding, so that embeddings of different
+    /// encoders are never compared.
+    pub id: String,
+    pub role: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+    pub input: InputSpec,
+    /// Outputs by purpose (`embedding`, `boxes`, `scores`, `landmarks`…).
+    pub outputs: BTreeMap<String, OutputSpec>,
+    pub embedding: Option<EmbeddingSpec>,
+    pub alignment: Option<AlignmentSpec>,
+    pub detector: Option<DetectorSpec>,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Manifest {
+    /// Reads and validates a manifest (not the model file: see [`Manifest::verify_file`]).
+    pub fn load(path: &Path) -> Result<Manifest, ModelError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ModelError::ManifestUnreadable {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut m: Manifest = toml::from_str(&text).map_err(|e| ModelError::ManifestInvalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        m.path = path.to_path_buf();
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> ModelError {
+        ModelError::ManifestInvalid {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(self.invalid("`sha256` must be 64 hexadecimal digits"));
+        }
+        if self.input.shape.len() != 4 {
+            return Err(self.invalid(format!(
+                "input shape {} must have 4 dimensions (batch, two sides, channels)",
+                shape_to_string(&self.input.shape)
+            )));
+        }
+        if !(self.input.scale.is_finite() && self.input.scale != 0.0 && self.input.mean.is_finite())
+        {
+            return Err(self.invalid("input `scale` must be finite and non-zero, `mean` finite"));
+        }
+        if let Some(e) = &self.embedding {
+            if e.dim == 0 {
+                return Err(self.invalid("embedding.dim must be positive"));
+            }
+            if e.normalize != "l2" && e.normalize != "none" {
+                return Err(self.invalid("embedding.normalize must be `l2` or `none`"));
+            }
+        }
+        if let Some(a) = &self.alignment {
+            if a.template.len() != 5 {
+                return Err(self.invalid("alignment.template must hold 5 points"));
+            }
+            if self.input.fixed_hw() != Some((a.size[1], a.size[0])) {
+                return Err(self.invalid(format!(
+                    "alignment.size {:?} (width, height) disagrees with the input shape {}",
+                    a.size,
+                    shape_to_string(&self.input.shape)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model file, resolved against the manifest's folder.
+    pub fn model_path(&self) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        dir.join(&self.file)
+    }
+
+    /// Refuses a manifest whose role is not the one the caller needs.
+    pub fn expect_role(&self, role: &str) -> Result<(), ModelError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(ModelError::WrongRole {
+                path: self.path.clone(),
+                expected: role.to_string(),
+                actual: self.role.clone(),
+            })
+        }
+    }
+
+    /// Named output, or an error naming the manifest and the missing purpose.
+    pub fn output(&self, purpose: &str) -> Result<&OutputSpec, ModelError> {
+        self.outputs
+            .get(purpose)
+            .ok_or_else(|| self.invalid(format!("it has no `outputs.{purpose}` entry")))
+    }
+
+    /// Reads the model file and checks its sha256 against the manifest; returns the bytes so
+    /// the file is read once.
+    pub fn verify_file(&self) -> Result<Vec<u8>, ModelError> {
+        let path = self.model_path();
+        if !path.exists() {
+            return Err(ModelError::FileMissing {
+                path,
+                manifest: self.path.clone(),
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::FileUnreadable {
+            path: path.clone(),
+            source,
+        })?;
+        let actual = hex(&Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(&self.sha256) {
+            return Err(ModelError::HashMismatch {
+                path,
+                expected: self.sha256.to_lowercase(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

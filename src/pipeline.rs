@@ -1,0 +1,89 @@
+//! The frame path from pixels to embeddings: detect → align → encode, built from a config.
+
+use anyhow::Context;
+
+use crate::align::{align, AlignedFace};
+use crate::capture::Frame;
+use crate::config::Config;
+use crate::detect::{Face, Mtcnn};
+use crate::encode::{Embedding, Encoder};
+use crate::manifest::{Manifest, ModelError};
+
+/// One face seen in a frame, with its aligned crop and embedding.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub face: Face,
+    pub aligned: AlignedFace,
+    pub embedding: Embedding,
+}
+
+pub struct Pipeline {
+    pub detector: Mtcnn,
+    pub encoder: Encoder,
+    min_score: f32,
+}
+
+impl Pipeline {
+    /// Loads every model the config names, checking each against its manifest.
+    pub fn load(cfg: &Config) -> Result<Pipeline, ModelError> {
+        let d = &cfg.detector;
+        let (p, r, o) = (
+            Manifest::load(&d.pnet)?,
+            Manifest::load(&d.rnet)?,
+            Manifest::load(&d.onet)?,
+        );
+        let detector = Mtcnn::load(cfg.backend, [&p, &r, &o], cfg.mtcnn_params())?;
+        let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
+        Ok(Pipeline {
+            detector,
+            encoder,
+            min_score: d.min_score,
+        })
+    }
+
+    /// Faces scoring at least the configured `min_score`, best first.
+    pub fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>> {
+        let mut faces = self
+            .detector
+            .detect(frame)
+            .with_context(|| format!("detecting faces in {}", frame.source))?;
+        faces.retain(|f| f.score >= self.min_score);
+        Ok(faces)
+    }
+
+    /// Aligns and encodes the given faces of a frame in one encoder batch.
+    pub fn encode_faces(
+        &mut self,
+        frame: &Frame,
+        faces: Vec<Face>,
+    ) -> anyhow::Result<Vec<Observation>> {
+        let spec = self.encoder.alignment().clone();
+        let mut kept = Vec::new();
+        for face in faces {
+            // Degenerate landmarks (all on one point) cannot be aligned: skip that face.
+            if let Some(aligned) = align(&frame.image, &face, &spec) {
+                kept.push((face, aligned));
+            }
+        }
+        let crops: Vec<_> = kept.iter().map(|(_, a)| &a.image).collect();
+        let embeddings = self
+            .encoder
+            .encode(&crops)
+            .with_context(|| format!("encoding faces of {}", frame.source))?;
+        Ok(kept
+            .into_iter()
+            .zip(embeddings)
+            .map(|((face, aligned), embedding)| Observation {
+                face,
+                aligned,
+                embedding,
+            })
+            .collect())
+    }
+
+    /// Detects, aligns and encodes every face of a frame.
+    pub fn observe(&mut self, frame: &Frame) -> anyhow::Result<Vec<Observation>> {
+        let faces = self.detect(frame)?;
+        self.encode_faces(frame, faces)
+    }
+}
