@@ -1,19 +1,22 @@
 fn main() -> anyhow::Result<()> {
-    let cfg = edgeid::config::Config::load(std::path::Path::new("configs/default.toml"))?;
-    let mut p = edgeid::pipeline::Pipeline::load(&cfg)?;
+    let mut cfg = edgeid::config::Config::load(std::path::Path::new("configs/default.toml"))?;
+    cfg.detector.mirror_landmarks = false;
+    let mut off = edgeid::pipeline::Pipeline::load(&cfg)?;
+    cfg.detector.mirror_landmarks = true;
+    let mut on = edgeid::pipeline::Pipeline::load(&cfg)?;
+    let (mut dx, mut dy, mut n) = (0.0, 0.0, 0.0);
     for f in std::env::args().skip(1) {
         let frame = edgeid::capture::load_image(std::path::Path::new(&f))?;
-        let t = std::time::Instant::now();
-        let faces = p.detector.detect(&frame)?;
-        println!("{f}: {} faces in {:?}", faces.len(), t.elapsed());
-        for x in &faces {
-            println!(
-                "  {:?} {:.4} {:?}",
-                x.bbox.map(|v| v.round()),
-                x.score,
-                x.landmarks.map(|p| p.map(|v| v.round()))
-            );
+        let a = off.detect(&frame)?;
+        let b = on.detect(&frame)?;
+        for (x, y) in a.iter().zip(&b) {
+            for i in 0..5 {
+                dx += y.landmarks[i][0] - x.landmarks[i][0];
+                dy += y.landmarks[i][1] - x.landmarks[i][1];
+                n += 1.0;
+            }
         }
     }
+    println!("mean shift on-off: dx {:.3} dy {:.3}", dx / n, dy / n);
     Ok(())
 }

@@ -17,11 +17,7 @@ use crate::pipeline::Pipeline;
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     #[error("no face found in {path} (faces of at least {min_px} px scoring at least {min_score}); use a photo where the face is visible, frontal and at least {min_px} px wide")]
-    NoFace {
-        path: PathBuf,
-        min_px: f32,
-        min_score: f32,
-    },
+    NoFace { path: PathBuf, min_px: f32, min_score: f32 },
     #[error("the name `{0}` is not valid: give a non-empty name of at most 200 characters")]
     BadName(String),
 }
@@ -96,11 +92,8 @@ pub fn enroll(
     }
     let (model_id, dim) = encoder_identity(cfg)?;
     // Refuse a foreign gallery before the slow part.
-    let existing = if gallery.exists() {
-        Some(Gallery::open(gallery, &model_id, dim, false)?)
-    } else {
-        None
-    };
+    let existing =
+        if gallery.exists() { Some(Gallery::open(gallery, &model_id, dim, false)?) } else { None };
 
     let mut pipeline = Pipeline::load(cfg)?;
     let mut templates = Vec::new();
@@ -109,13 +102,13 @@ pub fn enroll(
         let frame = load_image(path)?;
         let faces = pipeline.detect(&frame)?;
         let count = faces.len();
-        let largest = faces
-            .into_iter()
-            .max_by(|a, b| a.area().total_cmp(&b.area()))
-            .ok_or_else(|| EnrollError::NoFace {
-                path: path.clone(),
-                min_px: cfg.detector.min_face_px,
-                min_score: cfg.detector.min_score,
+        let largest =
+            faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())).ok_or_else(|| {
+                EnrollError::NoFace {
+                    path: path.clone(),
+                    min_px: cfg.detector.min_face_px,
+                    min_score: cfg.detector.min_score,
+                }
             })?;
         let obs = pipeline.encode_faces(&frame, vec![largest])?;
         let obs = obs
@@ -123,11 +116,7 @@ pub fn enroll(
             .next()
             .with_context(|| format!("the face in {} cannot be aligned", path.display()))?;
         embeddings.push((obs.embedding, frame.source.clone()));
-        templates.push(EnrolledFace {
-            image: frame.source,
-            face: obs.face,
-            faces_in_image: count,
-        });
+        templates.push(EnrolledFace { image: frame.source, face: obs.face, faces_in_image: count });
     }
     let mut gallery = match existing {
         Some(g) => g,
@@ -147,24 +136,38 @@ pub struct Identifier {
     pipeline: Pipeline,
     gallery: Gallery,
     threshold: f32,
+    /// Where to write each face's aligned crop (PNG), to inspect alignment.
+    crops_dir: Option<PathBuf>,
 }
 
 impl Identifier {
-    pub fn new(cfg: &Config, gallery: &Path) -> anyhow::Result<Identifier> {
+    pub fn new(
+        cfg: &Config,
+        gallery: &Path,
+        crops_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Identifier> {
         let (model_id, dim) = encoder_identity(cfg)?;
         let gallery = Gallery::open(gallery, &model_id, dim, false)?;
+        if let Some(dir) = &crops_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the crops folder {}", dir.display()))?;
+        }
         let pipeline = Pipeline::load(cfg)?;
-        Ok(Identifier {
-            pipeline,
-            gallery,
-            threshold: cfg.recognition.match_threshold,
-        })
+        Ok(Identifier { pipeline, gallery, threshold: cfg.recognition.match_threshold, crops_dir })
     }
 
     /// Every face of one image, each with its best identity.
     pub fn identify(&mut self, path: &Path) -> anyhow::Result<ImageReport> {
         let frame = load_image(path)?;
         let observations = self.pipeline.observe(&frame)?;
+        if let Some(dir) = &self.crops_dir {
+            let stem =
+                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            for (i, o) in observations.iter().enumerate() {
+                let out = dir.join(format!("{stem}_face{}.png", i + 1));
+                o.aligned.image.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            }
+        }
         let faces = observations
             .into_iter()
             .map(|o| {

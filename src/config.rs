@@ -15,19 +15,11 @@ use crate::infer::BackendKind;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {path} cannot be read: {source}; pass an existing file with --config")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("config {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("config {path}: {key} = {value} is out of range ({allowed}); fix the value or remove the key to use the default")]
-    OutOfRange {
-        path: PathBuf,
-        key: String,
-        value: String,
-        allowed: String,
-    },
+    OutOfRange { path: PathBuf, key: String, value: String, allowed: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +57,14 @@ pub struct DetectorConfig {
     /// NMS overlaps: within a pyramid level, across levels, after R-Net, after O-Net.
     #[serde(default = "default_nms")]
     pub nms: [f32; 4],
+    /// Average O-Net's landmarks over each face crop and its mirror image (one more O-Net
+    /// pass; steadier alignment on tilted faces).
+    #[serde(default = "default_true")]
+    pub mirror_landmarks: bool,
+    /// Place the landmarks with a second O-Net pass on a crop centred on the final box (one
+    /// more O-Net pass over the faces found; steadier alignment when the box moved a lot).
+    #[serde(default = "default_true")]
+    pub refine_landmarks: bool,
     /// Faces below this final score are not reported.
     #[serde(default = "default_min_score")]
     pub min_score: f32,
@@ -93,9 +93,7 @@ pub struct GalleryConfig {
 
 impl Default for GalleryConfig {
     fn default() -> Self {
-        GalleryConfig {
-            path: default_gallery_path(),
-        }
+        GalleryConfig { path: default_gallery_path() }
     }
 }
 
@@ -111,6 +109,9 @@ fn default_stage_thresholds() -> [f32; 3] {
 fn default_nms() -> [f32; 4] {
     [0.5, 0.7, 0.7, 0.7]
 }
+fn default_true() -> bool {
+    true
+}
 fn default_min_score() -> f32 {
     0.9
 }
@@ -121,10 +122,8 @@ fn default_gallery_path() -> PathBuf {
 impl Config {
     /// Reads, parses, validates and resolves a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.to_path_buf(), source })?;
         Config::parse(&text, path)
     }
 
@@ -175,19 +174,9 @@ impl Config {
             )?;
         }
         for (i, t) in d.nms.iter().enumerate() {
-            self.check(
-                &format!("detector.nms[{i}]"),
-                *t,
-                |v| v > 0.0 && v < 1.0,
-                unit,
-            )?;
+            self.check(&format!("detector.nms[{i}]"), *t, |v| v > 0.0 && v < 1.0, unit)?;
         }
-        self.check(
-            "detector.min_score",
-            d.min_score,
-            |v| v > 0.0 && v < 1.0,
-            unit,
-        )?;
+        self.check("detector.min_score", d.min_score, |v| v > 0.0 && v < 1.0, unit)?;
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,
@@ -223,6 +212,8 @@ impl Config {
             scale_factor: d.scale_factor,
             thresholds: d.stage_thresholds,
             nms: d.nms,
+            mirror_landmarks: d.mirror_landmarks,
+            refine_landmarks: d.refine_landmarks,
         }
     }
 }

@@ -45,6 +45,9 @@ enum Command {
     Identify {
         #[arg(long)]
         gallery: Option<PathBuf>,
+        /// Write each face's aligned encoder input as DIR/<image>_face<N>.png.
+        #[arg(long, value_name = "DIR")]
+        crops: Option<PathBuf>,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -86,11 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
     match cli.command {
-        Command::Enroll {
-            gallery,
-            name,
-            images,
-        } => {
+        Command::Enroll { gallery, name, images } => {
             let report = app::enroll(&cfg, &gallery_or_default(gallery), &name, &images)?;
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -118,8 +117,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Identify { gallery, images } => {
-            let mut identifier = app::Identifier::new(&cfg, &gallery_or_default(gallery))?;
+        Command::Identify { gallery, crops, images } => {
+            let mut identifier = app::Identifier::new(&cfg, &gallery_or_default(gallery), crops)?;
             let mut failed = 0;
             for path in &images {
                 // One bad image does not hide the results of the others; the exit code says.
@@ -132,11 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Gallery { gallery, action } => {
             let gallery = gallery_or_default(gallery);
@@ -185,13 +180,7 @@ fn fmt_time(unix: i64) -> String {
 }
 
 fn print_report(r: &app::ImageReport) {
-    println!(
-        "{} ({}×{}): {} face(s)",
-        r.image,
-        r.width,
-        r.height,
-        r.faces.len()
-    );
+    println!("{} ({}×{}): {} face(s)", r.image, r.width, r.height, r.faces.len());
     for (i, f) in r.faces.iter().enumerate() {
         let who = match (&f.identity, f.similarity, &f.nearest) {
             (Some(name), Some(s), _) => format!("{name} (similarity {s:.3})"),
@@ -200,12 +189,8 @@ fn print_report(r: &app::ImageReport) {
             }
             _ => "unknown (gallery empty)".to_string(),
         };
-        let marks: Vec<String> = f
-            .face
-            .landmarks
-            .iter()
-            .map(|p| format!("({:.0},{:.0})", p[0], p[1]))
-            .collect();
+        let marks: Vec<String> =
+            f.face.landmarks.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
         println!(
             "  #{:<2} {} score {:.3}  {}  landmarks {}",
             i + 1,

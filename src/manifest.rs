@@ -18,10 +18,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model manifest {path} cannot be read: {source}; check the path in the config")]
-    ManifestUnreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ManifestUnreadable { path: PathBuf, source: std::io::Error },
     #[error(
         "model manifest {path} is not valid: {message}; fix the manifest (see models/README.md)"
     )]
@@ -29,16 +26,9 @@ pub enum ModelError {
     #[error("model file {path} is missing; copy it beside its manifest {manifest} or fix `file` in the manifest")]
     FileMissing { path: PathBuf, manifest: PathBuf },
     #[error("model file {path} cannot be read: {source}")]
-    FileUnreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    FileUnreadable { path: PathBuf, source: std::io::Error },
     #[error("model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected}; the file is corrupt or was swapped: restore the original file")]
-    HashMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    HashMismatch { path: PathBuf, expected: String, actual: String },
     #[error(
         "model file {path} is not a loadable ONNX model: {message}; restore the original file"
     )]
@@ -46,11 +36,7 @@ pub enum ModelError {
     #[error("model file {path} does not match its manifest: {message}")]
     ShapeMismatch { path: PathBuf, message: String },
     #[error("model {path} has role `{actual}` but is used as `{expected}`; point the config at a {expected} manifest")]
-    WrongRole {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    WrongRole { path: PathBuf, expected: String, actual: String },
 }
 
 /// One dimension of a tensor shape: a fixed size, or a named free size (batch, image side).
@@ -182,11 +168,9 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates a manifest (not the model file: see [`Manifest::verify_file`]).
     pub fn load(path: &Path) -> Result<Manifest, ModelError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ModelError::ManifestUnreadable {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
+        })?;
         let mut m: Manifest = toml::from_str(&text).map_err(|e| ModelError::ManifestInvalid {
             path: path.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
@@ -197,10 +181,7 @@ impl Manifest {
     }
 
     fn invalid(&self, message: impl Into<String>) -> ModelError {
-        ModelError::ManifestInvalid {
-            path: self.path.clone(),
-            message: message.into(),
-        }
+        ModelError::ManifestInvalid { path: self.path.clone(), message: message.into() }
     }
 
     fn validate(&self) -> Result<(), ModelError> {
@@ -271,15 +252,10 @@ impl Manifest {
     pub fn verify_file(&self) -> Result<Vec<u8>, ModelError> {
         let path = self.model_path();
         if !path.exists() {
-            return Err(ModelError::FileMissing {
-                path,
-                manifest: self.path.clone(),
-            });
+            return Err(ModelError::FileMissing { path, manifest: self.path.clone() });
         }
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::FileUnreadable {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path)
+            .map_err(|source| ModelError::FileUnreadable { path: path.clone(), source })?;
         let actual = hex(&Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(&self.sha256) {
             return Err(ModelError::HashMismatch {

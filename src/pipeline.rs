@@ -27,18 +27,11 @@ impl Pipeline {
     /// Loads every model the config names, checking each against its manifest.
     pub fn load(cfg: &Config) -> Result<Pipeline, ModelError> {
         let d = &cfg.detector;
-        let (p, r, o) = (
-            Manifest::load(&d.pnet)?,
-            Manifest::load(&d.rnet)?,
-            Manifest::load(&d.onet)?,
-        );
+        let (p, r, o) =
+            (Manifest::load(&d.pnet)?, Manifest::load(&d.rnet)?, Manifest::load(&d.onet)?);
         let detector = Mtcnn::load(cfg.backend, [&p, &r, &o], cfg.mtcnn_params())?;
         let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
-        Ok(Pipeline {
-            detector,
-            encoder,
-            min_score: d.min_score,
-        })
+        Ok(Pipeline { detector, encoder, min_score: d.min_score })
     }
 
     /// Faces scoring at least the configured `min_score`, best first.
@@ -73,11 +66,7 @@ impl Pipeline {
         Ok(kept
             .into_iter()
             .zip(embeddings)
-            .map(|((face, aligned), embedding)| Observation {
-                face,
-                aligned,
-                embedding,
-            })
+            .map(|((face, aligned), embedding)| Observation { face, aligned, embedding })
             .collect())
     }
 

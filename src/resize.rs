@@ -11,11 +11,7 @@ pub fn resize_rgb(src: &RgbImage, width: u32, height: u32) -> RgbImage {
     if (sw, sh) == (width, height) {
         return src.clone();
     }
-    let filter = if width < sw && height < sh {
-        FilterType::Box
-    } else {
-        FilterType::Bilinear
-    };
+    let filter = if width < sw && height < sh { FilterType::Box } else { FilterType::Bilinear };
     // Both buffers are tightly packed u8x3 and sized from their own dimensions, so the
     // constructors and the resize cannot fail.
     let src_ref = ImageRef::new(sw, sh, src.as_raw(), PixelType::U8x3).expect("packed RGB buffer");

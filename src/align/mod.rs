@@ -27,9 +27,8 @@ impl Similarity {
             return None;
         }
         let mean = |pts: &[[f32; 2]]| {
-            let (sx, sy) = pts[..n]
-                .iter()
-                .fold((0.0, 0.0), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            let (sx, sy) =
+                pts[..n].iter().fold((0.0, 0.0), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
             (sx / n as f64, sy / n as f64)
         };
         let (mx, my) = mean(src);
@@ -46,30 +45,17 @@ impl Similarity {
             return None;
         }
         let (a, b) = (c / var, s / var);
-        Some(Similarity {
-            a,
-            b,
-            tx: nx - (a * mx - b * my),
-            ty: ny - (b * mx + a * my),
-        })
+        Some(Similarity { a, b, tx: nx - (a * mx - b * my), ty: ny - (b * mx + a * my) })
     }
 
     pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
-        [
-            self.a * p[0] - self.b * p[1] + self.tx,
-            self.b * p[0] + self.a * p[1] + self.ty,
-        ]
+        [self.a * p[0] - self.b * p[1] + self.tx, self.b * p[0] + self.a * p[1] + self.ty]
     }
 
     pub fn inverse(&self) -> Similarity {
         let d = self.a * self.a + self.b * self.b;
         let (a, b) = (self.a / d, -self.b / d);
-        Similarity {
-            a,
-            b,
-            tx: -(a * self.tx - b * self.ty),
-            ty: -(b * self.tx + a * self.ty),
-        }
+        Similarity { a, b, tx: -(a * self.tx - b * self.ty), ty: -(b * self.tx + a * self.ty) }
     }
 
     pub fn scale(&self) -> f64 {
@@ -115,12 +101,7 @@ pub struct AlignedFace {
 /// Aligns one face onto the template of the encoder's manifest.
 pub fn align(frame: &RgbImage, face: &Face, spec: &AlignmentSpec) -> Option<AlignedFace> {
     let transform = Similarity::estimate(&face.landmarks, &spec.template)?;
-    let image = warp(
-        frame,
-        &transform.inverse(),
-        spec.size[0] as u32,
-        spec.size[1] as u32,
-    );
+    let image = warp(frame, &transform.inverse(), spec.size[0] as u32, spec.size[1] as u32);
     Some(AlignedFace { image, transform })
 }
 
@@ -130,19 +111,8 @@ mod tests {
 
     #[test]
     fn estimate_recovers_a_known_similarity() {
-        let t = Similarity {
-            a: 0.8,
-            b: 0.3,
-            tx: 12.5,
-            ty: -4.0,
-        };
-        let src = [
-            [10.0f32, 20.0],
-            [60.0, 22.0],
-            [35.0, 45.0],
-            [15.0, 70.0],
-            [55.0, 68.0],
-        ];
+        let t = Similarity { a: 0.8, b: 0.3, tx: 12.5, ty: -4.0 };
+        let src = [[10.0f32, 20.0], [60.0, 22.0], [35.0, 45.0], [15.0, 70.0], [55.0, 68.0]];
         let dst: Vec<[f32; 2]> = src
             .iter()
             .map(|p| t.apply([p[0] as f64, p[1] as f64]))
@@ -160,12 +130,7 @@ mod tests {
         let mut img = RgbImage::new(2, 1);
         img.put_pixel(0, 0, image::Rgb([0, 100, 200]));
         img.put_pixel(1, 0, image::Rgb([100, 200, 0]));
-        let shift = Similarity {
-            a: 1.0,
-            b: 0.0,
-            tx: 0.5,
-            ty: 0.0,
-        };
+        let shift = Similarity { a: 1.0, b: 0.0, tx: 0.5, ty: 0.0 };
         let out = warp(&img, &shift, 1, 1);
         assert_eq!(out.get_pixel(0, 0).0, [50, 150, 100]);
     }

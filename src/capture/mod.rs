@@ -28,10 +28,7 @@ pub enum ImageError {
     #[error("image {path} does not exist; check the path")]
     Missing { path: PathBuf },
     #[error("image {path} cannot be read: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("image {path} cannot be decoded ({reason}); give a complete JPEG, PNG or BMP file")]
     Undecodable { path: PathBuf, reason: String },
 }
@@ -39,24 +36,14 @@ pub enum ImageError {
 /// Decodes an image file into a frame, applying its EXIF orientation so that a phone photo
 /// taken sideways is upright, as a person looking at it would expect.
 pub fn load_image(path: &Path) -> Result<Frame, ImageError> {
-    let undecodable = |reason: String| ImageError::Undecodable {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let undecodable = |reason: String| ImageError::Undecodable { path: path.to_path_buf(), reason };
     if !path.exists() {
-        return Err(ImageError::Missing {
-            path: path.to_path_buf(),
-        });
+        return Err(ImageError::Missing { path: path.to_path_buf() });
     }
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|source| ImageError::Unreadable { path: path.to_path_buf(), source })?;
     let image = decode(&bytes).map_err(undecodable)?;
-    Ok(Frame {
-        image,
-        source: path.display().to_string(),
-    })
+    Ok(Frame { image, source: path.display().to_string() })
 }
 
 /// Decodes encoded image bytes (JPEG, PNG, BMP) into RGB.

@@ -30,6 +30,10 @@ pub struct MtcnnParams {
     pub thresholds: [f32; 3],
     /// NMS overlap thresholds: within a pyramid level, across levels, after R-Net, after O-Net.
     pub nms: [f32; 4],
+    /// Average O-Net's landmarks over the crop and its mirror image.
+    pub mirror_landmarks: bool,
+    /// Place the landmarks with a second O-Net pass centred on the final box.
+    pub refine_landmarks: bool,
 }
 
 struct Stage {
@@ -65,27 +69,19 @@ impl Mtcnn {
         let mut stages = Vec::new();
         for (m, stage) in manifests.iter().zip(["pnet", "rnet", "onet"]) {
             m.expect_role("detector")?;
-            let spec = m
-                .detector
-                .as_ref()
-                .filter(|d| d.stage == stage)
-                .ok_or_else(|| ModelError::ManifestInvalid {
+            let spec = m.detector.as_ref().filter(|d| d.stage == stage).ok_or_else(|| {
+                ModelError::ManifestInvalid {
                     path: m.path.clone(),
                     message: format!("it needs a [detector] table with stage = \"{stage}\""),
-                })?;
+                }
+            })?;
             let purposes: &[&str] = if stage == "onet" {
                 &["boxes", "landmarks", "scores"]
             } else {
                 &["boxes", "scores"]
             };
             let session = infer::load(backend, m, purposes)?;
-            stages.push((
-                Stage {
-                    session,
-                    face_class: spec.face_class,
-                },
-                spec.clone(),
-            ));
+            stages.push((Stage { session, face_class: spec.face_class }, spec.clone()));
         }
         let (onet, _) = stages.pop().expect("three stages");
         let (rnet, _) = stages.pop().expect("three stages");
@@ -107,14 +103,7 @@ impl Mtcnn {
                 });
             }
         }
-        Ok(Mtcnn {
-            pnet,
-            rnet,
-            onet,
-            stride,
-            cell,
-            params,
-        })
+        Ok(Mtcnn { pnet, rnet, onet, stride, cell, params })
     }
 
     /// Finds the faces in a frame, best first.
@@ -153,10 +142,7 @@ impl Mtcnn {
             let input = Tensor::new(batch_shape(&spec, 1, sw as usize, sh as usize), data);
             let out = self.pnet.session.run(input)?;
             let (reg, prob) = (&out[0], &out[1]);
-            ensure!(
-                reg.shape.len() == 4 && prob.shape.len() == 4,
-                "P-Net maps must be 4-D"
-            );
+            ensure!(reg.shape.len() == 4 && prob.shape.len() == 4, "P-Net maps must be 4-D");
             let (rows, cols) = map_size(spec.layout, &prob.shape);
             let mut level_cands = Vec::new();
             for row in 0..rows {
@@ -207,10 +193,11 @@ impl Mtcnn {
 
     /// Stage 2: R-Net on 24×24 crops of the proposals.
     fn refine(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<[f32; 4]>> {
-        let (boxes, outs) = run_on_crops(&mut self.rnet.session, img, boxes)?;
+        let (boxes, crops) = crops_for(&self.rnet.session, img, boxes)?;
         if boxes.is_empty() {
             return Ok(Vec::new());
         }
+        let outs = run_batches(&mut self.rnet.session, &crops)?;
         let (reg, prob) = (&outs[0], &outs[1]);
         let classes = prob.shape[1];
         let cands: Vec<Candidate> = boxes
@@ -237,81 +224,121 @@ impl Mtcnn {
     /// Stage 3: O-Net on 48×48 crops: final scores, boxes and landmarks.
     fn output(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<Face>> {
         let boxes: Vec<[f32; 4]> = boxes.into_iter().map(|b| b.map(f32::trunc)).collect();
-        let (boxes, outs) = run_on_crops(&mut self.onet.session, img, boxes)?;
-        if boxes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reg, marks, prob) = (&outs[0], &outs[1], &outs[2]);
-        let classes = prob.shape[1];
-        ensure!(
-            marks.shape.get(1) == Some(&10),
-            "O-Net landmarks must have 10 values per face"
-        );
+        let (boxes, scores, regs, points) = self.onet_pass(img, boxes)?;
         let mut cands = Vec::new();
-        let mut points = Vec::new();
-        for (k, b) in boxes.iter().enumerate() {
-            let score = prob.data[k * classes + self.onet.face_class];
-            if score <= self.params.thresholds[2] {
+        let mut kept_points = Vec::new();
+        for k in 0..boxes.len() {
+            if scores[k] <= self.params.thresholds[2] {
                 continue;
             }
-            let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
-            let m = &marks.data[k * 10..k * 10 + 10];
-            // Landmarks are relative to the box (5 x, then 5 y); -1 makes them 0-based.
-            let lm: [[f32; 2]; 5] =
-                std::array::from_fn(|i| [w * m[i] + b[0] - 1.0, h * m[5 + i] + b[1] - 1.0]);
-            let c = Candidate {
-                b: *b,
-                score,
-                reg: [
-                    reg.data[k * 4],
-                    reg.data[k * 4 + 1],
-                    reg.data[k * 4 + 2],
-                    reg.data[k * 4 + 3],
-                ],
-            };
-            cands.push(Candidate {
-                b: regress(&c),
-                ..c
-            });
-            points.push(lm);
+            let c = Candidate { b: boxes[k], score: scores[k], reg: regs[k] };
+            cands.push(Candidate { b: regress(&c), ..c });
+            kept_points.push(points[k]);
         }
-        let boxes: Vec<[f32; 4]> = cands.iter().map(|c| c.b).collect();
-        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
-        let keep = nms(&boxes, &scores, self.params.nms[3], Overlap::Min);
-        Ok(keep
+        let keep = suppress_indices(&cands, self.params.nms[3], Overlap::Min);
+        let mut faces: Vec<Face> = keep
             .into_iter()
             .map(|i| {
                 let b = cands[i].b;
+                // 1-based inclusive → 0-based half-open.
                 Face {
-                    // 1-based inclusive → 0-based half-open.
                     bbox: [b[0] - 1.0, b[1] - 1.0, b[2], b[3]],
                     score: cands[i].score,
-                    landmarks: points[i],
+                    landmarks: kept_points[i],
                 }
             })
-            .collect())
+            .collect();
+        if self.params.refine_landmarks && !faces.is_empty() {
+            // Landmarks again, on a crop centred on the final box: O-Net's landmarks follow its
+            // crop, and the crop R-Net handed over can sit far off a tilted face.
+            let finals: Vec<[f32; 4]> = faces
+                .iter()
+                .map(|f| {
+                    square([f.bbox[0] + 1.0, f.bbox[1] + 1.0, f.bbox[2], f.bbox[3]]).map(f32::trunc)
+                })
+                .collect();
+            let (done, _, _, points) = self.onet_pass(img, finals.clone())?;
+            if done.len() == finals.len() {
+                for (f, p) in faces.iter_mut().zip(points) {
+                    f.landmarks = p;
+                }
+            }
+        }
+        Ok(faces)
     }
+
+    /// Runs O-Net on crops of 1-based inclusive `boxes`: for each box that could be cropped,
+    /// its face score, box regression and landmarks (0-based frame pixels).
+    ///
+    /// With `mirror_landmarks`, O-Net also sees each crop mirrored and the landmarks are the
+    /// mean of both passes (the mirrored one flipped back, left and right swapped), which
+    /// makes them steadier and a flipped photo align to the mirror of the same crop.
+    #[allow(clippy::type_complexity)]
+    fn onet_pass(
+        &mut self,
+        img: &RgbImage,
+        boxes: Vec<[f32; 4]>,
+    ) -> anyhow::Result<(Vec<[f32; 4]>, Vec<f32>, Vec<[f32; 4]>, Vec<[[f32; 2]; 5]>)> {
+        let (boxes, mut crops) = crops_for(&self.onet.session, img, boxes)?;
+        let n = boxes.len();
+        if n == 0 {
+            return Ok(Default::default());
+        }
+        let mirror = self.params.mirror_landmarks;
+        if mirror {
+            let mirrored: Vec<RgbImage> =
+                crops.iter().map(image::imageops::flip_horizontal).collect();
+            crops.extend(mirrored);
+        }
+        let outs = run_batches(&mut self.onet.session, &crops)?;
+        let (reg, marks, prob) = (&outs[0], &outs[1], &outs[2]);
+        let classes = prob.shape[1];
+        ensure!(marks.shape.get(1) == Some(&10), "O-Net landmarks must have 10 values per face");
+        let scores = (0..n).map(|k| prob.data[k * classes + self.onet.face_class]).collect();
+        let regs = (0..n).map(|k| std::array::from_fn(|i| reg.data[k * 4 + i])).collect();
+        let points = boxes
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+                let m = &marks.data[k * 10..k * 10 + 10];
+                // Relative to the box (5 x, then 5 y); -1 makes them 0-based.
+                let mut lm: [[f32; 2]; 5] =
+                    std::array::from_fn(|i| [w * m[i] + b[0] - 1.0, h * m[5 + i] + b[1] - 1.0]);
+                if mirror {
+                    let mm = &marks.data[(n + k) * 10..(n + k) * 10 + 10];
+                    // Left/right swap: eyes 0↔1, nose stays, mouth corners 3↔4.
+                    const SWAP: [usize; 5] = [1, 0, 2, 4, 3];
+                    for (i, p) in lm.iter_mut().enumerate() {
+                        let j = SWAP[i];
+                        let x = w - w * mm[j] + b[0] - 1.0;
+                        let y = h * mm[5 + j] + b[1] - 1.0;
+                        *p = [(p[0] + x) * 0.5, (p[1] + y) * 0.5];
+                    }
+                }
+                lm
+            })
+            .collect();
+        Ok((boxes, scores, regs, points))
+    }
+}
+
+/// NMS over candidates: indices of the survivors in score order.
+fn suppress_indices(cands: &[Candidate], threshold: f32, kind: Overlap) -> Vec<usize> {
+    let boxes: Vec<[f32; 4]> = cands.iter().map(|c| c.b).collect();
+    let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+    nms(&boxes, &scores, threshold, kind)
 }
 
 /// NMS over candidates, keeping the survivors in score order.
 fn suppress(cands: Vec<Candidate>, threshold: f32, kind: Overlap) -> Vec<Candidate> {
-    let boxes: Vec<[f32; 4]> = cands.iter().map(|c| c.b).collect();
-    let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
-    nms(&boxes, &scores, threshold, kind)
-        .into_iter()
-        .map(|i| cands[i])
-        .collect()
+    suppress_indices(&cands, threshold, kind).into_iter().map(|i| cands[i]).collect()
 }
 
 /// Applies a refinement stage's regression; offsets are relative to the inclusive box side.
 fn regress(c: &Candidate) -> [f32; 4] {
     let (w, h) = (c.b[2] - c.b[0] + 1.0, c.b[3] - c.b[1] + 1.0);
-    [
-        c.b[0] + c.reg[0] * w,
-        c.b[1] + c.reg[1] * h,
-        c.b[2] + c.reg[2] * w,
-        c.b[3] + c.reg[3] * h,
-    ]
+    [c.b[0] + c.reg[0] * w, c.b[1] + c.reg[1] * h, c.b[2] + c.reg[2] * w, c.b[3] + c.reg[3] * h]
 }
 
 /// Grows a box to a square around its centre (the next stage's input is square).
@@ -351,18 +378,15 @@ fn crop_padded(img: &RgbImage, b: &[f32; 4]) -> Option<RgbImage> {
     Some(out)
 }
 
-/// Runs a fixed-size stage on crops of `boxes`, in power-of-two batches. Returns the boxes that
-/// could be cropped and the stage's outputs concatenated over them (no outputs when no box
-/// could be cropped).
-fn run_on_crops(
-    session: &mut Box<dyn Session>,
+/// Crops `boxes` out of the image at a stage's fixed input size. Returns the boxes that could
+/// be cropped and their crops.
+fn crops_for(
+    session: &Box<dyn Session>,
     img: &RgbImage,
     boxes: Vec<[f32; 4]>,
-) -> anyhow::Result<(Vec<[f32; 4]>, Vec<Tensor>)> {
-    let spec = session.manifest().input.clone();
-    let (h, w) = spec
-        .fixed_hw()
-        .context("stage input must have a fixed size")?;
+) -> anyhow::Result<(Vec<[f32; 4]>, Vec<RgbImage>)> {
+    let (h, w) =
+        session.manifest().input.fixed_hw().context("stage input must have a fixed size")?;
     let mut kept = Vec::new();
     let mut crops = Vec::new();
     for b in boxes {
@@ -371,8 +395,16 @@ fn run_on_crops(
             kept.push(b);
         }
     }
+    Ok((kept, crops))
+}
+
+/// Runs a fixed-size stage on crops in power-of-two batches; outputs are concatenated over
+/// the crops (no outputs at all for no crops).
+fn run_batches(session: &mut Box<dyn Session>, crops: &[RgbImage]) -> anyhow::Result<Vec<Tensor>> {
+    let spec = session.manifest().input.clone();
     let mut merged: Vec<Tensor> = Vec::new();
     for chunk in crops.chunks(MAX_BATCH) {
+        let (w, h) = (chunk[0].width() as usize, chunk[0].height() as usize);
         let n = chunk.len().next_power_of_two();
         let mut data = Vec::with_capacity(n * w * h * 3);
         for crop in chunk {
@@ -381,10 +413,7 @@ fn run_on_crops(
         data.resize(n * w * h * 3, 0.0);
         let outs = session.run(Tensor::new(batch_shape(&spec, n, w, h), data))?;
         if merged.is_empty() {
-            merged = outs
-                .iter()
-                .map(|o| Tensor::new(vec![0, o.shape[1]], Vec::new()))
-                .collect();
+            merged = outs.iter().map(|o| Tensor::new(vec![0, o.shape[1]], Vec::new())).collect();
         }
         for (m, o) in merged.iter_mut().zip(outs) {
             let per = o.shape[1..].iter().product::<usize>();
@@ -392,7 +421,7 @@ fn run_on_crops(
             m.shape[0] += chunk.len();
         }
     }
-    Ok((kept, merged))
+    Ok(merged)
 }
 
 #[cfg(test)]

@@ -43,10 +43,7 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], threshold: f32, kind: Overlap) ->
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut keep: Vec<usize> = Vec::new();
     for i in order {
-        if keep
-            .iter()
-            .all(|&k| overlap(&boxes[k], &boxes[i], kind) <= threshold)
-        {
+        if keep.iter().all(|&k| overlap(&boxes[k], &boxes[i], kind) <= threshold) {
             keep.push(i);
         }
     }
@@ -59,12 +56,7 @@ mod tests {
 
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes_and_separate_ones() {
-        let boxes = [
-            [0., 0., 9., 9.],
-            [1., 1., 10., 10.],
-            [50., 50., 59., 59.],
-            [2., 2., 6., 6.],
-        ];
+        let boxes = [[0., 0., 9., 9.], [1., 1., 10., 10.], [50., 50., 59., 59.], [2., 2., 6., 6.]];
         let scores = [0.8, 0.9, 0.7, 0.95];
         // 0 and 1 overlap by 81/119 = 0.68 > 0.5; 3 sits inside 1 (IoU 25/100 = 0.25).
         assert_eq!(nms(&boxes, &scores, 0.5, Overlap::Union), vec![3, 1, 2]);

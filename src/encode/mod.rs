@@ -52,14 +52,8 @@ impl Encoder {
             path: manifest.path.clone(),
             message: format!("an encoder manifest needs an [{what}] table"),
         };
-        let embedding = manifest
-            .embedding
-            .clone()
-            .ok_or_else(|| missing("embedding"))?;
-        let alignment = manifest
-            .alignment
-            .clone()
-            .ok_or_else(|| missing("alignment"))?;
+        let embedding = manifest.embedding.clone().ok_or_else(|| missing("embedding"))?;
+        let alignment = manifest.alignment.clone().ok_or_else(|| missing("alignment"))?;
         let session = infer::load(backend, manifest, &["embedding"])?;
         Ok(Encoder {
             session,
@@ -99,9 +93,7 @@ impl Encoder {
             );
             push_image(spec, crop, &mut data);
         }
-        let out = self
-            .session
-            .run(Tensor::new(batch_shape(spec, crops.len(), w, h), data))?;
+        let out = self.session.run(Tensor::new(batch_shape(spec, crops.len(), w, h), data))?;
         let out = &out[0];
         ensure!(
             out.shape == [crops.len(), self.dim],

@@ -22,20 +22,13 @@ pub enum GalleryError {
     #[error("gallery {path} is not an edgeid gallery ({reason}); point --gallery at a gallery file or a new path")]
     NotAGallery { path: PathBuf, reason: String },
     #[error("gallery {path} was built with encoder `{gallery}`, but the config uses `{config}`; use the encoder it was built with or enrol into a new gallery")]
-    EncoderMismatch {
-        path: PathBuf,
-        gallery: String,
-        config: String,
-    },
+    EncoderMismatch { path: PathBuf, gallery: String, config: String },
     #[error(
         "gallery {path}: no identity named `{name}`; `edgeid gallery list` shows who is enrolled"
     )]
     UnknownIdentity { path: PathBuf, name: String },
     #[error("gallery {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: PathBuf, source: rusqlite::Error },
 }
 
 /// One enrolled identity, as listed.
@@ -74,18 +67,11 @@ impl Gallery {
     ) -> Result<Gallery, GalleryError> {
         let exists = path.exists();
         if !exists && !create {
-            return Err(GalleryError::Missing {
-                path: path.to_path_buf(),
-            });
+            return Err(GalleryError::Missing { path: path.to_path_buf() });
         }
-        let sql = |source| GalleryError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let not_gallery = |reason: String| GalleryError::NotAGallery {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let sql = |source| GalleryError::Sqlite { path: path.to_path_buf(), source };
+        let not_gallery =
+            |reason: String| GalleryError::NotAGallery { path: path.to_path_buf(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
@@ -135,8 +121,7 @@ impl Gallery {
             )
             .map_err(sql)?;
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON;")
-            .map_err(sql)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(sql)?;
         let meta = |key: &str| -> Result<String, GalleryError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
@@ -163,10 +148,7 @@ impl Gallery {
     }
 
     fn sql(&self, source: rusqlite::Error) -> GalleryError {
-        GalleryError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        GalleryError::Sqlite { path: self.path.clone(), source }
     }
 
     /// Reads every template into memory.
@@ -176,9 +158,7 @@ impl Gallery {
             .prepare("SELECT i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
             .map_err(|e| self.sql(e))?;
         let mut templates = Vec::new();
         for row in rows {
@@ -211,19 +191,17 @@ impl Gallery {
         embeddings: &[(Embedding, String)],
     ) -> Result<(), GalleryError> {
         let now = unix_now();
-        let tx = self.conn.transaction().map_err(|e| GalleryError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| GalleryError::Sqlite { path: self.path.clone(), source: e })?;
         let result = (|| {
             tx.execute(
                 "INSERT OR IGNORE INTO identities (name, created_at) VALUES (?1, ?2)",
                 params![name, now],
             )?;
             let id: i64 =
-                tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| {
-                    r.get(0)
-                })?;
+                tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| r.get(0))?;
             for (e, source) in embeddings {
                 let blob: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tx.execute(
@@ -234,11 +212,7 @@ impl Gallery {
             Ok(())
         })();
         result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
-        self.templates.extend(
-            embeddings
-                .iter()
-                .map(|(e, _)| (name.to_string(), e.0.clone())),
-        );
+        self.templates.extend(embeddings.iter().map(|(e, _)| (name.to_string(), e.0.clone())));
         Ok(())
     }
 
@@ -248,10 +222,7 @@ impl Gallery {
             .iter()
             .map(|(name, v)| (name, crate::encode::cosine(&probe.0, v)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(name, similarity)| Match {
-                name: name.clone(),
-                similarity,
-            })
+            .map(|(name, similarity)| Match { name: name.clone(), similarity })
     }
 
     pub fn list(&self) -> Result<Vec<Identity>, GalleryError> {
@@ -305,8 +276,5 @@ impl Gallery {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -38,16 +38,10 @@ impl TractSession {
         purposes: &[&str],
     ) -> Result<TractSession, ModelError> {
         let path = manifest.model_path();
-        let mismatch = |message: String| ModelError::ShapeMismatch {
-            path: path.clone(),
-            message,
-        };
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| ModelError::Unloadable {
-                path: path.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let mismatch = |message: String| ModelError::ShapeMismatch { path: path.clone(), message };
+        let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(|e| {
+            ModelError::Unloadable { path: path.clone(), message: format!("{e:#}") }
+        })?;
 
         let input_outlet = model.input_outlets().map_err(|e| mismatch(e.to_string()))?[0];
         let input_name = model.node(input_outlet.node).name.clone();
@@ -58,11 +52,8 @@ impl TractSession {
             )));
         }
         let fact = model.input_fact(0).map_err(|e| mismatch(e.to_string()))?;
-        let model_dims: Vec<Option<i64>> = fact
-            .shape
-            .dims()
-            .map(|d| d.concretize().and_then(|d| d.as_i64()))
-            .collect();
+        let model_dims: Vec<Option<i64>> =
+            fact.shape.dims().map(|d| d.concretize().and_then(|d| d.as_i64())).collect();
         let expected = &manifest.input.shape;
         if model_dims.len() != expected.len() {
             return Err(mismatch(format!(
@@ -93,11 +84,7 @@ impl TractSession {
             ))
         })?;
 
-        let mut session = TractSession {
-            manifest: manifest.clone(),
-            model,
-            plans: HashMap::new(),
-        };
+        let mut session = TractSession { manifest: manifest.clone(), model, plans: HashMap::new() };
         // Probe: batch 1, free sides at a size every image model accepts.
         let probe: Vec<usize> = expected
             .iter()
@@ -150,11 +137,7 @@ impl TractSession {
 impl Session for TractSession {
     fn run(&mut self, input: Tensor) -> anyhow::Result<Vec<Tensor>> {
         let plan = self.plan(&input.shape).with_context(|| {
-            format!(
-                "planning {} for input {:?}",
-                self.manifest.file.display(),
-                input.shape
-            )
+            format!("planning {} for input {:?}", self.manifest.file.display(), input.shape)
         })?;
         let tensor = TractTensor::from_shape(&input.shape, &input.data)?;
         let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
@@ -162,10 +145,7 @@ impl Session for TractSession {
             .iter()
             .map(|o| {
                 let view = o.to_plain_array_view::<f32>()?;
-                Ok(Tensor {
-                    shape: view.shape().to_vec(),
-                    data: view.iter().copied().collect(),
-                })
+                Ok(Tensor { shape: view.shape().to_vec(), data: view.iter().copied().collect() })
             })
             .collect()
     }
