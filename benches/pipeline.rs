@@ -1,1 +1,64 @@
-fn main() {}
+//! Per-stage latency on a real photo with the bundled models: detection (the whole MTCNN
+//! cascade), alignment, encoding, 1:N search, and the whole frame. `cargo bench`.
+//!
+//! Compare numbers as ratios within one run: these machines are shared and noisy.
+
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use edgeid::align::align;
+use edgeid::capture::load_image;
+use edgeid::config::Config;
+use edgeid::encode::Embedding;
+use edgeid::gallery::Gallery;
+use edgeid::pipeline::Pipeline;
+
+fn stages(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = Config::load(&root.join("configs/default.toml")).expect("config");
+    let mut pipeline = Pipeline::load(&cfg).expect("models");
+    let frame = load_image(&root.join("tests/data/sample1.jpg")).expect("photo");
+    let faces = pipeline.detect(&frame).expect("detect");
+    let face = faces[0].clone();
+    let spec = pipeline.encoder.alignment().clone();
+    let aligned = align(&frame.image, &face, &spec).expect("align");
+
+    let mut group = c.benchmark_group("stages");
+    group.sample_size(10);
+    group
+        .bench_function("detect 1280x853 (mtcnn)", |b| b.iter(|| pipeline.detect(&frame).unwrap()));
+    group
+        .bench_function("align 112x112", |b| b.iter(|| align(&frame.image, &face, &spec).unwrap()));
+    group.bench_function("encode 1 face (mobileface)", |b| {
+        b.iter(|| pipeline.encoder.encode(&[&aligned.image]).unwrap())
+    });
+    group.bench_function("frame: detect+align+encode 3 faces", |b| {
+        b.iter(|| pipeline.observe(&frame).unwrap())
+    });
+
+    // 1:N search over 10,000 enrolled templates (random unit vectors, real probe).
+    let probe = pipeline.encoder.encode(&[&aligned.image]).unwrap().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gallery =
+        Gallery::open(&dir.path().join("bench.db"), "bench", probe.0.len(), true).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let templates: Vec<(Embedding, String)> = (0..10_000)
+        .map(|_| {
+            let v: Vec<f32> = (0..probe.0.len()).map(|_| next()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            (Embedding(v.iter().map(|x| x / n).collect()), "bench".to_string())
+        })
+        .collect();
+    gallery.enroll("synthetic", &templates).unwrap();
+    group.bench_function("search 10k templates", |b| b.iter(|| gallery.best_match(&probe)));
+    group.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

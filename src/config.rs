@@ -131,7 +131,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message: one_line(&e.to_string()),
+            message: toml_error(text, &e),
         })?;
         cfg.path = path.to_path_buf();
         cfg.validate()?;
@@ -218,11 +218,16 @@ impl Config {
     }
 }
 
-/// toml's errors span several lines with a source excerpt; one line reads better in a log.
-fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|'))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// toml's error as one line with its line number (its Display spans several lines with a
+/// source excerpt, which reads badly in a log).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("{message} (line {line}: `{source}`)")
+        }
+        None => message,
+    }
 }

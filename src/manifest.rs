@@ -173,7 +173,7 @@ impl Manifest {
         })?;
         let mut m: Manifest = toml::from_str(&text).map_err(|e| ModelError::ManifestInvalid {
             path: path.to_path_buf(),
-            message: e.to_string().trim().replace('\n', " "),
+            message: crate::config::toml_error(&text, &e),
         })?;
         m.path = path.to_path_buf();
         m.validate()?;

@@ -42,6 +42,9 @@ fn brightness(img: &RgbImage, factor: f32) -> RgbImage {
     out
 }
 
+/// Maps a face box of the original photo into a changed copy of it.
+type BoxMap = Box<dyn Fn(&[f32; 4]) -> [f32; 4]>;
+
 /// Every face of every photo under scale, crop, brightness, JPEG and flip: its embedding must
 /// stay at or above the match threshold against the original.
 #[test]
@@ -53,7 +56,7 @@ fn the_same_face_under_everyday_changes_stays_above_the_threshold() {
         let f = frame(name);
         let originals = observe(&f);
         let (w, h) = f.image.dimensions();
-        let variants: Vec<(&str, RgbImage, Box<dyn Fn(&[f32; 4]) -> [f32; 4]>)> = vec![
+        let variants: Vec<(&str, RgbImage, BoxMap)> = vec![
             (
                 "scale 0.6",
                 imageops::resize(&f.image, w * 3 / 5, h * 3 / 5, imageops::FilterType::Triangle),
@@ -159,10 +162,13 @@ fn different_people_stay_below_the_threshold() {
 
 /// Faces that show the same person in two photos, judged by eye (the only two such pairs in
 /// the set), given as photo and approximate face centre.
-const SAME_PERSON: [((&str, f32, f32), (&str, f32, f32)); 2] = [
+const SAME_PERSON: [(FaceAt, FaceAt); 2] = [
     (("sample1.jpg", 621.0, 360.0), ("sample2.jpg", 1031.0, 188.0)),
     (("sample1.jpg", 1052.0, 213.0), ("sample3.jpg", 781.0, 241.0)),
 ];
+
+/// A face given by its photo and approximate centre.
+type FaceAt = (&'static str, f32, f32);
 
 /// Whether two face labels (`photo@x,y`) are one of the `SAME_PERSON` pairs.
 fn same_person(a: &str, b: &str) -> bool {

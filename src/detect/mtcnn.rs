@@ -12,7 +12,7 @@ use super::Face;
 use crate::capture::Frame;
 use crate::infer::input::{batch_shape, map_at, map_size, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
-use crate::manifest::{Manifest, ModelError};
+use crate::manifest::{Dim, Manifest, ModelError};
 use crate::resize::resize_rgb;
 
 /// Largest R-Net/O-Net batch run at once; batches are padded to a power of two so that only a
@@ -60,33 +60,47 @@ struct Candidate {
 }
 
 impl Mtcnn {
-    /// Loads the three networks; each manifest must be a `detector` of the right stage.
+    /// Loads the three networks; each manifest must be a `detector` of the right stage whose
+    /// outputs have the widths the cascade reads (checked before any model is parsed).
     pub fn load(
         backend: BackendKind,
         manifests: [&Manifest; 3],
         params: MtcnnParams,
     ) -> Result<Mtcnn, ModelError> {
-        let mut stages = Vec::new();
+        let mut specs = Vec::new();
         for (m, stage) in manifests.iter().zip(["pnet", "rnet", "onet"]) {
+            let invalid =
+                |message: String| ModelError::ManifestInvalid { path: m.path.clone(), message };
             m.expect_role("detector")?;
             let spec = m.detector.as_ref().filter(|d| d.stage == stage).ok_or_else(|| {
-                ModelError::ManifestInvalid {
-                    path: m.path.clone(),
-                    message: format!("it needs a [detector] table with stage = \"{stage}\""),
-                }
+                invalid(format!("it needs a [detector] table with stage = \"{stage}\""))
             })?;
-            let purposes: &[&str] = if stage == "onet" {
-                &["boxes", "landmarks", "scores"]
-            } else {
-                &["boxes", "scores"]
+            let last = |purpose: &str| -> Result<Option<usize>, ModelError> {
+                Ok(match m.output(purpose)?.shape.last() {
+                    Some(Dim::Fixed(n)) => Some(*n),
+                    _ => None,
+                })
             };
-            let session = infer::load(backend, m, purposes)?;
-            stages.push((Stage { session, face_class: spec.face_class }, spec.clone()));
+            if last("scores")?.is_none_or(|n| spec.face_class >= n) {
+                return Err(invalid(format!(
+                    "detector.face_class = {} must index the fixed last dimension of outputs.scores",
+                    spec.face_class
+                )));
+            }
+            if last("boxes")? != Some(4) {
+                return Err(invalid("outputs.boxes must end in a fixed dimension of 4".into()));
+            }
+            if stage == "onet" && last("landmarks")? != Some(10) {
+                return Err(invalid(
+                    "outputs.landmarks must end in a fixed dimension of 10".into(),
+                ));
+            }
+            if stage != "pnet" && m.input.fixed_hw().is_none() {
+                return Err(invalid("R-Net and O-Net inputs need a fixed size".into()));
+            }
+            specs.push(spec.clone());
         }
-        let (onet, _) = stages.pop().expect("three stages");
-        let (rnet, _) = stages.pop().expect("three stages");
-        let (pnet, pspec) = stages.pop().expect("three stages");
-        let (stride, cell) = match (pspec.stride, pspec.cell) {
+        let (stride, cell) = match (specs[0].stride, specs[0].cell) {
             (Some(s), Some(c)) if s > 0 && c > 0 => (s as f32, c as f32),
             _ => {
                 return Err(ModelError::ManifestInvalid {
@@ -95,14 +109,13 @@ impl Mtcnn {
                 })
             }
         };
-        for m in &manifests[1..] {
-            if m.input.fixed_hw().is_none() {
-                return Err(ModelError::ManifestInvalid {
-                    path: m.path.clone(),
-                    message: "R-Net and O-Net inputs need a fixed size".into(),
-                });
-            }
-        }
+        let stage = |i: usize, purposes: &[&str]| -> Result<Stage, ModelError> {
+            let session = infer::load(backend, manifests[i], purposes)?;
+            Ok(Stage { session, face_class: specs[i].face_class })
+        };
+        let pnet = stage(0, &["boxes", "scores"])?;
+        let rnet = stage(1, &["boxes", "scores"])?;
+        let onet = stage(2, &["boxes", "landmarks", "scores"])?;
         Ok(Mtcnn { pnet, rnet, onet, stride, cell, params })
     }
 
@@ -193,7 +206,7 @@ impl Mtcnn {
 
     /// Stage 2: R-Net on 24×24 crops of the proposals.
     fn refine(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<[f32; 4]>> {
-        let (boxes, crops) = crops_for(&self.rnet.session, img, boxes)?;
+        let (boxes, crops) = crops_for(self.rnet.session.as_ref(), img, boxes)?;
         if boxes.is_empty() {
             return Ok(Vec::new());
         }
@@ -224,7 +237,7 @@ impl Mtcnn {
     /// Stage 3: O-Net on 48×48 crops: final scores, boxes and landmarks.
     fn output(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<Vec<Face>> {
         let boxes: Vec<[f32; 4]> = boxes.into_iter().map(|b| b.map(f32::trunc)).collect();
-        let (boxes, scores, regs, points) = self.onet_pass(img, boxes)?;
+        let OnetOutput { boxes, scores, regs, points } = self.onet_pass(img, boxes)?;
         let mut cands = Vec::new();
         let mut kept_points = Vec::new();
         for k in 0..boxes.len() {
@@ -257,9 +270,9 @@ impl Mtcnn {
                     square([f.bbox[0] + 1.0, f.bbox[1] + 1.0, f.bbox[2], f.bbox[3]]).map(f32::trunc)
                 })
                 .collect();
-            let (done, _, _, points) = self.onet_pass(img, finals.clone())?;
-            if done.len() == finals.len() {
-                for (f, p) in faces.iter_mut().zip(points) {
+            let refined = self.onet_pass(img, finals.clone())?;
+            if refined.boxes.len() == finals.len() {
+                for (f, p) in faces.iter_mut().zip(refined.points) {
                     f.landmarks = p;
                 }
             }
@@ -273,16 +286,11 @@ impl Mtcnn {
     /// With `mirror_landmarks`, O-Net also sees each crop mirrored and the landmarks are the
     /// mean of both passes (the mirrored one flipped back, left and right swapped), which
     /// makes them steadier and a flipped photo align to the mirror of the same crop.
-    #[allow(clippy::type_complexity)]
-    fn onet_pass(
-        &mut self,
-        img: &RgbImage,
-        boxes: Vec<[f32; 4]>,
-    ) -> anyhow::Result<(Vec<[f32; 4]>, Vec<f32>, Vec<[f32; 4]>, Vec<[[f32; 2]; 5]>)> {
-        let (boxes, mut crops) = crops_for(&self.onet.session, img, boxes)?;
+    fn onet_pass(&mut self, img: &RgbImage, boxes: Vec<[f32; 4]>) -> anyhow::Result<OnetOutput> {
+        let (boxes, mut crops) = crops_for(self.onet.session.as_ref(), img, boxes)?;
         let n = boxes.len();
         if n == 0 {
-            return Ok(Default::default());
+            return Ok(OnetOutput::default());
         }
         let mirror = self.params.mirror_landmarks;
         if mirror {
@@ -319,8 +327,17 @@ impl Mtcnn {
                 lm
             })
             .collect();
-        Ok((boxes, scores, regs, points))
+        Ok(OnetOutput { boxes, scores, regs, points })
     }
+}
+
+/// O-Net's verdict on the boxes that could be cropped, one entry per box.
+#[derive(Default)]
+struct OnetOutput {
+    boxes: Vec<[f32; 4]>,
+    scores: Vec<f32>,
+    regs: Vec<[f32; 4]>,
+    points: Vec<[[f32; 2]; 5]>,
 }
 
 /// NMS over candidates: indices of the survivors in score order.
@@ -381,7 +398,7 @@ fn crop_padded(img: &RgbImage, b: &[f32; 4]) -> Option<RgbImage> {
 /// Crops `boxes` out of the image at a stage's fixed input size. Returns the boxes that could
 /// be cropped and their crops.
 fn crops_for(
-    session: &Box<dyn Session>,
+    session: &dyn Session,
     img: &RgbImage,
     boxes: Vec<[f32; 4]>,
 ) -> anyhow::Result<(Vec<[f32; 4]>, Vec<RgbImage>)> {

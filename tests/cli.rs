@@ -1,0 +1,287 @@
+//! The `edgeid` binary on good and bad input: every bad input ends in one clear error line
+//! naming the thing and the fix, a non-zero exit, and a gallery left exactly as it was.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{data, root};
+
+fn edgeid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgeid")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts a failure with exactly one `error:` line containing every fragment.
+fn assert_fails_with(o: &Output, fragments: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    for f in fragments {
+        assert!(lines[0].contains(f), "`{f}` missing from: {}", lines[0]);
+    }
+}
+
+/// A temporary copy of the models and a config pointing at them, to break one piece at a time.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        for entry in std::fs::read_dir(root().join("models")).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "onnx" || e == "toml") {
+                std::fs::copy(&p, dir.path().join("models").join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let cfg = std::fs::read_to_string(root().join("configs/default.toml")).unwrap();
+        std::fs::write(dir.path().join("config.toml"), cfg.replace("../models/", "models/"))
+            .unwrap();
+        Sandbox { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn config(&self) -> String {
+        self.path("config.toml").display().to_string()
+    }
+    fn edit(&self, rel: &str, f: impl FnOnce(String) -> String) {
+        let p = self.path(rel);
+        std::fs::write(&p, f(std::fs::read_to_string(&p).unwrap())).unwrap();
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A gallery with one enrolled person, and what `gallery list --json` says of it.
+fn enrolled_gallery(dir: &Path) -> (String, String) {
+    let g = s(&dir.join("gallery.db"));
+    let o = edgeid(&["enroll", "--gallery", &g, "--name", "alice", &s(&data("sample2.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = edgeid(&["gallery", "list", "--gallery", &g, "--json"]);
+    assert!(list.status.success());
+    (g, stdout(&list))
+}
+
+fn assert_gallery_unchanged(g: &str, before: &str) {
+    let list = edgeid(&["gallery", "list", "--gallery", g, "--json"]);
+    assert_eq!(stdout(&list), before, "the gallery changed");
+}
+
+#[test]
+fn enrol_identify_list_remove_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, list) = enrolled_gallery(dir.path());
+    let entry: serde_json::Value = serde_json::from_str(list.trim()).unwrap();
+    assert_eq!(entry["name"], "alice");
+    assert_eq!(entry["templates"], 1);
+
+    let o = edgeid(&[
+        "identify",
+        "--gallery",
+        &g,
+        "--json",
+        &s(&data("sample1.jpg")),
+        &s(&data("sample3.jpg")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reports: Vec<serde_json::Value> =
+        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 2);
+    let faces = reports[0]["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 3);
+    let named: Vec<_> = faces.iter().filter(|f| f["identity"] == "alice").collect();
+    assert_eq!(named.len(), 1);
+    let sim = named[0]["similarity"].as_f64().unwrap();
+    assert!(sim > 0.44 && sim < 0.6, "similarity {sim}");
+    assert_eq!(named[0]["box"].as_array().unwrap().len(), 4);
+    assert!(named[0]["score"].as_f64().unwrap() > 0.99);
+    assert!(reports[1]["faces"].as_array().unwrap().iter().all(|f| f["identity"].is_null()));
+
+    let o = edgeid(&["gallery", "remove", "--gallery", &g, "alice"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&edgeid(&["gallery", "list", "--gallery", &g, "--json"])), "");
+    let o = edgeid(&["gallery", "remove", "--gallery", &g, "alice"]);
+    assert_fails_with(&o, &["no identity named `alice`", "gallery list"]);
+}
+
+#[test]
+fn bad_images_fail_clearly_and_leave_the_gallery_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, before) = enrolled_gallery(dir.path());
+    let good = s(&data("sample1.jpg"));
+
+    let missing = s(&dir.path().join("nope.jpg"));
+    let truncated = dir.path().join("truncated.jpg");
+    let bytes = std::fs::read(data("sample1.jpg")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "this is not an image\n").unwrap();
+    // A real photo region without a face: the lower left of sample1.
+    let no_face = dir.path().join("background.png");
+    image::open(data("sample1.jpg")).unwrap().crop_imm(0, 600, 250, 253).save(&no_face).unwrap();
+
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (missing.clone(), vec!["nope.jpg", "does not exist"]),
+        (s(&truncated), vec!["truncated.jpg", "truncated", "give a complete JPEG, PNG or BMP"]),
+        (s(&text), vec!["notes.jpg", "not a known image format"]),
+        (s(&no_face), vec!["background.png", "no face found", "at least 20 px"]),
+    ];
+    for (bad, fragments) in &cases {
+        // The good image first: the bad one must still abort the whole enrolment.
+        let o = edgeid(&["enroll", "--gallery", &g, "--name", "bob", &good, bad]);
+        assert_fails_with(&o, fragments);
+        assert_gallery_unchanged(&g, &before);
+    }
+    // A failed first enrolment does not create a gallery.
+    let fresh = dir.path().join("fresh.db");
+    let o = edgeid(&["enroll", "--gallery", &s(&fresh), "--name", "bob", &missing]);
+    assert_fails_with(&o, &["does not exist"]);
+    assert!(!fresh.exists());
+
+    // identify reports the good image, names the bad one, and exits non-zero.
+    let o = edgeid(&["identify", "--gallery", &g, "--json", &good, &s(&truncated)]);
+    assert_fails_with(&o, &["truncated.jpg"]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    // An image with no face is not an error for identify: it has zero faces.
+    let o = edgeid(&["identify", "--gallery", &g, "--json", &s(&no_face)]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("\"faces\":[]"));
+}
+
+#[test]
+fn broken_models_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, before) = enrolled_gallery(tmp.path());
+    let photo = s(&data("sample2.jpg"));
+    let run = |sb: &Sandbox| {
+        edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo])
+    };
+
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.path("models/mtcnn-rnet.onnx")).unwrap();
+    assert_fails_with(&run(&sb), &["mtcnn-rnet.onnx", "is missing", "mtcnn-rnet.toml"]);
+
+    let sb = Sandbox::new();
+    let mut bytes = std::fs::read(sb.path("models/mobileface.onnx")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(sb.path("models/mobileface.onnx"), &bytes).unwrap();
+    assert_fails_with(&run(&sb), &["mobileface.onnx", "sha256", "restore the original file"]);
+
+    // Garbage whose hash the manifest agrees with: refused when parsed.
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("models/mtcnn-onet.onnx"), b"not a model at all").unwrap();
+    let digest = sha256_hex(b"not a model at all");
+    sb.edit("models/mtcnn-onet.toml", |t| replace_sha(&t, &digest));
+    assert_fails_with(&run(&sb), &["mtcnn-onet.onnx", "not a loadable ONNX model"]);
+
+    // The R-Net file behind the O-Net manifest: shapes disagree.
+    let sb = Sandbox::new();
+    std::fs::copy(sb.path("models/mtcnn-rnet.onnx"), sb.path("models/mtcnn-onet.onnx")).unwrap();
+    let digest = sha256_hex(&std::fs::read(sb.path("models/mtcnn-onet.onnx")).unwrap());
+    sb.edit("models/mtcnn-onet.toml", |t| replace_sha(&t, &digest));
+    assert_fails_with(&run(&sb), &["mtcnn-onet.onnx", "does not match its manifest", "input"]);
+
+    let sb = Sandbox::new();
+    sb.edit("models/mobileface.toml", |t| t.replace("dim = 256", "dim = \"big\""));
+    assert_fails_with(&run(&sb), &["mobileface.toml", "is not valid"]);
+
+    assert_gallery_unchanged(&g, &before);
+}
+
+#[test]
+fn bad_configs_are_refused_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, before) = enrolled_gallery(tmp.path());
+    let photo = s(&data("sample2.jpg"));
+    let run = |sb: &Sandbox| {
+        edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo])
+    };
+
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("[encoder]", "[encoder]\nmanifets = \"x\""));
+    assert_fails_with(&run(&sb), &["config.toml", "unknown field `manifets`"]);
+
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("scale_factor = 0.709", "scale_factor = 1.5"));
+    assert_fails_with(
+        &run(&sb),
+        &["config.toml", "detector.scale_factor = 1.5", "out of range", "0.5 to 0.9"],
+    );
+
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 2"));
+    assert_fails_with(&run(&sb), &["recognition.match_threshold = 2", "out of range"]);
+
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("min_face_px = 20", "min_face_px = \"twenty\""));
+    assert_fails_with(&run(&sb), &["config.toml", "is not valid", "min_face_px"]);
+
+    let o = edgeid(&["--config", "/nonexistent/edgeid.toml", "gallery", "list", "--gallery", &g]);
+    assert_fails_with(&o, &["/nonexistent/edgeid.toml", "--config"]);
+
+    assert_gallery_unchanged(&g, &before);
+}
+
+#[test]
+fn foreign_and_broken_galleries_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, before) = enrolled_gallery(tmp.path());
+    let photo = s(&data("sample2.jpg"));
+
+    // Another encoder (same file, another model id) must not enrol into this gallery.
+    let sb = Sandbox::new();
+    sb.edit("models/mobileface.toml", |t| {
+        t.replace("id = \"mobileface-256@80c1c6f0\"", "id = \"other-encoder\"")
+    });
+    let o = edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo]);
+    assert_fails_with(&o, &["built with encoder `mobileface-256@80c1c6f0`", "`other-encoder`"]);
+    assert_gallery_unchanged(&g, &before);
+
+    let not_db = tmp.path().join("notes.db");
+    std::fs::write(&not_db, "hello, this is text, not SQLite\n".repeat(100)).unwrap();
+    let o = edgeid(&["enroll", "--gallery", &s(&not_db), "--name", "bob", &photo]);
+    assert_fails_with(&o, &["notes.db", "is not an edgeid gallery"]);
+    assert_eq!(
+        std::fs::read_to_string(&not_db).unwrap(),
+        "hello, this is text, not SQLite\n".repeat(100)
+    );
+
+    let o = edgeid(&["identify", "--gallery", &s(&tmp.path().join("none.db")), &photo]);
+    assert_fails_with(&o, &["none.db", "does not exist", "edgeid enroll"]);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn replace_sha(manifest: &str, digest: &str) -> String {
+    manifest
+        .lines()
+        .map(|l| {
+            if l.starts_with("sha256 = ") {
+                format!("sha256 = \"{digest}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
