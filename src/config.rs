@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
 use crate::detect::MtcnnParams;
 use crate::infer::BackendKind;
 
@@ -33,6 +34,13 @@ pub struct Config {
     pub recognition: RecognitionConfig,
     #[serde(default)]
     pub gallery: GalleryConfig,
+    /// Frame sources of the daemon (`edgeid run`).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -97,6 +105,131 @@ impl Default for GalleryConfig {
     }
 }
 
+/// One frame source of the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A V4L2 camera.
+    V4l2 {
+        /// Camera name in logs, metrics and the journal.
+        name: String,
+        device: PathBuf,
+        #[serde(default = "default_width")]
+        width: u32,
+        #[serde(default = "default_height")]
+        height: u32,
+        /// Frames per second asked of the driver (0: the driver's default).
+        #[serde(default)]
+        fps: u32,
+        /// `MJPEG` or `YUYV`.
+        format: PixelFormat,
+    },
+    /// Recorded images: a folder (sorted by name) or a list file.
+    Replay {
+        name: String,
+        path: PathBuf,
+        /// Frames per second; 0 plays as fast as possible.
+        #[serde(default)]
+        fps: f32,
+        /// Start again at the end instead of stopping.
+        #[serde(default, rename = "loop")]
+        looping: bool,
+    },
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::V4l2 { name, .. } | SourceConfig::Replay { name, .. } => name,
+        }
+    }
+
+    /// Opens the source (again, after a failure).
+    pub fn open(&self) -> Result<Box<dyn Source>, CaptureError> {
+        Ok(match self {
+            SourceConfig::V4l2 { name, device, width, height, fps, format } => {
+                Box::new(V4l2Source::open(name, device, *width, *height, *fps, *format)?)
+            }
+            SourceConfig::Replay { name, path, fps, looping } => {
+                Box::new(ReplaySource::open(name, path, *fps, *looping)?)
+            }
+        })
+    }
+}
+
+/// Linking faces across frames and fusing them into one decision per person.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// A face continues a track if its box overlaps the track's last box by this IoU…
+    pub iou_min: f32,
+    /// …and its embedding is at least this similar to the track's; or, whatever the boxes,
+    /// if it is at least `relink_similarity` similar (the person moved fast or a frame dropped).
+    pub link_similarity: f32,
+    pub relink_similarity: f32,
+    /// A track unseen for this many frames of its camera has ended.
+    pub max_missed_frames: u64,
+    /// Decide as soon as a track holds this many usable frames (a person at the door should
+    /// not wait until they leave).
+    pub decide_after_frames: usize,
+    /// A track that ends with fewer usable frames is denied as `low_quality`.
+    pub min_frames: usize,
+    /// Frames where the face is narrower than this (pixels) are not usable.
+    pub min_face_px: f32,
+    /// Frames whose aligned face is blurrier than this (variance of the Laplacian) are not usable.
+    pub min_sharpness: f32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            iou_min: 0.3,
+            link_similarity: 0.3,
+            relink_similarity: 0.6,
+            max_missed_frames: 3,
+            decide_after_frames: 5,
+            min_frames: 2,
+            min_face_px: 40.0,
+            min_sharpness: 10.0,
+        }
+    }
+}
+
+/// The daemon's plumbing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Decision journal (SQLite, WAL).
+    pub journal: PathBuf,
+    /// Frames waiting between a camera and its inference worker. When full, the oldest frame
+    /// is dropped (and counted): inference never blocks capture, and a person at the door is
+    /// judged on the freshest frames.
+    pub queue_capacity: usize,
+    /// Address of /healthz and /metrics; loopback by default; "" turns the endpoint off.
+    pub http: String,
+    /// Seconds between attempts to reopen a camera that failed, doubling up to `retry_max_s`.
+    pub retry_initial_s: f32,
+    pub retry_max_s: f32,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            journal: PathBuf::from("journal.db"),
+            queue_capacity: 4,
+            http: "127.0.0.1:9464".into(),
+            retry_initial_s: 1.0,
+            retry_max_s: 30.0,
+        }
+    }
+}
+
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
 fn default_min_face_px() -> f32 {
     20.0
 }
@@ -142,7 +275,17 @@ impl Config {
             &mut cfg.detector.onet,
             &mut cfg.encoder.manifest,
             &mut cfg.gallery.path,
+            &mut cfg.daemon.journal,
         ] {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        for source in &mut cfg.sources {
+            let p = match source {
+                SourceConfig::V4l2 { device, .. } => device,
+                SourceConfig::Replay { path, .. } => path,
+            };
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -183,6 +326,77 @@ impl Config {
             |v| v > -1.0 && v < 1.0,
             "a cosine similarity between -1 and 1, exclusive",
         )?;
+        let t = &self.tracker;
+        self.check("tracker.iou_min", t.iou_min, |v| v > 0.0 && v < 1.0, unit)?;
+        self.check(
+            "tracker.link_similarity",
+            t.link_similarity,
+            |v| v > -1.0 && v < 1.0,
+            "between -1 and 1",
+        )?;
+        self.check(
+            "tracker.relink_similarity",
+            t.relink_similarity,
+            |v| v > -1.0 && v < 1.0,
+            "between -1 and 1",
+        )?;
+        self.check(
+            "tracker.max_missed_frames",
+            t.max_missed_frames as f32,
+            |v| v >= 1.0,
+            "1 or more",
+        )?;
+        self.check(
+            "tracker.decide_after_frames",
+            t.decide_after_frames as f32,
+            |v| v >= 1.0,
+            "1 or more",
+        )?;
+        self.check(
+            "tracker.min_frames",
+            t.min_frames as f32,
+            |v| v >= 1.0 && v <= t.decide_after_frames as f32,
+            "1 to tracker.decide_after_frames",
+        )?;
+        self.check("tracker.min_face_px", t.min_face_px, |v| v >= 0.0, "0 or more pixels")?;
+        self.check("tracker.min_sharpness", t.min_sharpness, |v| v >= 0.0, "0 or more")?;
+        let dm = &self.daemon;
+        self.check(
+            "daemon.queue_capacity",
+            dm.queue_capacity as f32,
+            |v| (1.0..=1024.0).contains(&v),
+            "1 to 1024 frames",
+        )?;
+        self.check(
+            "daemon.retry_initial_s",
+            dm.retry_initial_s,
+            |v| v > 0.0,
+            "more than 0 seconds",
+        )?;
+        self.check(
+            "daemon.retry_max_s",
+            dm.retry_max_s,
+            |v| v >= dm.retry_initial_s,
+            "at least daemon.retry_initial_s",
+        )?;
+        if !dm.http.is_empty() && dm.http.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: format!("daemon.http = \"{}\" is not an address like 127.0.0.1:9464 (\"\" turns it off)", dm.http),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            if !names.insert(s.name()) {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "two sources are named `{}`; give each source its own name",
+                        s.name()
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //!
 //! A frame flows through one module per stage — `capture` (frames from files or cameras),
 //! `detect` (faces and landmarks), `align` (crops on the encoder's template), `encode`
-//! (embeddings), `gallery` (enrolled identities, 1:N search) — with plain values between them,
-//! so each stage can be tested, benchmarked and swapped alone. Models are data: `manifest`
+//! (embeddings), `gallery` (enrolled identities, 1:N search), `track` (faces linked across
+//! frames), `decide` (one access decision per person), `journal` (every decision, in SQLite) —
+//! with plain values between them, so each stage can be tested, benchmarked and swapped alone.
+//! `daemon` wires them into the camera service. Models are data: `manifest`
 //! describes each ONNX file and `infer` runs it on a backend. `app` holds the commands the
 //! binary exposes.
 
@@ -11,10 +13,14 @@ pub mod align;
 pub mod app;
 pub mod capture;
 pub mod config;
+pub mod daemon;
+pub mod decide;
 pub mod detect;
 pub mod encode;
 pub mod gallery;
 pub mod infer;
+pub mod journal;
 pub mod manifest;
 pub mod pipeline;
 pub mod resize;
+pub mod track;

@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use edgeid::app;
 use edgeid::config::Config;
+use edgeid::daemon;
+use edgeid::journal::Journal;
 
 #[derive(Parser)]
 #[command(
@@ -51,12 +56,41 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Run the daemon on the configured sources until SIGINT/SIGTERM (or the sources end).
+    Run {
+        /// Stop each source after N frames.
+        #[arg(long, value_name = "N")]
+        max_frames: Option<u64>,
+    },
+    /// Read the decision journal.
+    Journal {
+        /// Journal database (default: the config's daemon.journal).
+        #[arg(long, global = true)]
+        journal: Option<PathBuf>,
+        #[command(subcommand)]
+        action: JournalAction,
+    },
     /// Manage enrolled identities.
     Gallery {
         #[arg(long, global = true)]
         gallery: Option<PathBuf>,
         #[command(subcommand)]
         action: GalleryAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// The last decisions.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Every decision since a time: RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a
+    /// duration ago (90m, 2h, 7days).
+    Export {
+        #[arg(long)]
+        since: String,
     },
 }
 
@@ -86,6 +120,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run { max_frames } = cli.command {
+        return run_daemon(&cli.config, max_frames, cli.json);
+    }
     let cfg = Config::load(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
     match cli.command {
@@ -133,6 +170,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+        Command::Run { .. } => unreachable!("handled above"),
+        Command::Journal { journal, action } => {
+            let path = journal.unwrap_or_else(|| cfg.daemon.journal.clone());
+            let journal = Journal::open_existing(&path)?;
+            let entries = match action {
+                JournalAction::Tail { lines } => journal.tail(lines)?,
+                JournalAction::Export { since } => journal.since(parse_since(&since)?)?,
+            };
+            for e in &entries {
+                if cli.json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!("{}", fmt_entry(e));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gallery { gallery, action } => {
             let gallery = gallery_or_default(gallery);
             match action {
@@ -168,6 +222,86 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs the daemon with SIGINT/SIGTERM stopping it and SIGHUP reloading it.
+fn run_daemon(
+    config: &std::path::Path,
+    max_frames: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let control = daemon::Control::default();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, control.stop.clone())
+            .context("installing signal handlers")?;
+    }
+    let reload = control.reload.clone();
+    // signal-hook sets a flag; this thread turns each SIGHUP into a reload request.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
+    let stop = control.stop.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            if hup.swap(false, Ordering::SeqCst) {
+                reload.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let summary = daemon::run(config, &daemon::RunOptions { max_frames }, &control)?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        for c in &summary.cameras {
+            println!(
+                "{}: {} frames in, {} processed, {} dropped, {} undecodable",
+                c.camera, c.frames_in, c.frames_processed, c.frames_dropped, c.frames_bad
+            );
+        }
+        println!("{} decision(s) journaled in {:.1} s", summary.decisions, summary.seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--since`: RFC 3339, Unix seconds, or a duration ago; Unix milliseconds.
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs * 1000);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
+    }
+    anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
+}
+
+fn fmt_entry(e: &edgeid::journal::Entry) -> String {
+    let d = &e.decision;
+    let time = d["time_ms"].as_i64().unwrap_or(0);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time.max(0) as u64);
+    let who = match (d["identity"].as_str(), d["reason"].as_str()) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(reason)) => reason.to_string(),
+        _ => String::new(),
+    };
+    let sim = d["similarity"].as_f64().map(|s| format!(" similarity {s:.3}")).unwrap_or_default();
+    format!(
+        "#{} {} {} track {} {} {}{} ({} frames)",
+        e.id,
+        humantime::format_rfc3339_millis(t),
+        d["camera"].as_str().unwrap_or(""),
+        d["track_id"],
+        d["outcome"].as_str().unwrap_or(""),
+        who,
+        sim,
+        d["frames_used"]
+    )
 }
 
 fn fmt_box(b: &[f32; 4]) -> String {

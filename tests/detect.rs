@@ -110,6 +110,6 @@ fn background_has_no_face() {
     let f = frame("sample1.jpg");
     // The lower left of sample1 holds clothes and background, no face (checked by eye).
     let crop = image::imageops::crop_imm(&f.image, 0, 600, 250, 253).to_image();
-    let faces = det.detect(&edgeid::capture::Frame { image: crop, source: "crop".into() }).unwrap();
+    let faces = det.detect(&edgeid::capture::Frame::new(crop, "crop")).unwrap();
     assert!(faces.iter().all(|f| f.score < config().detector.min_score), "{faces:?}");
 }

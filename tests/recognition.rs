@@ -24,7 +24,7 @@ fn observe(f: &Frame) -> Vec<(Face, Embedding)> {
 }
 
 fn with_image(source: &str, image: RgbImage) -> Frame {
-    Frame { image, source: source.to_string() }
+    Frame::new(image, source)
 }
 
 fn jpeg(img: &RgbImage, quality: u8) -> RgbImage {

@@ -105,6 +105,31 @@ pub fn align(frame: &RgbImage, face: &Face, spec: &AlignmentSpec) -> Option<Alig
     Some(AlignedFace { image, transform })
 }
 
+/// Sharpness of a crop: variance of the 4-neighbour Laplacian of its luma. A motion-blurred or
+/// out-of-focus face scores low and is not worth deciding on.
+pub fn sharpness(img: &RgbImage) -> f32 {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    let luma: Vec<f32> = img
+        .pixels()
+        .map(|p| 0.299 * p.0[0] as f32 + 0.587 * p.0[1] as f32 + 0.114 * p.0[2] as f32)
+        .collect();
+    let (mut sum, mut sq, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let i = y * w + x;
+            let l = (luma[i - 1] + luma[i + 1] + luma[i - w] + luma[i + w] - 4.0 * luma[i]) as f64;
+            sum += l;
+            sq += l * l;
+            n += 1.0;
+        }
+    }
+    let mean = sum / n;
+    (sq / n - mean * mean) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +148,17 @@ mod tests {
         assert!((e.tx - t.tx).abs() < 1e-3 && (e.ty - t.ty).abs() < 1e-3);
         let back = e.inverse().apply(e.apply([3.0, 7.0]));
         assert!((back[0] - 3.0).abs() < 1e-9 && (back[1] - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sharpness_drops_with_blur() {
+        let mut img = RgbImage::new(16, 16);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = if (x / 2 + y / 2) % 2 == 0 { image::Rgb([255; 3]) } else { image::Rgb([0; 3]) };
+        }
+        let blurred = image::imageops::blur(&img, 2.0);
+        assert!(sharpness(&img) > 10.0 * sharpness(&blurred));
+        assert_eq!(sharpness(&RgbImage::new(16, 16)), 0.0);
     }
 
     #[test]

@@ -1,9 +1,17 @@
 //! Sources of frames. A frame is a decoded RGB image with where it came from; every later
 //! stage takes a `&Frame` and never touches files or cameras.
 
+pub mod convert;
+mod replay;
+mod v4l2;
+
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use image::{ImageDecoder, ImageReader, RgbImage};
+
+pub use replay::ReplaySource;
+pub use v4l2::{PixelFormat, V4l2Source};
 
 /// One decoded frame, 8-bit RGB, row-major.
 #[derive(Debug, Clone)]
@@ -11,9 +19,47 @@ pub struct Frame {
     pub image: RgbImage,
     /// The file path, or camera name, the frame came from (for messages and the journal).
     pub source: String,
+    /// Frame number within its source, from 0.
+    pub seq: u64,
+    /// Capture time, Unix milliseconds.
+    pub timestamp_ms: i64,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Why a source could not deliver a frame. A daemon retries `Unavailable` with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("camera {device}: {message}")]
+    Unavailable { device: String, message: String },
+    #[error("camera {device} delivered a frame that cannot be decoded: {message}")]
+    BadFrame { device: String, message: String },
+    #[error("replay source {path}: {message}")]
+    Replay { path: PathBuf, message: String },
+}
+
+/// Something that yields frames: a camera, or recorded images.
+pub trait Source: Send {
+    /// The next frame; `None` when the source has ended (a replay that does not loop).
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError>;
+    /// A short name for logs, metrics and the journal.
+    fn name(&self) -> &str;
+    /// Whether frames come at the source's own pace (a camera, a paced replay) and must be
+    /// dropped when inference falls behind; otherwise the source waits for the pipeline.
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 impl Frame {
+    /// A frame captured now.
+    pub fn new(image: RgbImage, source: impl Into<String>) -> Frame {
+        Frame { image, source: source.into(), seq: 0, timestamp_ms: now_ms() }
+    }
+
     pub fn width(&self) -> u32 {
         self.image.width()
     }
@@ -43,7 +89,7 @@ pub fn load_image(path: &Path) -> Result<Frame, ImageError> {
     let bytes = std::fs::read(path)
         .map_err(|source| ImageError::Unreadable { path: path.to_path_buf(), source })?;
     let image = decode(&bytes).map_err(undecodable)?;
-    Ok(Frame { image, source: path.display().to_string() })
+    Ok(Frame::new(image, path.display().to_string()))
 }
 
 /// Decodes encoded image bytes (JPEG, PNG, BMP) into RGB.

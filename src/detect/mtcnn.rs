@@ -48,6 +48,8 @@ pub struct Mtcnn {
     stride: f32,
     cell: f32,
     params: MtcnnParams,
+    /// The three stages' model ids, for the journal.
+    id: String,
 }
 
 /// A candidate box carried between stages: `[x1, y1, x2, y2]` 1-based inclusive, its score and
@@ -116,7 +118,13 @@ impl Mtcnn {
         let pnet = stage(0, &["boxes", "scores"])?;
         let rnet = stage(1, &["boxes", "scores"])?;
         let onet = stage(2, &["boxes", "landmarks", "scores"])?;
-        Ok(Mtcnn { pnet, rnet, onet, stride, cell, params })
+        let id = manifests.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join("+");
+        Ok(Mtcnn { pnet, rnet, onet, stride, cell, params, id })
+    }
+
+    /// The model ids of the three stages, joined by `+`.
+    pub fn model_id(&self) -> &str {
+        &self.id
     }
 
     /// Finds the faces in a frame, best first.

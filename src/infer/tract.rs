@@ -20,7 +20,7 @@ use super::{Session, Tensor};
 use crate::manifest::{shape_to_string, Dim, Manifest, ModelError};
 
 /// Plans kept per session; more shapes than this means the caller is not bucketing sizes.
-const MAX_PLANS: usize = 64;
+const MAX_PLANS: usize = 256;
 
 pub struct TractSession {
     manifest: Manifest,

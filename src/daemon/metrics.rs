@@ -1,0 +1,145 @@
+//! Counters and latency histograms of the daemon, rendered in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, f64::INFINITY];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    n: u64,
+}
+
+/// Picks one counter out of a camera's counters.
+type CounterOf = fn(&CameraMetrics) -> &AtomicU64;
+
+/// Per-camera counters.
+#[derive(Default)]
+pub struct CameraMetrics {
+    pub frames_in: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub frames_bad: AtomicU64,
+    pub frames_processed: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// 1 while the camera delivers frames.
+    pub up: AtomicU64,
+}
+
+pub struct Metrics {
+    pub cameras: Vec<(String, CameraMetrics)>,
+    /// Decisions by (outcome, reason).
+    decisions: Mutex<Vec<((String, String), u64)>>,
+    /// Latency by stage.
+    stages: Mutex<Vec<(String, Histogram)>>,
+}
+
+impl Metrics {
+    pub fn new(cameras: &[String]) -> Metrics {
+        Metrics {
+            cameras: cameras.iter().map(|c| (c.clone(), CameraMetrics::default())).collect(),
+            decisions: Mutex::new(Vec::new()),
+            stages: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn camera(&self, name: &str) -> &CameraMetrics {
+        &self.cameras.iter().find(|(n, _)| n == name).expect("cameras are registered at start").1
+    }
+
+    pub fn observe(&self, stage: &str, seconds: f64) {
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        let h = match stages.iter().position(|(s, _)| s == stage) {
+            Some(i) => &mut stages[i].1,
+            None => {
+                stages.push((stage.to_string(), Histogram::default()));
+                &mut stages.last_mut().expect("just pushed").1
+            }
+        };
+        let i = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len() - 1);
+        h.counts[i] += 1;
+        h.sum += seconds;
+        h.n += 1;
+    }
+
+    pub fn decision(&self, outcome: &str, reason: &str) {
+        let mut d = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (outcome.to_string(), reason.to_string());
+        match d.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => d.push((key, 1)),
+        }
+    }
+
+    pub fn decisions_total(&self) -> u64 {
+        self.decisions.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, n)| n).sum()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, CounterOf); 6] = [
+            ("edgeid_frames_in_total", "Frames captured.", |c| &c.frames_in),
+            (
+                "edgeid_frames_dropped_total",
+                "Frames dropped because inference was behind (oldest first).",
+                |c| &c.frames_dropped,
+            ),
+            ("edgeid_frames_bad_total", "Frames that could not be decoded.", |c| &c.frames_bad),
+            ("edgeid_frames_processed_total", "Frames run through the pipeline.", |c| {
+                &c.frames_processed
+            }),
+            ("edgeid_camera_reconnects_total", "Attempts to reopen a failed camera.", |c| {
+                &c.reconnects
+            }),
+            ("edgeid_camera_up", "1 while the camera delivers frames.", |c| &c.up),
+        ];
+        for (name, help, get) in counters {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (camera, c) in &self.cameras {
+                let _ = writeln!(
+                    out,
+                    "{name}{{camera=\"{}\"}} {}",
+                    escape(camera),
+                    get(c).load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ =
+            writeln!(out, "# HELP edgeid_decisions_total Access decisions by outcome and reason.");
+        let _ = writeln!(out, "# TYPE edgeid_decisions_total counter");
+        for ((outcome, reason), n) in
+            self.decisions.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "edgeid_decisions_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");
+        let _ = writeln!(out, "# TYPE edgeid_stage_seconds histogram");
+        for (stage, h) in self.stages.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let mut cumulative = 0;
+            for (b, c) in BUCKETS.iter().zip(h.counts) {
+                cumulative += c;
+                let le = if b.is_infinite() { "+Inf".to_string() } else { b.to_string() };
+                let _ = writeln!(
+                    out,
+                    "edgeid_stage_seconds_bucket{{stage=\"{stage}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "edgeid_stage_seconds_sum{{stage=\"{stage}\"}} {}", h.sum);
+            let _ = writeln!(out, "edgeid_stage_seconds_count{{stage=\"{stage}\"}} {}", h.n);
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

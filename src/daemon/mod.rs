@@ -1,0 +1,402 @@
+//! `edgeid run`: the daemon. Per camera, a capture thread feeds a bounded queue (drop-oldest)
+//! and an inference worker runs detect → align → encode → track → decide on it; decisions go
+//! to one journal writer. Start-up loads and checks everything (config, models, gallery,
+//! journal, cameras) before the first frame, so a bad setup fails at once with one message;
+//! once running, a camera that fails is retried with back-off instead of ending the daemon.
+//!
+//! Stop (SIGINT/SIGTERM): capture stops, the queued frames are processed, open tracks are
+//! decided and journaled, then `run` returns. Reload (SIGHUP): the gallery and thresholds are
+//! read again from the config file; a bad new config is logged and the old one kept.
+
+pub mod metrics;
+pub mod queue;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::align::sharpness;
+use crate::capture::{CaptureError, Source};
+use crate::config::{Config, SourceConfig};
+use crate::decide::{decide, Decision, Policy};
+use crate::gallery::Gallery;
+use crate::journal::Journal;
+use crate::manifest::Manifest;
+use crate::pipeline::Pipeline;
+use crate::track::{Sighting, Tracker};
+
+use self::metrics::Metrics;
+use self::queue::{FrameQueue, Popped};
+
+/// Flags the caller (signal handlers, or a test) raises to steer a running daemon.
+#[derive(Clone, Default)]
+pub struct Control {
+    pub stop: Arc<AtomicBool>,
+    /// Incremented to ask the workers to reload the gallery and thresholds.
+    pub reload: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop each source after this many frames.
+    pub max_frames: Option<u64>,
+}
+
+/// What a run did, per camera and in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub cameras: Vec<CameraSummary>,
+    pub decisions: u64,
+    /// Peak resident memory of the process, KiB (Linux VmHWM).
+    pub peak_rss_kib: Option<u64>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraSummary {
+    pub camera: String,
+    pub frames_in: u64,
+    pub frames_processed: u64,
+    pub frames_dropped: u64,
+    pub frames_bad: u64,
+    /// Most frames ever waiting in the queue (bounded by daemon.queue_capacity).
+    pub queue_high_water: usize,
+}
+
+/// Runs the daemon described by the config file until every source ends or `control.stop`.
+pub fn run(
+    config_path: &Path,
+    options: &RunOptions,
+    control: &Control,
+) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let cfg = Config::load(config_path)?;
+    if cfg.sources.is_empty() {
+        anyhow::bail!(
+            "config {}: no [[sources]] configured; add a v4l2 camera or a replay folder (see configs/kiosk.toml)",
+            config_path.display()
+        );
+    }
+    let journal = Journal::open(&cfg.daemon.journal)?;
+    let encoder = Manifest::load(&cfg.encoder.manifest)?;
+    let dim = encoder
+        .embedding
+        .as_ref()
+        .map(|e| e.dim)
+        .context("the encoder manifest has no [embedding] table")?;
+    // Every worker gets its own pipeline and gallery handle; load them all before any frame.
+    let mut workers = Vec::new();
+    for source in &cfg.sources {
+        let pipeline = Pipeline::load(&cfg)?;
+        let gallery = Gallery::open(&cfg.gallery.path, &encoder.id, dim, false)?;
+        // Open each source once now: a missing camera or replay folder is a start-up error.
+        let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
+        workers.push((source.clone(), opened, pipeline, gallery));
+    }
+    let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
+    let metrics = Arc::new(Metrics::new(&names));
+    let http = start_http(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
+    log::info!(
+        "edgeid running: {} source(s), journal {}",
+        names.len(),
+        cfg.daemon.journal.display()
+    );
+
+    let (tx, rx) = mpsc::channel::<Decision>();
+    let writer_metrics = metrics.clone();
+    let writer = thread::spawn(move || -> anyhow::Result<u64> {
+        let mut n = 0;
+        for d in rx {
+            journal.append(&d)?;
+            writer_metrics.decision(d.outcome.as_str(), d.reason.as_deref().unwrap_or(""));
+            log::info!(
+                "decision: camera {} track {} {} {}",
+                d.camera,
+                d.track_id,
+                d.outcome.as_str(),
+                d.identity.as_deref().or(d.reason.as_deref()).unwrap_or("")
+            );
+            n += 1;
+        }
+        Ok(n)
+    });
+
+    let mut handles = Vec::new();
+    for (source_cfg, opened, pipeline, gallery) in workers {
+        let queue = Arc::new(FrameQueue::new(cfg.daemon.queue_capacity));
+        let capture = {
+            let (queue, metrics, control, options) =
+                (queue.clone(), metrics.clone(), control.clone(), options.clone());
+            let retry = (cfg.daemon.retry_initial_s, cfg.daemon.retry_max_s);
+            thread::spawn(move || {
+                capture_loop(source_cfg, opened, &queue, &metrics, &control, &options, retry)
+            })
+        };
+        let worker = {
+            let (queue, metrics, control, tx) =
+                (queue.clone(), metrics.clone(), control.clone(), tx.clone());
+            let cfg = cfg.clone();
+            let path = config_path.to_path_buf();
+            thread::spawn(move || {
+                worker_loop(&path, cfg, pipeline, gallery, &queue, &metrics, &control, tx)
+            })
+        };
+        handles.push((capture, worker, queue));
+    }
+    drop(tx);
+
+    let mut cameras = Vec::new();
+    let mut failure = None;
+    for ((capture, worker, queue), name) in handles.into_iter().zip(&names) {
+        let _ = capture.join();
+        if let Err(e) =
+            worker.join().unwrap_or_else(|_| Err(anyhow::anyhow!("worker of {name} panicked")))
+        {
+            failure.get_or_insert(e);
+        }
+        let c = metrics.camera(name);
+        cameras.push(CameraSummary {
+            camera: name.clone(),
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            frames_processed: c.frames_processed.load(Ordering::Relaxed),
+            frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+            frames_bad: c.frames_bad.load(Ordering::Relaxed),
+            queue_high_water: queue.high_water(),
+        });
+    }
+    let decisions = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
+    control.stop.store(true, Ordering::SeqCst);
+    if let Some(h) = http {
+        let _ = h.join();
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(RunSummary {
+        cameras,
+        decisions,
+        peak_rss_kib: peak_rss_kib(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads frames into the queue until the source ends, `max_frames`, or stop. A failing camera
+/// is reopened with exponential back-off; an undecodable frame is counted and skipped.
+fn capture_loop(
+    source_cfg: SourceConfig,
+    opened: Box<dyn Source>,
+    queue: &FrameQueue,
+    metrics: &Metrics,
+    control: &Control,
+    options: &RunOptions,
+    (retry_initial, retry_max): (f32, f32),
+) {
+    let m = metrics.camera(source_cfg.name());
+    let mut source = Some(opened);
+    let mut backoff = retry_initial;
+    let mut count = 0u64;
+    while !control.stop.load(Ordering::SeqCst) && options.max_frames.is_none_or(|max| count < max) {
+        let Some(src) = source.as_mut() else {
+            m.reconnects.fetch_add(1, Ordering::Relaxed);
+            match source_cfg.open() {
+                Ok(s) => {
+                    log::info!("source {}: reopened", source_cfg.name());
+                    source = Some(s);
+                    backoff = retry_initial;
+                }
+                Err(e) => {
+                    log::warn!("{e}; retrying in {backoff:.0} s");
+                    sleep_unless_stopped(Duration::from_secs_f32(backoff), &control.stop);
+                    backoff = (backoff * 2.0).min(retry_max);
+                }
+            }
+            continue;
+        };
+        match src.next_frame() {
+            Ok(Some(frame)) => {
+                m.up.store(1, Ordering::Relaxed);
+                m.frames_in.fetch_add(1, Ordering::Relaxed);
+                count += 1;
+                if !src.is_live() {
+                    if !queue.push_wait(frame) {
+                        break;
+                    }
+                } else if queue.push(frame) {
+                    m.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => break,
+            Err(e @ (CaptureError::BadFrame { .. } | CaptureError::Replay { .. })) => {
+                m.frames_bad.fetch_add(1, Ordering::Relaxed);
+                count += 1;
+                log::warn!("{e}; frame skipped");
+            }
+            Err(e) => {
+                m.up.store(0, Ordering::Relaxed);
+                log::warn!("{e}; reopening in {backoff:.0} s");
+                source = None;
+                sleep_unless_stopped(Duration::from_secs_f32(backoff), &control.stop);
+                backoff = (backoff * 2.0).min(retry_max);
+            }
+        }
+    }
+    m.up.store(0, Ordering::Relaxed);
+    queue.close();
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+    }
+}
+
+/// Runs the pipeline on every queued frame, tracks faces and sends decisions to the journal.
+#[allow(clippy::too_many_arguments)]
+fn worker_loop(
+    config_path: &Path,
+    mut cfg: Config,
+    mut pipeline: Pipeline,
+    mut gallery: Gallery,
+    queue: &FrameQueue,
+    metrics: &Metrics,
+    control: &Control,
+    tx: mpsc::Sender<Decision>,
+) -> anyhow::Result<()> {
+    let mut policy = policy_of(&cfg, &pipeline);
+    let mut tracker = Tracker::new(cfg.tracker.clone());
+    let mut reload_seen = control.reload.load(Ordering::SeqCst);
+    let mut camera = String::new();
+    let send = |decisions: Vec<Decision>| {
+        for d in decisions {
+            // The writer only goes away when every worker has finished.
+            let _ = tx.send(d);
+        }
+    };
+    loop {
+        let generation = control.reload.load(Ordering::SeqCst);
+        if generation != reload_seen {
+            reload_seen = generation;
+            match reload(config_path, &pipeline) {
+                Ok((new_cfg, new_gallery)) => {
+                    cfg = new_cfg;
+                    gallery = new_gallery;
+                    policy = policy_of(&cfg, &pipeline);
+                    tracker.set_params(cfg.tracker.clone());
+                    log::info!("reloaded the gallery ({} templates) and thresholds", gallery.len());
+                }
+                Err(e) => log::warn!("reload refused, keeping the running configuration: {e:#}"),
+            }
+        }
+        let frame = match queue.pop(Duration::from_millis(200)) {
+            Popped::Frame(f) => f,
+            Popped::Empty => continue,
+            Popped::Closed => break,
+        };
+        camera.clone_from(&frame.source);
+        let t0 = Instant::now();
+        let faces = pipeline.detect(&frame)?;
+        let t1 = Instant::now();
+        let observations = pipeline.encode_faces(&frame, faces)?;
+        let t2 = Instant::now();
+        let sightings = observations
+            .into_iter()
+            .map(|o| Sighting {
+                sharpness: sharpness(&o.aligned.image),
+                face: o.face,
+                embedding: o.embedding,
+                seq: frame.seq,
+                timestamp_ms: frame.timestamp_ms,
+            })
+            .collect();
+        let due = tracker.update(frame.seq, sightings);
+        send(due.iter().map(|t| decide(t, &camera, &gallery, &policy)).collect());
+        metrics.observe("detect", (t1 - t0).as_secs_f64());
+        metrics.observe("align_encode", (t2 - t1).as_secs_f64());
+        metrics.observe("frame", t0.elapsed().as_secs_f64());
+        metrics.camera(&frame.source).frames_processed.fetch_add(1, Ordering::Relaxed);
+    }
+    send(tracker.flush().iter().map(|t| decide(t, &camera, &gallery, &policy)).collect());
+    Ok(())
+}
+
+fn policy_of(cfg: &Config, pipeline: &Pipeline) -> Policy {
+    Policy {
+        match_threshold: cfg.recognition.match_threshold,
+        tracker: cfg.tracker.clone(),
+        encoder: pipeline.encoder.model_id().to_string(),
+        detector: pipeline.detector.model_id().to_string(),
+    }
+}
+
+/// Re-reads the config and the gallery for SIGHUP. Models are not reloaded: a new encoder
+/// needs a restart (and a new gallery).
+fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Gallery)> {
+    let cfg = Config::load(config_path)?;
+    let gallery = Gallery::open(
+        &cfg.gallery.path,
+        pipeline.encoder.model_id(),
+        pipeline.encoder.dim(),
+        false,
+    )?;
+    Ok((cfg, gallery))
+}
+
+/// Serves /healthz and /metrics until `stop`. Refuses to start on a taken address.
+fn start_http(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Option<thread::JoinHandle<()>>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let server = tiny_http::Server::http(addr).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} ({e}); change daemon.http or set it to \"\" to turn it off"
+        )
+    })?;
+    Ok(Some(thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let request = match server.recv_timeout(Duration::from_millis(200)) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(_) => break,
+            };
+            let (status, body, kind) = match request.url() {
+                "/healthz" => {
+                    let down: Vec<&str> = metrics
+                        .cameras
+                        .iter()
+                        .filter(|(_, c)| c.up.load(Ordering::Relaxed) == 0)
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    if down.is_empty() {
+                        (200, "ok\n".to_string(), "text/plain")
+                    } else {
+                        (503, format!("cameras down: {}\n", down.join(", ")), "text/plain")
+                    }
+                }
+                "/metrics" => (200, metrics.render(), "text/plain; version=0.0.4"),
+                _ => (404, "not found: try /healthz or /metrics\n".to_string(), "text/plain"),
+            };
+            let header =
+                tiny_http::Header::from_bytes("Content-Type", kind).expect("static header");
+            let _ = request.respond(
+                tiny_http::Response::from_string(body).with_status_code(status).with_header(header),
+            );
+        }
+    })))
+}
+
+/// Peak resident set size of this process (Linux), KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,167 @@
+//! The decision journal: every decision in SQLite, WAL mode, one transaction per decision with
+//! `synchronous = FULL`, so a decision that was committed survives a crash, a SIGKILL or a
+//! power cut. No image is stored: only scores, names and the models and thresholds used.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::decide::Decision;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path} does not exist; it is created by `edgeid run` (see daemon.journal in the config)")]
+    Missing { path: PathBuf },
+    #[error("journal {path} is not an edgeid journal ({reason}); point daemon.journal at a journal file or a new path")]
+    NotAJournal { path: PathBuf, reason: String },
+    #[error("journal {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+/// A journaled decision with its row id.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    #[serde(flatten)]
+    pub decision: serde_json::Value,
+}
+
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens the journal for writing, creating it if needed.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(path, true)
+    }
+
+    /// Opens an existing journal for reading.
+    pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Missing { path: path.to_path_buf() });
+        }
+        Journal::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<Journal, JournalError> {
+        let not = |reason: String| JournalError::NotAJournal { path: path.to_path_buf(), reason };
+        if create {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| not(format!("cannot create its folder: {e}")))?;
+            }
+        }
+        let flags = if create {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+        let has_table: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'decisions'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| not(e.to_string()))?;
+        if has_table == 0 {
+            let others: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| not(e.to_string()))?;
+            if others > 0 || !create {
+                return Err(not("it has no decisions table".into()));
+            }
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS decisions (
+                 id INTEGER PRIMARY KEY,
+                 time_ms INTEGER NOT NULL,
+                 camera TEXT NOT NULL,
+                 track_id INTEGER NOT NULL,
+                 outcome TEXT NOT NULL,
+                 reason TEXT,
+                 identity TEXT,
+                 similarity REAL,
+                 record TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);",
+        )
+        .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+        Ok(Journal { conn, path: path.to_path_buf() })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> JournalError {
+        JournalError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Appends and commits one decision; returns its id.
+    pub fn append(&self, d: &Decision) -> Result<i64, JournalError> {
+        let record = serde_json::to_string(d).expect("a decision serialises");
+        self.conn
+            .execute(
+                "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    d.time_ms,
+                    d.camera,
+                    d.track_id as i64,
+                    d.outcome.as_str(),
+                    d.reason,
+                    d.identity,
+                    d.similarity.map(|s| s as f64),
+                    record
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Decisions at or after `since_ms`, oldest first.
+    pub fn since(&self, since_ms: i64) -> Result<Vec<Entry>, JournalError> {
+        self.query("SELECT id, record FROM decisions WHERE time_ms >= ?1 ORDER BY id", since_ms)
+    }
+
+    /// The last `n` decisions, oldest first.
+    pub fn tail(&self, n: usize) -> Result<Vec<Entry>, JournalError> {
+        let mut rows = self.query(
+            "SELECT id, record FROM decisions ORDER BY id DESC LIMIT ?1",
+            n.min(i64::MAX as usize) as i64,
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn query(&self, sql: &str, arg: i64) -> Result<Vec<Entry>, JournalError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([arg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, record) = row.map_err(|e| self.sql(e))?;
+            let decision =
+                serde_json::from_str(&record).map_err(|e| JournalError::NotAJournal {
+                    path: self.path.clone(),
+                    reason: format!("record {id} is not valid JSON: {e}"),
+                })?;
+            out.push(Entry { id, decision });
+        }
+        Ok(out)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" for a sound file.
+    pub fn integrity_check(&self) -> Result<String, JournalError> {
+        self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.sql(e))
+    }
+
+    pub fn count(&self) -> Result<i64, JournalError> {
+        self.conn
+            .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+}

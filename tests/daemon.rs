@@ -1,0 +1,249 @@
+//! The daemon on the replay source: the decisions it journals, a SIGKILL mid-run, SIGHUP and
+//! SIGTERM, the health and metrics endpoints, and bounded memory when frames come faster than
+//! the pipeline.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{data, root};
+use edgeid::daemon::{self, Control, RunOptions};
+use edgeid::journal::Journal;
+
+/// A config in a temporary folder: the repo's models, a replay source, its own gallery and
+/// journal, with `extra` lines replacing keys of the default config.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let models = root().join("models");
+        let text = std::fs::read_to_string(root().join("configs/default.toml"))
+            .unwrap()
+            .replace("../models/", &format!("{}/", models.display()))
+            .replace("path = \"../tests/data/replay.txt\"", &format!("path = {:?}", replay))
+            .replace("fps = 0\n", &format!("fps = {fps}\n"))
+            .replace("loop = false", &format!("loop = {looping}"))
+            .replace("http = \"127.0.0.1:9464\"", &format!("http = {http:?}"))
+            .replace("../var/", "");
+        std::fs::write(dir.path().join("edgeid.toml"), text).unwrap();
+        Setup { dir }
+    }
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("edgeid.toml")
+    }
+    fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal.db")
+    }
+    fn gallery(&self) -> PathBuf {
+        self.dir.path().join("gallery.db")
+    }
+    fn enrol(&self, name: &str, photo: &str) {
+        let cfg = edgeid::config::Config::load(&self.config()).unwrap();
+        edgeid::app::enroll(&cfg, &self.gallery(), name, &[data(photo)]).unwrap();
+    }
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn replay_list() -> String {
+    data("replay.txt").display().to_string()
+}
+
+/// Rows of the journal as (id, outcome, identity or denial reason).
+fn rows(journal: &Path) -> Vec<(i64, String, String)> {
+    let j = Journal::open_existing(journal).unwrap();
+    j.since(0)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let d = &e.decision;
+            let who = d["identity"].as_str().or(d["reason"].as_str()).unwrap_or("").to_string();
+            (e.id, d["outcome"].as_str().unwrap().to_string(), who)
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn journal_count(path: &Path) -> i64 {
+    if !path.exists() {
+        return 0;
+    }
+    Journal::open_existing(path).and_then(|j| j.count()).unwrap_or(0)
+}
+
+/// The replay of the six photos (each held 4 frames) with alice (sample2) enrolled: one
+/// decision per face, alice granted in sample1 and sample2, every other face unknown.
+#[test]
+fn replay_journals_one_decision_per_person() {
+    let s = Setup::new(&replay_list(), 0.0, false, "");
+    s.enrol("alice", "sample2.jpg");
+    let summary = daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap();
+    assert_eq!(summary.cameras[0].frames_in, 24);
+    assert_eq!(summary.cameras[0].frames_processed, 24, "a recording at fps 0 drops nothing");
+    assert_eq!(summary.cameras[0].frames_dropped, 0);
+    assert_eq!(summary.decisions, 20);
+    let rows = rows(&s.journal());
+    assert_eq!(rows.len(), 20);
+    let granted: Vec<_> = rows.iter().filter(|r| r.1 == "granted").collect();
+    assert_eq!(granted.len(), 2, "{rows:?}");
+    assert!(granted.iter().all(|r| r.2 == "alice"));
+    assert!(rows.iter().filter(|r| r.1 == "denied").all(|r| r.2 == "unknown"), "{rows:?}");
+    // Each decision fused the 4 frames of its photo and records the models and threshold.
+    let j = Journal::open_existing(&s.journal()).unwrap();
+    for e in j.since(0).unwrap() {
+        assert_eq!(e.decision["frames_used"], 4);
+        assert_eq!(e.decision["match_threshold"].as_f64().unwrap() as f32, 0.44);
+        assert_eq!(e.decision["encoder"], "mobileface-256@80c1c6f0");
+        assert!(e.decision["detector"].as_str().unwrap().starts_with("mtcnn-pnet@"));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// SIGKILL mid-run: the journal passes `PRAGMA integrity_check` and keeps every decision
+/// committed before the kill; a restarted daemon appends after them.
+#[test]
+fn sigkill_loses_no_committed_decision() {
+    let port = free_port();
+    let s = Setup::new(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    s.enrol("alice", "sample2.jpg");
+    let mut child = s.spawn(&["run"]);
+    wait_for("3 decisions", Duration::from_secs(120), || journal_count(&s.journal()) >= 3);
+
+    // While it runs: health and metrics on loopback.
+    let health = http_get(port, "/healthz");
+    assert!(health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(port, "/metrics");
+    assert!(metrics.contains("edgeid_frames_in_total{camera=\"replay\"}"), "{metrics}");
+    assert!(metrics.contains("edgeid_decisions_total{outcome=\"denied\",reason=\"unknown\"}"));
+    assert!(metrics.contains("edgeid_stage_seconds_bucket{stage=\"detect\",le=\"+Inf\"}"));
+
+    let before = rows(&s.journal());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let j = Journal::open_existing(&s.journal()).unwrap();
+    assert_eq!(j.integrity_check().unwrap(), "ok");
+    let after_kill = rows(&s.journal());
+    assert!(after_kill.len() >= before.len());
+    assert_eq!(
+        &after_kill[..before.len()],
+        &before[..],
+        "a committed decision changed or vanished"
+    );
+
+    // Restart for 8 frames (two photos): it runs, exits 0 and appends.
+    let out = s.spawn(&["run", "--max-frames", "8"]).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after_restart = rows(&s.journal());
+    assert_eq!(&after_restart[..after_kill.len()], &after_kill[..]);
+    assert_eq!(after_restart.len(), after_kill.len() + 4, "sample1's 3 faces and sample2's one");
+    assert_eq!(j.integrity_check().unwrap(), "ok");
+}
+
+/// SIGHUP reloads the gallery while running (bob enrolled after start is then recognised);
+/// SIGTERM drains and exits 0.
+#[test]
+fn sighup_reloads_the_gallery_and_sigterm_drains() {
+    let s = Setup::new(&replay_list(), 0.0, true, "");
+    s.enrol("alice", "sample2.jpg");
+    let mut child = s.spawn(&["run"]);
+    let pid = child.id().to_string();
+    wait_for("a first decision", Duration::from_secs(120), || journal_count(&s.journal()) >= 1);
+    // sample3's largest face is the person of sample1's face at (1052, 213).
+    s.enrol("bob", "sample3.jpg");
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for("bob granted", Duration::from_secs(180), || {
+        rows(&s.journal()).iter().any(|r| r.2 == "bob")
+    });
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let start = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(Journal::open_existing(&s.journal()).unwrap().integrity_check().unwrap(), "ok");
+}
+
+/// Frames at twice the pipeline's speed: the oldest are dropped and counted, the queue never
+/// holds more than its capacity, and peak memory does not grow with the length of the run
+/// (one pass over the six photos against three: both see every frame size, so both hold the
+/// same optimised plans).
+#[test]
+fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
+    // The pipeline's speed on one sample frame, measured here.
+    let f = common::frame("sample1.jpg");
+    let mut p = common::pipeline();
+    p.observe(&f).unwrap();
+    let t = Instant::now();
+    for _ in 0..3 {
+        p.observe(&f).unwrap();
+    }
+    let per_frame = t.elapsed().as_secs_f32() / 3.0;
+    drop(p);
+    let fps = 2.0 / per_frame;
+    let s = Setup::new(&replay_list(), fps, true, "");
+    s.enrol("alice", "sample2.jpg");
+    let summary = |frames: &str| -> serde_json::Value {
+        let out = s.spawn(&["--json", "run", "--max-frames", frames]).wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let short = summary("24");
+    let long = summary("72");
+    println!(
+        "pipeline {:.0} ms/frame, replay at {fps:.1} fps: short {short}, long {long}",
+        per_frame * 1000.0
+    );
+    for run in [&short, &long] {
+        let c = &run["cameras"][0];
+        let (frames_in, processed, dropped) = (
+            c["frames_in"].as_u64().unwrap(),
+            c["frames_processed"].as_u64().unwrap(),
+            c["frames_dropped"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            processed + dropped,
+            frames_in,
+            "every frame is processed or counted as dropped"
+        );
+        assert!(c["queue_high_water"].as_u64().unwrap() <= 4);
+    }
+    let c = &long["cameras"][0];
+    assert!(
+        c["frames_dropped"].as_u64().unwrap() >= 18,
+        "at twice the speed about half of 72 frames drop: {c}"
+    );
+    let (a, b) = (short["peak_rss_kib"].as_f64().unwrap(), long["peak_rss_kib"].as_f64().unwrap());
+    assert!(b < a * 1.15, "peak RSS grew from {a} KiB to {b} KiB with 3× the frames");
+}
