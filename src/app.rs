@@ -64,13 +64,9 @@ pub struct ImageReport {
 }
 
 /// The encoder's model id and embedding size, read from its manifest without loading the model.
-fn encoder_identity(cfg: &Config) -> anyhow::Result<(String, usize)> {
+pub fn encoder_identity(cfg: &Config) -> anyhow::Result<(String, usize)> {
     let m = Manifest::load(&cfg.encoder.manifest)?;
-    let dim = m
-        .embedding
-        .as_ref()
-        .map(|e| e.dim)
-        .context("the encoder manifest has no [embedding] table")?;
+    let dim = m.embedding_dim()?;
     Ok((m.id, dim))
 }
 

@@ -240,6 +240,14 @@ impl Manifest {
         }
     }
 
+    /// The embedding size of an encoder manifest.
+    pub fn embedding_dim(&self) -> Result<usize, ModelError> {
+        self.embedding
+            .as_ref()
+            .map(|e| e.dim)
+            .ok_or_else(|| self.invalid("an encoder manifest needs an [embedding] table"))
+    }
+
     /// Named output, or an error naming the manifest and the missing purpose.
     pub fn output(&self, purpose: &str) -> Result<&OutputSpec, ModelError> {
         self.outputs

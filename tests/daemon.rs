@@ -196,13 +196,13 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
 }
 
 /// Frames at twice the pipeline's speed: the oldest are dropped and counted, the queue never
-/// holds more than its capacity, and peak memory does not grow with the length of the run
-/// (one pass over the six photos against three: both see every frame size, so both hold the
-/// same optimised plans).
+/// holds more than its capacity, and peak memory does not grow with the length of the run.
+/// One photo in a loop, like a camera: every frame has the same size and faces, so the
+/// optimised plans are all built on the first frame and any growth would be frames piling up.
 #[test]
 fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
-    // The pipeline's speed on one sample frame, measured here.
-    let f = common::frame("sample1.jpg");
+    // The pipeline's speed on that frame, measured here.
+    let f = common::frame("sample5.jpg");
     let mut p = common::pipeline();
     p.observe(&f).unwrap();
     let t = Instant::now();
@@ -212,15 +212,18 @@ fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
     let per_frame = t.elapsed().as_secs_f32() / 3.0;
     drop(p);
     let fps = 2.0 / per_frame;
-    let s = Setup::new(&replay_list(), fps, true, "");
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("camera.txt");
+    std::fs::write(&list, format!("{}\n", data("sample5.jpg").display())).unwrap();
+    let s = Setup::new(&list.display().to_string(), fps, true, "");
     s.enrol("alice", "sample2.jpg");
     let summary = |frames: &str| -> serde_json::Value {
         let out = s.spawn(&["--json", "run", "--max-frames", frames]).wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let short = summary("24");
-    let long = summary("72");
+    let short = summary("20");
+    let long = summary("80");
     println!(
         "pipeline {:.0} ms/frame, replay at {fps:.1} fps: short {short}, long {long}",
         per_frame * 1000.0
@@ -241,9 +244,10 @@ fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
     }
     let c = &long["cameras"][0];
     assert!(
-        c["frames_dropped"].as_u64().unwrap() >= 18,
-        "at twice the speed about half of 72 frames drop: {c}"
+        c["frames_dropped"].as_u64().unwrap() >= 20,
+        "at twice the speed about half of 80 frames drop: {c}"
     );
     let (a, b) = (short["peak_rss_kib"].as_f64().unwrap(), long["peak_rss_kib"].as_f64().unwrap());
-    assert!(b < a * 1.15, "peak RSS grew from {a} KiB to {b} KiB with 3× the frames");
+    // 60 more frames of 1280×932 RGB are 215 MB; a queue that kept them would show.
+    assert!(b < a * 1.1, "peak RSS grew from {a} KiB to {b} KiB with 4× the frames");
 }

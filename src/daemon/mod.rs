@@ -26,7 +26,6 @@ use crate::config::{Config, SourceConfig};
 use crate::decide::{decide, Decision, Policy};
 use crate::gallery::Gallery;
 use crate::journal::Journal;
-use crate::manifest::Manifest;
 use crate::pipeline::Pipeline;
 use crate::track::{Sighting, Tracker};
 
@@ -83,17 +82,12 @@ pub fn run(
         );
     }
     let journal = Journal::open(&cfg.daemon.journal)?;
-    let encoder = Manifest::load(&cfg.encoder.manifest)?;
-    let dim = encoder
-        .embedding
-        .as_ref()
-        .map(|e| e.dim)
-        .context("the encoder manifest has no [embedding] table")?;
+    let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
     let mut workers = Vec::new();
     for source in &cfg.sources {
         let pipeline = Pipeline::load(&cfg)?;
-        let gallery = Gallery::open(&cfg.gallery.path, &encoder.id, dim, false)?;
+        let gallery = Gallery::open(&cfg.gallery.path, &encoder_id, dim, false)?;
         // Open each source once now: a missing camera or replay folder is a start-up error.
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
         workers.push((source.clone(), opened, pipeline, gallery));
