@@ -210,6 +210,9 @@ pub struct DaemonConfig {
     /// Seconds between attempts to reopen a camera that failed, doubling up to `retry_max_s`.
     pub retry_initial_s: f32,
     pub retry_max_s: f32,
+    /// Store the sharpest aligned face crop (112×112 PNG) with each decision. Off by default:
+    /// a face image is personal data, and the journal needs none to be useful.
+    pub store_crops: bool,
 }
 
 impl Default for DaemonConfig {
@@ -220,6 +223,7 @@ impl Default for DaemonConfig {
             http: "127.0.0.1:9464".into(),
             retry_initial_s: 1.0,
             retry_max_s: 30.0,
+            store_crops: false,
         }
     }
 }

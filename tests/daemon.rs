@@ -109,14 +109,54 @@ fn replay_journals_one_decision_per_person() {
     assert_eq!(granted.len(), 2, "{rows:?}");
     assert!(granted.iter().all(|r| r.2 == "alice"));
     assert!(rows.iter().filter(|r| r.1 == "denied").all(|r| r.2 == "unknown"), "{rows:?}");
-    // Each decision fused the 4 frames of its photo and records the models and threshold.
+    // Each decision fused the 4 frames of its photo and records the models and threshold;
+    // no image is stored by default.
     let j = Journal::open_existing(&s.journal()).unwrap();
+    assert_eq!(j.crops_stored().unwrap(), 0);
     for e in j.since(0).unwrap() {
         assert_eq!(e.decision["frames_used"], 4);
         assert_eq!(e.decision["match_threshold"].as_f64().unwrap() as f32, 0.44);
         assert_eq!(e.decision["encoder"], "mobileface-256@80c1c6f0");
         assert!(e.decision["detector"].as_str().unwrap().starts_with("mtcnn-pnet@"));
     }
+    // The same, read through the command line.
+    let out =
+        s.spawn(&["journal", "export", "--since", "1h", "--json"]).wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines.iter().filter(|l| l["identity"] == "alice").count(), 2);
+    let out = s.spawn(&["journal", "tail", "-n", "3"]).wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let out =
+        s.spawn(&["journal", "export", "--since", "yesterday-ish"]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a time"));
+}
+
+/// With `daemon.store_crops`, each decision carries its sharpest aligned face as a PNG.
+#[test]
+fn stored_crops_are_opt_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("one.txt");
+    std::fs::write(&list, format!("{}\n", data("sample2.jpg").display()).repeat(3)).unwrap();
+    let s = Setup::new(&list.display().to_string(), 0.0, false, "");
+    let cfg = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("store_crops = false", "store_crops = true");
+    std::fs::write(s.config(), cfg).unwrap();
+    s.enrol("alice", "sample2.jpg");
+    let summary = daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap();
+    assert_eq!(summary.decisions, 1);
+    let j = Journal::open_existing(&s.journal()).unwrap();
+    assert_eq!(j.crops_stored().unwrap(), 1);
+    let id = j.tail(1).unwrap()[0].id;
+    let png = j.crop(id).unwrap().expect("a stored crop");
+    let crop = image::load_from_memory(&png).unwrap();
+    assert_eq!((crop.width(), crop.height()), (112, 112));
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -302,6 +302,7 @@ fn worker_loop(
             .into_iter()
             .map(|o| Sighting {
                 sharpness: sharpness(&o.aligned.image),
+                crop: cfg.daemon.store_crops.then_some(o.aligned.image),
                 face: o.face,
                 embedding: o.embedding,
                 seq: frame.seq,

@@ -49,6 +49,9 @@ pub struct Decision {
     pub match_threshold: f32,
     pub encoder: String,
     pub detector: String,
+    /// The sharpest usable aligned crop, PNG, when crops are stored (never in the JSON record).
+    #[serde(skip)]
+    pub crop_png: Option<Vec<u8>>,
 }
 
 /// Models and thresholds a decision is taken with, recorded beside it.
@@ -80,7 +83,18 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         match_threshold: policy.match_threshold,
         encoder: policy.encoder.clone(),
         detector: policy.detector.clone(),
+        crop_png: None,
     };
+    d.crop_png = usable
+        .iter()
+        .filter_map(|s| s.crop.as_ref().map(|c| (s.sharpness, c)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .and_then(|(_, crop)| {
+            let mut png = Vec::new();
+            crop.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .ok()
+                .map(|_| png)
+        });
     if usable.is_empty() || usable.len() < policy.tracker.min_frames {
         d.reason = Some("low_quality".into());
         return d;

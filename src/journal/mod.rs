@@ -1,6 +1,7 @@
 //! The decision journal: every decision in SQLite, WAL mode, one transaction per decision with
 //! `synchronous = FULL`, so a decision that was committed survives a crash, a SIGKILL or a
-//! power cut. No image is stored: only scores, names and the models and thresholds used.
+//! power cut. No image is stored unless `daemon.store_crops` asks for the face crop: only
+//! scores, names and the models and thresholds used.
 
 use std::path::{Path, PathBuf};
 
@@ -88,7 +89,8 @@ impl Journal {
                  reason TEXT,
                  identity TEXT,
                  similarity REAL,
-                 record TEXT NOT NULL);
+                 record TEXT NOT NULL,
+                 crop BLOB);
              CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
@@ -104,8 +106,8 @@ impl Journal {
         let record = serde_json::to_string(d).expect("a decision serialises");
         self.conn
             .execute(
-                "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record, crop)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     d.time_ms,
                     d.camera,
@@ -114,7 +116,8 @@ impl Journal {
                     d.reason,
                     d.identity,
                     d.similarity.map(|s| s as f64),
-                    record
+                    record,
+                    d.crop_png
                 ],
             )
             .map_err(|e| self.sql(e))?;
@@ -157,6 +160,20 @@ impl Journal {
     /// `PRAGMA integrity_check`: "ok" for a sound file.
     pub fn integrity_check(&self) -> Result<String, JournalError> {
         self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.sql(e))
+    }
+
+    /// The face crop stored with decision `id` (PNG), if any.
+    pub fn crop(&self, id: i64) -> Result<Option<Vec<u8>>, JournalError> {
+        self.conn
+            .query_row("SELECT crop FROM decisions WHERE id = ?1", [id], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Decisions that carry a stored face crop.
+    pub fn crops_stored(&self) -> Result<i64, JournalError> {
+        self.conn
+            .query_row("SELECT count(*) FROM decisions WHERE crop IS NOT NULL", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
     }
 
     pub fn count(&self) -> Result<i64, JournalError> {

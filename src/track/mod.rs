@@ -19,6 +19,8 @@ pub struct Sighting {
     pub sharpness: f32,
     pub seq: u64,
     pub timestamp_ms: i64,
+    /// The aligned face crop, kept only when the journal is configured to store crops.
+    pub crop: Option<image::RgbImage>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,7 @@ mod tests {
             sharpness: 100.0,
             seq,
             timestamp_ms: 0,
+            crop: None,
         }
     }
 
