@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::capture::load_image;
 use crate::config::Config;
+use crate::decide::{judge, Outcome, Policy};
 use crate::detect::Face;
 use crate::gallery::{Gallery, Identity};
 use crate::manifest::Manifest;
@@ -53,6 +54,12 @@ pub struct IdentifiedFace {
     pub similarity: Option<f32>,
     /// The closest identity whatever its score, to help set thresholds.
     pub nearest: Option<String>,
+    /// PAD: the fused live score and each head's, when PAD is enabled.
+    pub live: Option<f32>,
+    pub pad: Option<Vec<(String, f32)>>,
+    /// The access policy's verdict on this face alone, and every failed requirement.
+    pub decision: Outcome,
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +139,7 @@ pub struct Identifier {
     pipeline: Pipeline,
     gallery: Gallery,
     threshold: f32,
+    policy: Policy,
     /// Where to write each face's aligned crop (PNG), to inspect alignment.
     crops_dir: Option<PathBuf>,
 }
@@ -149,7 +157,15 @@ impl Identifier {
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
         }
         let pipeline = Pipeline::load(cfg)?;
-        Ok(Identifier { pipeline, gallery, threshold: cfg.recognition.match_threshold, crops_dir })
+        let policy =
+            Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id());
+        Ok(Identifier {
+            pipeline,
+            gallery,
+            threshold: cfg.recognition.match_threshold,
+            policy,
+            crops_dir,
+        })
     }
 
     /// Every face of one image, each with its best identity.
@@ -172,11 +188,18 @@ impl Identifier {
                     .as_ref()
                     .filter(|m| m.similarity >= self.threshold)
                     .map(|m| m.name.clone());
+                let live = o.pad.as_ref().map(|p| p.live);
+                let (decision, reasons) =
+                    judge(true, best.as_ref().map(|m| m.similarity), live, &self.policy);
                 IdentifiedFace {
                     face: o.face,
                     identity,
                     similarity: best.as_ref().map(|m| m.similarity),
                     nearest: best.map(|m| m.name),
+                    live,
+                    pad: o.pad.map(|p| p.heads),
+                    decision,
+                    reasons,
                 }
             })
             .collect();

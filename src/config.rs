@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
 use crate::detect::MtcnnParams;
+use crate::heads::Fusion;
 use crate::infer::BackendKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,10 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub encoder: EncoderConfig,
     pub recognition: RecognitionConfig,
+    #[serde(default)]
+    pub pad: PadConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
     #[serde(default)]
     pub gallery: GalleryConfig,
     /// Frame sources of the daemon (`edgeid run`).
@@ -89,6 +94,54 @@ pub struct EncoderConfig {
 pub struct RecognitionConfig {
     /// Cosine similarity at or above which a face is the enrolled identity.
     pub match_threshold: f32,
+}
+
+/// Presentation-attack detection: heads on the face crop, fused into one live score.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PadConfig {
+    /// Off: no PAD model is loaded and no live score is produced.
+    pub enabled: bool,
+    /// Manifests of the PAD heads (role `pad`).
+    #[serde(default)]
+    pub models: Vec<PathBuf>,
+    /// `mean` or `min` of the heads' scores.
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Live score at or above which a face is taken as bona fide.
+    #[serde(default = "default_pad_threshold")]
+    pub threshold: f32,
+}
+
+impl Default for PadConfig {
+    fn default() -> Self {
+        PadConfig {
+            enabled: false,
+            models: Vec::new(),
+            fusion: Fusion::Mean,
+            threshold: default_pad_threshold(),
+        }
+    }
+}
+
+fn default_pad_threshold() -> f32 {
+    0.5
+}
+
+/// Which requirements an access grant needs; each can be turned off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The face matches an enrolled identity at or above recognition.match_threshold.
+    pub require_match: bool,
+    /// The live score is at or above pad.threshold (needs pad.enabled).
+    pub require_live: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig { require_match: true, require_live: false }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,7 +333,10 @@ impl Config {
             &mut cfg.encoder.manifest,
             &mut cfg.gallery.path,
             &mut cfg.daemon.journal,
-        ] {
+        ]
+        .into_iter()
+        .chain(cfg.pad.models.iter_mut())
+        {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -330,6 +386,24 @@ impl Config {
             |v| v > -1.0 && v < 1.0,
             "a cosine similarity between -1 and 1, exclusive",
         )?;
+        self.check(
+            "pad.threshold",
+            self.pad.threshold,
+            |v| (0.0..=1.0).contains(&v),
+            "a score from 0 to 1",
+        )?;
+        if self.pad.enabled && self.pad.models.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "pad.enabled = true but pad.models is empty; list the PAD manifests or set enabled = false".into(),
+            });
+        }
+        if self.policy.require_live && !self.pad.enabled {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "policy.require_live = true needs pad.enabled = true; enable PAD or stop requiring it".into(),
+            });
+        }
         let t = &self.tracker;
         self.check("tracker.iou_min", t.iou_min, |v| v > 0.0 && v < 1.0, unit)?;
         self.check(

@@ -18,6 +18,7 @@ pub mod decide;
 pub mod detect;
 pub mod encode;
 pub mod gallery;
+pub mod heads;
 pub mod infer;
 pub mod journal;
 pub mod manifest;

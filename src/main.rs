@@ -285,14 +285,17 @@ fn fmt_entry(e: &edgeid::journal::Entry) -> String {
     let d = &e.decision;
     let time = d["time_ms"].as_i64().unwrap_or(0);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time.max(0) as u64);
-    let who = match (d["identity"].as_str(), d["reason"].as_str()) {
-        (Some(name), _) => name.to_string(),
-        (None, Some(reason)) => reason.to_string(),
-        _ => String::new(),
+    let reasons: Vec<&str> =
+        d["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+    let who = match d["identity"].as_str() {
+        Some(name) if reasons.is_empty() => name.to_string(),
+        Some(name) => format!("{name}, {}", reasons.join(", ")),
+        None => reasons.join(", "),
     };
+    let live = d["live"].as_f64().map(|l| format!(" live {l:.3}")).unwrap_or_default();
     let sim = d["similarity"].as_f64().map(|s| format!(" similarity {s:.3}")).unwrap_or_default();
     format!(
-        "#{} {} {} track {} {} {}{} ({} frames)",
+        "#{} {} {} track {} {} {}{}{} ({} frames)",
         e.id,
         humantime::format_rfc3339_millis(t),
         d["camera"].as_str().unwrap_or(""),
@@ -300,6 +303,7 @@ fn fmt_entry(e: &edgeid::journal::Entry) -> String {
         d["outcome"].as_str().unwrap_or(""),
         who,
         sim,
+        live,
         d["frames_used"]
     )
 }
@@ -316,13 +320,20 @@ fn fmt_time(unix: i64) -> String {
 fn print_report(r: &app::ImageReport) {
     println!("{} ({}×{}): {} face(s)", r.image, r.width, r.height, r.faces.len());
     for (i, f) in r.faces.iter().enumerate() {
-        let who = match (&f.identity, f.similarity, &f.nearest) {
+        let mut who = match (&f.identity, f.similarity, &f.nearest) {
             (Some(name), Some(s), _) => format!("{name} (similarity {s:.3})"),
             (None, Some(s), Some(nearest)) => {
                 format!("unknown (nearest {nearest}, similarity {s:.3})")
             }
             _ => "unknown (gallery empty)".to_string(),
         };
+        if let Some(live) = f.live {
+            who.push_str(&format!("  live {live:.3}"));
+        }
+        who.push_str(&format!("  → {}", f.decision.as_str()));
+        if !f.reasons.is_empty() {
+            who.push_str(&format!(" ({})", f.reasons.join(", ")));
+        }
         let marks: Vec<String> =
             f.face.landmarks.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
         println!(

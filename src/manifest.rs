@@ -143,6 +143,16 @@ pub struct DetectorSpec {
     pub cell: Option<usize>,
 }
 
+/// A head that scores a face crop (PAD, S-MAD…).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    /// Which value of the `score` output is the score (e.g. the live class of a softmax).
+    pub score_index: usize,
+    /// The crop is a square of the face box's longer side times this, around its centre.
+    pub crop_scale: f32,
+}
+
 /// A parsed model manifest; `dir` is where relative paths in it are resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +171,7 @@ pub struct Manifest {
     pub embedding: Option<EmbeddingSpec>,
     pub alignment: Option<AlignmentSpec>,
     pub detector: Option<DetectorSpec>,
+    pub head: Option<HeadSpec>,
     #[serde(skip)]
     pub path: PathBuf,
 }

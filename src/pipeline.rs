@@ -7,6 +7,7 @@ use crate::capture::Frame;
 use crate::config::Config;
 use crate::detect::{Face, Mtcnn};
 use crate::encode::{Embedding, Encoder};
+use crate::heads::{Pad, PadScore};
 use crate::manifest::{Manifest, ModelError};
 
 /// One face seen in a frame, with its aligned crop and embedding.
@@ -15,11 +16,14 @@ pub struct Observation {
     pub face: Face,
     pub aligned: AlignedFace,
     pub embedding: Embedding,
+    /// PAD scores, when PAD is enabled.
+    pub pad: Option<PadScore>,
 }
 
 pub struct Pipeline {
     pub detector: Mtcnn,
     pub encoder: Encoder,
+    pub pad: Option<Pad>,
     min_score: f32,
 }
 
@@ -31,7 +35,14 @@ impl Pipeline {
             (Manifest::load(&d.pnet)?, Manifest::load(&d.rnet)?, Manifest::load(&d.onet)?);
         let detector = Mtcnn::load(cfg.backend, [&p, &r, &o], cfg.mtcnn_params())?;
         let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
-        Ok(Pipeline { detector, encoder, min_score: d.min_score })
+        let pad = if cfg.pad.enabled {
+            let manifests =
+                cfg.pad.models.iter().map(|p| Manifest::load(p)).collect::<Result<Vec<_>, _>>()?;
+            Some(Pad::load(cfg.backend, &manifests, cfg.pad.fusion)?)
+        } else {
+            None
+        };
+        Ok(Pipeline { detector, encoder, pad, min_score: d.min_score })
     }
 
     /// Faces scoring at least the configured `min_score`, best first.
@@ -44,7 +55,8 @@ impl Pipeline {
         Ok(faces)
     }
 
-    /// Aligns and encodes the given faces of a frame in one encoder batch.
+    /// Aligns and encodes the given faces of a frame in one encoder batch, and scores them
+    /// with the PAD heads when enabled.
     pub fn encode_faces(
         &mut self,
         frame: &Frame,
@@ -63,10 +75,24 @@ impl Pipeline {
             .encoder
             .encode(&crops)
             .with_context(|| format!("encoding faces of {}", frame.source))?;
+        let mut pad: Vec<Option<PadScore>> = vec![None; kept.len()];
+        if let Some(p) = &mut self.pad {
+            let faces: Vec<Face> = kept.iter().map(|(f, _)| f.clone()).collect();
+            let scores = p
+                .score(&frame.image, &faces)
+                .with_context(|| format!("PAD on {}", frame.source))?;
+            pad = scores.into_iter().map(Some).collect();
+        }
         Ok(kept
             .into_iter()
             .zip(embeddings)
-            .map(|((face, aligned), embedding)| Observation { face, aligned, embedding })
+            .zip(pad)
+            .map(|(((face, aligned), embedding), pad)| Observation {
+                face,
+                aligned,
+                embedding,
+                pad,
+            })
             .collect())
     }
 

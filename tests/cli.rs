@@ -202,7 +202,25 @@ fn broken_models_are_refused_by_name() {
     sb.edit("models/mobileface.toml", |t| t.replace("dim = 256", "dim = \"big\""));
     assert_fails_with(&run(&sb), &["mobileface.toml", "is not valid"]);
 
+    // A PAD head is not dropped silently: missing, it stops start-up…
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.path("models/liveness.onnx")).unwrap();
+    assert_fails_with(&run(&sb), &["liveness.onnx", "is missing"]);
     assert_gallery_unchanged(&g, &before);
+    // …unless the config turns PAD (and the requirement for it) off.
+    sb.edit("config.toml", |t| {
+        t.replace("enabled = true", "enabled = false")
+            .replace("require_live = true", "require_live = false")
+    });
+    let o = run(&sb);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Requiring liveness with PAD off is a config error, not a silent pass.
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("enabled = true", "enabled = false"));
+    assert_fails_with(&run(&sb), &["policy.require_live = true needs pad.enabled = true"]);
+
+    let list = edgeid(&["gallery", "list", "--gallery", &g, "--json"]);
+    assert!(stdout(&list).contains("\"bob\""), "the PAD-off run enrolled bob");
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn rows(journal: &Path) -> Vec<(i64, String, String)> {
         .into_iter()
         .map(|e| {
             let d = &e.decision;
-            let who = d["identity"].as_str().or(d["reason"].as_str()).unwrap_or("").to_string();
+            let who = d["identity"].as_str().or(d["reasons"][0].as_str()).unwrap_or("").to_string();
             (e.id, d["outcome"].as_str().unwrap().to_string(), who)
         })
         .collect()

@@ -107,13 +107,14 @@ pub fn run(
         let mut n = 0;
         for d in rx {
             journal.append(&d)?;
-            writer_metrics.decision(d.outcome.as_str(), d.reason.as_deref().unwrap_or(""));
+            let reasons = d.reasons.join(",");
+            writer_metrics.decision(d.outcome.as_str(), &reasons);
             log::info!(
                 "decision: camera {} track {} {} {}",
                 d.camera,
                 d.track_id,
                 d.outcome.as_str(),
-                d.identity.as_deref().or(d.reason.as_deref()).unwrap_or("")
+                d.identity.as_deref().unwrap_or(&reasons)
             );
             n += 1;
         }
@@ -303,6 +304,7 @@ fn worker_loop(
             .map(|o| Sighting {
                 sharpness: sharpness(&o.aligned.image),
                 crop: cfg.daemon.store_crops.then_some(o.aligned.image),
+                live: o.pad.map(|p| p.live),
                 face: o.face,
                 embedding: o.embedding,
                 seq: frame.seq,
@@ -321,12 +323,7 @@ fn worker_loop(
 }
 
 fn policy_of(cfg: &Config, pipeline: &Pipeline) -> Policy {
-    Policy {
-        match_threshold: cfg.recognition.match_threshold,
-        tracker: cfg.tracker.clone(),
-        encoder: pipeline.encoder.model_id().to_string(),
-        detector: pipeline.detector.model_id().to_string(),
-    }
+    Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id())
 }
 
 /// Re-reads the config and the gallery for SIGHUP. Models are not reloaded: a new encoder

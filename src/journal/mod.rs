@@ -113,7 +113,7 @@ impl Journal {
                     d.camera,
                     d.track_id as i64,
                     d.outcome.as_str(),
-                    d.reason,
+                    (!d.reasons.is_empty()).then(|| d.reasons.join(",")),
                     d.identity,
                     d.similarity.map(|s| s as f64),
                     record,

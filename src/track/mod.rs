@@ -21,6 +21,8 @@ pub struct Sighting {
     pub timestamp_ms: i64,
     /// The aligned face crop, kept only when the journal is configured to store crops.
     pub crop: Option<image::RgbImage>,
+    /// Fused PAD live score, when PAD runs.
+    pub live: Option<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +165,7 @@ mod tests {
             seq,
             timestamp_ms: 0,
             crop: None,
+            live: None,
         }
     }
 

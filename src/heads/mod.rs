@@ -1,0 +1,172 @@
+//! Heads: models that read a face and give one score, each with its own threshold. Here, the
+//! presentation-attack (PAD) heads that score the face crop; several are fused into one live
+//! score as the config says.
+
+use anyhow::ensure;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::Face;
+use crate::infer::input::{batch_shape, push_image};
+use crate::infer::{self, BackendKind, Session, Tensor};
+use crate::manifest::{Dim, HeadSpec, Manifest, ModelError};
+use crate::resize::resize_rgb;
+
+/// A model that scores a square crop around the face box.
+pub struct CropHead {
+    session: Box<dyn Session>,
+    spec: HeadSpec,
+    id: String,
+}
+
+impl CropHead {
+    /// Loads a head of the given role (`pad`…); its manifest needs a `[head]` table and a
+    /// `score` output whose fixed last dimension holds `score_index`.
+    pub fn load(
+        backend: BackendKind,
+        manifest: &Manifest,
+        role: &str,
+    ) -> Result<CropHead, ModelError> {
+        manifest.expect_role(role)?;
+        let invalid =
+            |message: String| ModelError::ManifestInvalid { path: manifest.path.clone(), message };
+        let spec = manifest
+            .head
+            .clone()
+            .ok_or_else(|| invalid("a head manifest needs a [head] table".into()))?;
+        let width = match manifest.output("score")?.shape.last() {
+            Some(Dim::Fixed(n)) => *n,
+            _ => 0,
+        };
+        if spec.score_index >= width {
+            return Err(invalid(format!(
+                "head.score_index = {} is outside outputs.score",
+                spec.score_index
+            )));
+        }
+        if !(spec.crop_scale.is_finite() && spec.crop_scale > 0.0) {
+            return Err(invalid("head.crop_scale must be positive".into()));
+        }
+        if manifest.input.fixed_hw().is_none() {
+            return Err(invalid("a head's input needs a fixed size".into()));
+        }
+        let session = infer::load(backend, manifest, &["score"])?;
+        Ok(CropHead { session, spec, id: manifest.id.clone() })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// One score per face, in one batch.
+    pub fn score(&mut self, frame: &RgbImage, faces: &[Face]) -> anyhow::Result<Vec<f32>> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input = self.session.manifest().input.clone();
+        let (h, w) = input.fixed_hw().expect("checked at load");
+        let mut data = Vec::with_capacity(faces.len() * w * h * 3);
+        for face in faces {
+            let crop = square_crop(frame, &face.bbox, self.spec.crop_scale);
+            push_image(&input, &resize_rgb(&crop, w as u32, h as u32), &mut data);
+        }
+        let out = self.session.run(Tensor::new(batch_shape(&input, faces.len(), w, h), data))?;
+        let out = &out[0];
+        ensure!(out.shape.first() == Some(&faces.len()), "head output has shape {:?}", out.shape);
+        let per = out.data.len() / faces.len();
+        Ok((0..faces.len()).map(|i| out.data[i * per + self.spec.score_index]).collect())
+    }
+}
+
+/// A square of the box's longer side × `scale` around its centre, black outside the frame.
+pub fn square_crop(img: &RgbImage, bbox: &[f32; 4], scale: f32) -> RgbImage {
+    let side = ((bbox[2] - bbox[0]).max(bbox[3] - bbox[1]) * scale).round().max(1.0) as i64;
+    let cx = (bbox[0] + bbox[2]) / 2.0;
+    let cy = (bbox[1] + bbox[3]) / 2.0;
+    let (x0, y0) =
+        ((cx - side as f32 / 2.0).round() as i64, (cy - side as f32 / 2.0).round() as i64);
+    let side = side.min(16_384);
+    let mut out = RgbImage::new(side as u32, side as u32);
+    let (iw, ih) = (img.width() as i64, img.height() as i64);
+    for y in y0.max(0)..(y0 + side).min(ih) {
+        for x in x0.max(0)..(x0 + side).min(iw) {
+            out.put_pixel((x - x0) as u32, (y - y0) as u32, *img.get_pixel(x as u32, y as u32));
+        }
+    }
+    out
+}
+
+/// How several PAD scores become one live score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// The mean of the heads' scores.
+    #[default]
+    Mean,
+    /// The lowest: any head that suspects an attack decides.
+    Min,
+}
+
+/// PAD scores of one face.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PadScore {
+    /// The fused live score, 0..1 (higher: more likely bona fide).
+    pub live: f32,
+    /// Each head's score by model id.
+    pub heads: Vec<(String, f32)>,
+}
+
+/// The presentation-attack detector: every configured head, fused.
+pub struct Pad {
+    heads: Vec<CropHead>,
+    fusion: Fusion,
+}
+
+impl Pad {
+    pub fn load(
+        backend: BackendKind,
+        manifests: &[Manifest],
+        fusion: Fusion,
+    ) -> Result<Pad, ModelError> {
+        let heads = manifests
+            .iter()
+            .map(|m| CropHead::load(backend, m, "pad"))
+            .collect::<Result<_, _>>()?;
+        Ok(Pad { heads, fusion })
+    }
+
+    pub fn score(&mut self, frame: &RgbImage, faces: &[Face]) -> anyhow::Result<Vec<PadScore>> {
+        let mut per_head = Vec::new();
+        for head in &mut self.heads {
+            per_head.push((head.id().to_string(), head.score(frame, faces)?));
+        }
+        Ok((0..faces.len())
+            .map(|i| {
+                let heads: Vec<(String, f32)> =
+                    per_head.iter().map(|(id, s)| (id.clone(), s[i])).collect();
+                let values = heads.iter().map(|h| h.1);
+                let live = match self.fusion {
+                    Fusion::Mean => values.sum::<f32>() / heads.len().max(1) as f32,
+                    Fusion::Min => values.fold(f32::INFINITY, f32::min),
+                };
+                PadScore { live, heads }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn square_crop_centres_on_the_box_and_pads_with_black() {
+        let mut img = RgbImage::new(10, 10);
+        img.put_pixel(1, 1, image::Rgb([255, 0, 0]));
+        // A 4×2 box at (0,0): square of side 4 centred on (2,1) → starts at (0,-1).
+        let c = square_crop(&img, &[0.0, 0.0, 4.0, 2.0], 1.0);
+        assert_eq!(c.dimensions(), (4, 4));
+        assert_eq!(c.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(c.get_pixel(1, 2).0, [255, 0, 0]);
+    }
+}
