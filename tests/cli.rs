@@ -64,6 +64,12 @@ impl Sandbox {
     }
 }
 
+/// Enrols sample2 as bob into gallery `g` with the sandbox's config.
+fn enrol_bob(sb: &Sandbox, g: &str) -> Output {
+    let photo = s(&data("sample2.jpg"));
+    edgeid(&["--config", &sb.config(), "enroll", "--gallery", g, "--name", "bob", &photo])
+}
+
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -168,10 +174,7 @@ fn bad_images_fail_clearly_and_leave_the_gallery_alone() {
 fn broken_models_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let (g, before) = enrolled_gallery(tmp.path());
-    let photo = s(&data("sample2.jpg"));
-    let run = |sb: &Sandbox| {
-        edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo])
-    };
+    let run = |sb: &Sandbox| enrol_bob(sb, &g);
 
     let sb = Sandbox::new();
     std::fs::remove_file(sb.path("models/mtcnn-rnet.onnx")).unwrap();
@@ -227,10 +230,7 @@ fn broken_models_are_refused_by_name() {
 fn bad_configs_are_refused_by_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (g, before) = enrolled_gallery(tmp.path());
-    let photo = s(&data("sample2.jpg"));
-    let run = |sb: &Sandbox| {
-        edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo])
-    };
+    let run = |sb: &Sandbox| enrol_bob(sb, &g);
 
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("[encoder]", "[encoder]\nmanifets = \"x\""));

@@ -74,6 +74,7 @@ pub fn run(
     control: &Control,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
+    pin_mmap_threshold();
     let cfg = Config::load(config_path)?;
     if cfg.sources.is_empty() {
         anyhow::bail!(
@@ -295,9 +296,21 @@ fn worker_loop(
         };
         camera.clone_from(&frame.source);
         let t0 = Instant::now();
-        let faces = pipeline.detect(&frame)?;
-        let t1 = Instant::now();
-        let observations = pipeline.encode_faces(&frame, faces)?;
+        let mut t1 = t0;
+        let analysed = pipeline.detect(&frame).and_then(|faces| {
+            t1 = Instant::now();
+            pipeline.encode_faces(&frame, faces)
+        });
+        // A frame the models fail on is counted and skipped: the worker must outlive it, or
+        // a live camera would keep filling a queue nobody drains.
+        let observations = match analysed {
+            Ok(observations) => observations,
+            Err(e) => {
+                log::warn!("frame {} of {}: {e:#}; skipped", frame.seq, frame.source);
+                metrics.camera(&frame.source).frames_bad.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         let t2 = Instant::now();
         let sightings = observations
             .into_iter()
@@ -384,6 +397,19 @@ fn start_http(
             );
         }
     })))
+}
+
+/// glibc raises its mmap threshold each time a large block is freed; after that, multi-MB frame
+/// buffers (decoded by the capture thread, freed by the worker) come from the heap arenas,
+/// fragment them and keep peak memory creeping up (measured: +65 MB over 60 frames of a
+/// 1280×932 camera). Pinning the threshold keeps every frame buffer mmapped and returned to
+/// the system when freed (then: +3 MB, and 90 MB less in all).
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 /// Peak resident set size of this process (Linux), KiB.
