@@ -138,7 +138,6 @@ pub fn enroll(
 pub struct Identifier {
     pipeline: Pipeline,
     gallery: Gallery,
-    threshold: f32,
     policy: Policy,
     /// Where to write each face's aligned crop (PNG), to inspect alignment.
     crops_dir: Option<PathBuf>,
@@ -159,13 +158,7 @@ impl Identifier {
         let pipeline = Pipeline::load(cfg)?;
         let policy =
             Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id());
-        Ok(Identifier {
-            pipeline,
-            gallery,
-            threshold: cfg.recognition.match_threshold,
-            policy,
-            crops_dir,
-        })
+        Ok(Identifier { pipeline, gallery, policy, crops_dir })
     }
 
     /// Every face of one image, each with its best identity.
@@ -186,7 +179,7 @@ impl Identifier {
                 let best = self.gallery.best_match(&o.embedding);
                 let identity = best
                     .as_ref()
-                    .filter(|m| m.similarity >= self.threshold)
+                    .filter(|m| m.similarity >= self.policy.match_threshold)
                     .map(|m| m.name.clone());
                 let live = o.pad.as_ref().map(|p| p.live);
                 let (decision, reasons) =

@@ -5,59 +5,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{data, root};
+use common::{data, Setup};
 use edgeid::daemon::{self, Control, RunOptions};
 use edgeid::journal::Journal;
-
-/// A config in a temporary folder: the repo's models, a replay source, its own gallery and
-/// journal, with `extra` lines replacing keys of the default config.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let models = root().join("models");
-        let text = std::fs::read_to_string(root().join("configs/default.toml"))
-            .unwrap()
-            .replace("../models/", &format!("{}/", models.display()))
-            .replace("path = \"../tests/data/replay.txt\"", &format!("path = {:?}", replay))
-            .replace("fps = 0\n", &format!("fps = {fps}\n"))
-            .replace("loop = false", &format!("loop = {looping}"))
-            .replace("http = \"127.0.0.1:9464\"", &format!("http = {http:?}"))
-            .replace("../var/", "");
-        std::fs::write(dir.path().join("edgeid.toml"), text).unwrap();
-        Setup { dir }
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("edgeid.toml")
-    }
-    fn journal(&self) -> PathBuf {
-        self.dir.path().join("journal.db")
-    }
-    fn gallery(&self) -> PathBuf {
-        self.dir.path().join("gallery.db")
-    }
-    fn enrol(&self, name: &str, photo: &str) {
-        let cfg = edgeid::config::Config::load(&self.config()).unwrap();
-        edgeid::app::enroll(&cfg, &self.gallery(), name, &[data(photo)]).unwrap();
-    }
-    fn spawn(&self, args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_edgeid"))
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
 
 fn replay_list() -> String {
     data("replay.txt").display().to_string()

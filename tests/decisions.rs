@@ -87,19 +87,10 @@ fn a_single_frame_is_low_quality() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("one.txt");
     std::fs::write(&list, format!("{}\n", data("sample2.jpg").display())).unwrap();
-    let text = std::fs::read_to_string(common::root().join("configs/default.toml"))
-        .unwrap()
-        .replace("../models/", &format!("{}/", common::root().join("models").display()))
-        .replace(
-            "path = \"../tests/data/replay.txt\"",
-            &format!("path = {:?}", list.display().to_string()),
-        )
-        .replace("http = \"127.0.0.1:9464\"", "http = \"\"")
-        .replace("../var/", "");
-    let cfg_path = dir.path().join("edgeid.toml");
-    std::fs::write(&cfg_path, text).unwrap();
+    let setup = common::Setup::new(&list.display().to_string(), 0.0, false, "");
+    setup.enrol("alice", "sample2.jpg");
+    let cfg_path = setup.config();
     let cfg = edgeid::config::Config::load(&cfg_path).unwrap();
-    edgeid::app::enroll(&cfg, &cfg.gallery.path, "alice", &[data("sample2.jpg")]).unwrap();
     let summary = edgeid::daemon::run(&cfg_path, &Default::default(), &Default::default()).unwrap();
     assert_eq!(summary.decisions, 1);
     let j = edgeid::journal::Journal::open_existing(&cfg.daemon.journal).unwrap();

@@ -58,11 +58,16 @@ impl FrameQueue {
             s.frames.pop_front();
             s.dropped += 1;
         }
+        self.enqueue(s, frame);
+        dropped
+    }
+
+    /// Appends under the held lock, then wakes the consumer.
+    fn enqueue(&self, mut s: std::sync::MutexGuard<'_, State>, frame: Frame) {
         s.frames.push_back(frame);
         s.high_water = s.high_water.max(s.frames.len());
         drop(s);
         self.ready.notify_one();
-        dropped
     }
 
     /// Adds a frame, waiting for room instead of dropping (a recording played as fast as the
@@ -79,10 +84,7 @@ impl FrameQueue {
         if s.closed {
             return false;
         }
-        s.frames.push_back(frame);
-        s.high_water = s.high_water.max(s.frames.len());
-        drop(s);
-        self.ready.notify_one();
+        self.enqueue(s, frame);
         true
     }
 

@@ -52,8 +52,8 @@ pub struct Gallery {
     path: PathBuf,
     model_id: String,
     dim: usize,
-    /// Every template in memory: (identity name, vector). Small galleries search in
-    /// microseconds this way; the database is the source of truth.
+    /// Every template in memory, L2-normalised once here so that a search is one dot product
+    /// per template: (identity name, unit vector). The database is the source of truth.
     templates: Vec<(String, Vec<f32>)>,
 }
 
@@ -177,7 +177,7 @@ impl Gallery {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            templates.push((name, v));
+            templates.push((name, unit(v)));
         }
         drop(stmt);
         self.templates = templates;
@@ -212,15 +212,20 @@ impl Gallery {
             Ok(())
         })();
         result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
-        self.templates.extend(embeddings.iter().map(|(e, _)| (name.to_string(), e.0.clone())));
+        self.templates
+            .extend(embeddings.iter().map(|(e, _)| (name.to_string(), unit(e.0.clone()))));
         Ok(())
     }
 
     /// The identity whose closest template is most similar to `probe`, if any is enrolled.
     pub fn best_match(&self, probe: &Embedding) -> Option<Match> {
+        let probe = unit(probe.0.clone());
+        if probe.len() != self.dim {
+            return None;
+        }
         self.templates
             .iter()
-            .map(|(name, v)| (name, crate::encode::cosine(&probe.0, v)))
+            .map(|(name, v)| (name, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(name, similarity)| Match { name: name.clone(), similarity })
     }
@@ -273,6 +278,15 @@ impl Gallery {
     pub fn is_empty(&self) -> bool {
         self.templates.is_empty()
     }
+}
+
+/// The vector scaled to unit length (a zero vector stays zero and matches nothing).
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
 }
 
 fn unix_now() -> i64 {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use edgeid::capture::{load_image, Frame};
@@ -34,3 +35,49 @@ pub fn pipeline() -> std::sync::MutexGuard<'static, Pipeline> {
 
 pub const SAMPLES: [&str; 6] =
     ["sample1.jpg", "sample2.jpg", "sample3.jpg", "sample4.jpg", "sample5.jpg", "sample6.jpg"];
+
+/// A daemon config in a temporary folder: the repo's models, a replay source (`fps`, `loop`),
+/// its own gallery and journal, and `http` as the metrics address ("" for none).
+pub struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new(replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let models = root().join("models");
+        let text = std::fs::read_to_string(root().join("configs/default.toml"))
+            .unwrap()
+            .replace("../models/", &format!("{}/", models.display()))
+            .replace("path = \"../tests/data/replay.txt\"", &format!("path = {:?}", replay))
+            .replace("fps = 0\n", &format!("fps = {fps}\n"))
+            .replace("loop = false", &format!("loop = {looping}"))
+            .replace("http = \"127.0.0.1:9464\"", &format!("http = {http:?}"))
+            .replace("../var/", "");
+        std::fs::write(dir.path().join("edgeid.toml"), text).unwrap();
+        Setup { dir }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("edgeid.toml")
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal.db")
+    }
+    pub fn gallery(&self) -> PathBuf {
+        self.dir.path().join("gallery.db")
+    }
+    pub fn enrol(&self, name: &str, photo: &str) {
+        let cfg = edgeid::config::Config::load(&self.config()).unwrap();
+        edgeid::app::enroll(&cfg, &self.gallery(), name, &[data(photo)]).unwrap();
+    }
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
