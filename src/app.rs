@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::capture::load_image;
+use image::ImageFormat;
+
+use crate::capture::{load_image, Frame};
 use crate::config::Config;
-use crate::decide::{judge, Outcome, Policy};
+use crate::decide::{judge, Evidence, Outcome, Policy};
 use crate::detect::Face;
 use crate::gallery::{Gallery, Identity};
 use crate::manifest::Manifest;
+use crate::morph::{morph, MorphOptions};
 use crate::pipeline::Pipeline;
 
 /// Why enrolment refused an image, for callers that branch on it.
@@ -21,6 +24,8 @@ pub enum EnrollError {
     NoFace { path: PathBuf, min_px: f32, min_score: f32 },
     #[error("the name `{0}` is not valid: give a non-empty name of at most 200 characters")]
     BadName(String),
+    #[error("morph suspected: the face in {path} {why}; enrol a genuine, unedited photo of the person (or turn mad.enabled off to skip morph checks)")]
+    MorphSuspected { path: PathBuf, why: String },
 }
 
 /// What enrolment stored.
@@ -40,6 +45,8 @@ pub struct EnrolledFace {
     pub face: Face,
     /// Faces in the image; only the largest is enrolled.
     pub faces_in_image: usize,
+    /// S-MAD heads' bona fide scores of this reference, by model id (empty without S-MAD).
+    pub smad: Vec<(String, f32)>,
 }
 
 /// One face in an identification report.
@@ -57,6 +64,9 @@ pub struct IdentifiedFace {
     /// PAD: the fused live score and each head's, when PAD is enabled.
     pub live: Option<f32>,
     pub pad: Option<Vec<(String, f32)>>,
+    /// D-MAD bona fide score of the nearest identity's reference against this face, when a
+    /// D-MAD head is loaded.
+    pub bona_fide: Option<f32>,
     /// The access policy's verdict on this face alone, and every failed requirement.
     pub decision: Outcome,
     pub reasons: Vec<String>,
@@ -102,24 +112,51 @@ pub fn enroll(
     let mut templates = Vec::new();
     let mut embeddings = Vec::new();
     for path in images {
-        let frame = load_image(path)?;
-        let faces = pipeline.detect(&frame)?;
-        let count = faces.len();
-        let largest =
-            faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())).ok_or_else(|| {
-                EnrollError::NoFace {
-                    path: path.clone(),
-                    min_px: cfg.detector.min_face_px,
-                    min_score: cfg.detector.min_score,
-                }
-            })?;
-        let obs = pipeline.encode_faces(&frame, vec![largest])?;
+        let (frame, face, count) = largest_face(cfg, &mut pipeline, path)?;
+        let smad = match &mut pipeline.mad {
+            Some(mad) => mad.smad_scores(&frame.image, &face)?,
+            None => Vec::new(),
+        };
+        if let Some((id, s)) = smad.iter().find(|(_, s)| *s < cfg.mad.threshold) {
+            bail!(EnrollError::MorphSuspected {
+                path: path.clone(),
+                why: format!(
+                    "scores {s:.3} on the S-MAD head {id}, below mad.threshold {}",
+                    cfg.mad.threshold
+                ),
+            });
+        }
+        let obs = pipeline.encode_faces(&frame, vec![face])?;
         let obs = obs
             .into_iter()
             .next()
             .with_context(|| format!("the face in {} cannot be aligned", path.display()))?;
+        if let (true, Some(g)) = (cfg.mad.enabled && cfg.mad.gallery_check, &existing) {
+            let others: Vec<_> = g
+                .identities_matching(&obs.embedding, cfg.recognition.match_threshold)
+                .into_iter()
+                .filter(|m| m.name != name)
+                .collect();
+            if others.len() >= 2 {
+                let who: Vec<String> =
+                    others.iter().map(|m| format!("{} ({:.3})", m.name, m.similarity)).collect();
+                bail!(EnrollError::MorphSuspected {
+                    path: path.clone(),
+                    why: format!(
+                        "matches {} enrolled people at or above the match threshold: {}",
+                        others.len(),
+                        who.join(", ")
+                    ),
+                });
+            }
+        }
         embeddings.push((obs.embedding, frame.source.clone()));
-        templates.push(EnrolledFace { image: frame.source, face: obs.face, faces_in_image: count });
+        templates.push(EnrolledFace {
+            image: frame.source,
+            face: obs.face,
+            faces_in_image: count,
+            smad,
+        });
     }
     let mut gallery = match existing {
         Some(g) => g,
@@ -132,6 +169,68 @@ pub fn enroll(
         model_id,
         templates,
     })
+}
+
+/// The largest face of an image, with the decoded frame and the number of faces found.
+fn largest_face(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    path: &Path,
+) -> anyhow::Result<(Frame, Face, usize)> {
+    let frame = load_image(path)?;
+    let faces = pipeline.detect(&frame)?;
+    let count = faces.len();
+    let largest =
+        faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())).ok_or_else(|| {
+            EnrollError::NoFace {
+                path: path.to_path_buf(),
+                min_px: cfg.detector.min_face_px,
+                min_score: cfg.detector.min_score,
+            }
+        })?;
+    Ok((frame, largest, count))
+}
+
+/// What `edgeid morph` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct MorphReport {
+    pub output: PathBuf,
+    pub alpha: f32,
+    /// The face used from each photo.
+    pub face_a: Face,
+    pub face_b: Face,
+}
+
+/// Makes a landmark-aligned morph of the largest face of `a` and of `b` (see [`crate::morph`])
+/// and writes it to `output` (JPEG at quality 95, or PNG, by extension).
+pub fn make_morph(
+    cfg: &Config,
+    a: &Path,
+    b: &Path,
+    output: &Path,
+    alpha: f32,
+) -> anyhow::Result<MorphReport> {
+    let format = match output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase) {
+        Some(e) if e == "jpg" || e == "jpeg" => ImageFormat::Jpeg,
+        Some(e) if e == "png" => ImageFormat::Png,
+        _ => bail!("cannot write {}: name the output .jpg or .png", output.display()),
+    };
+    let mut pipeline = Pipeline::load(cfg)?;
+    let (frame_a, face_a, _) = largest_face(cfg, &mut pipeline, a)?;
+    let (frame_b, face_b, _) = largest_face(cfg, &mut pipeline, b)?;
+    let spec = pipeline.encoder.alignment().clone();
+    let opts = MorphOptions { alpha, ..Default::default() };
+    let image =
+        morph(&frame_a.image, &face_a, &frame_b.image, &face_b, &spec.template, spec.size, opts)
+            .with_context(|| format!("morphing {} with {}", a.display(), b.display()))?;
+    let mut bytes = Vec::new();
+    match format {
+        ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95)
+            .encode_image(&image)?,
+        _ => image.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png)?,
+    }
+    std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))?;
+    Ok(MorphReport { output: output.to_path_buf(), alpha, face_a, face_b })
 }
 
 /// Loads the models and the gallery once for a series of identifications.
@@ -156,8 +255,13 @@ impl Identifier {
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
         }
         let pipeline = Pipeline::load(cfg)?;
-        let policy =
-            Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id());
+        let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
+        let policy = Policy::from_config(
+            cfg,
+            pipeline.encoder.model_id(),
+            pipeline.detector.model_id(),
+            dmad,
+        );
         Ok(Identifier { pipeline, gallery, policy, crops_dir })
     }
 
@@ -182,8 +286,15 @@ impl Identifier {
                     .filter(|m| m.similarity >= self.policy.match_threshold)
                     .map(|m| m.name.clone());
                 let live = o.pad.as_ref().map(|p| p.live);
-                let (decision, reasons) =
-                    judge(true, best.as_ref().map(|m| m.similarity), live, &self.policy);
+                let bona_fide =
+                    best.as_ref().and_then(|m| self.policy.bona_fide(&m.reference, &o.embedding.0));
+                let evidence = Evidence {
+                    usable: true,
+                    similarity: best.as_ref().map(|m| m.similarity),
+                    live,
+                    bona_fide,
+                };
+                let (decision, reasons) = judge(evidence, &self.policy);
                 IdentifiedFace {
                     face: o.face,
                     identity,
@@ -191,6 +302,7 @@ impl Identifier {
                     nearest: best.map(|m| m.name),
                     live,
                     pad: o.pad.map(|p| p.heads),
+                    bona_fide,
                     decision,
                     reasons,
                 }

@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub pad: PadConfig,
     #[serde(default)]
+    pub mad: MadConfig,
+    #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
     pub gallery: GalleryConfig,
@@ -128,6 +130,45 @@ fn default_pad_threshold() -> f32 {
     0.5
 }
 
+/// Morphing-attack detection: S-MAD heads on the reference at enrolment, a D-MAD head on the
+/// enrolled reference against the live face, and a gallery check at enrolment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MadConfig {
+    /// Off: no MAD head is loaded and no bona fide score is produced.
+    pub enabled: bool,
+    /// Manifest of the differential head (role `dmad`), or none.
+    #[serde(default)]
+    pub dmad: Option<PathBuf>,
+    /// Manifests of single-image ONNX heads (role `smad`) run on each reference at enrolment.
+    #[serde(default)]
+    pub smad: Vec<PathBuf>,
+    /// Bona fide score at or above which a reference (S-MAD) or a reference/probe pair (D-MAD)
+    /// is taken as not morphed.
+    #[serde(default = "default_mad_threshold")]
+    pub threshold: f32,
+    /// Refuse to enrol a reference that matches two or more enrolled identities at or above
+    /// recognition.match_threshold: a morph of enrolled people matches each of them.
+    #[serde(default = "default_true")]
+    pub gallery_check: bool,
+}
+
+impl Default for MadConfig {
+    fn default() -> Self {
+        MadConfig {
+            enabled: false,
+            dmad: None,
+            smad: Vec::new(),
+            threshold: default_mad_threshold(),
+            gallery_check: true,
+        }
+    }
+}
+
+fn default_mad_threshold() -> f32 {
+    0.5
+}
+
 /// Which requirements an access grant needs; each can be turned off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,11 +177,14 @@ pub struct PolicyConfig {
     pub require_match: bool,
     /// The live score is at or above pad.threshold (needs pad.enabled).
     pub require_live: bool,
+    /// The D-MAD bona fide score of the matched reference against the live face is at or
+    /// above mad.threshold (needs mad.enabled and mad.dmad).
+    pub require_bona_fide: bool,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { require_match: true, require_live: false }
+        PolicyConfig { require_match: true, require_live: false, require_bona_fide: false }
     }
 }
 
@@ -336,6 +380,8 @@ impl Config {
         ]
         .into_iter()
         .chain(cfg.pad.models.iter_mut())
+        .chain(cfg.mad.smad.iter_mut())
+        .chain(cfg.mad.dmad.iter_mut())
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -402,6 +448,24 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: self.path.clone(),
                 message: "policy.require_live = true needs pad.enabled = true; enable PAD or stop requiring it".into(),
+            });
+        }
+        self.check(
+            "mad.threshold",
+            self.mad.threshold,
+            |v| (0.0..=1.0).contains(&v),
+            "a score from 0 to 1",
+        )?;
+        if self.mad.enabled && self.mad.dmad.is_none() && self.mad.smad.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "mad.enabled = true but neither mad.dmad nor mad.smad names a head; name one or set enabled = false".into(),
+            });
+        }
+        if self.policy.require_bona_fide && !(self.mad.enabled && self.mad.dmad.is_some()) {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "policy.require_bona_fide = true needs mad.enabled = true and a mad.dmad head; enable D-MAD or stop requiring it".into(),
             });
         }
         let t = &self.tracker;

@@ -11,6 +11,7 @@
 
 pub mod align;
 pub mod app;
+pub mod augment;
 pub mod capture;
 pub mod config;
 pub mod daemon;
@@ -22,6 +23,7 @@ pub mod heads;
 pub mod infer;
 pub mod journal;
 pub mod manifest;
+pub mod morph;
 pub mod pipeline;
 pub mod resize;
 pub mod track;

@@ -56,6 +56,18 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
+    /// are made), to test the morph checks.
+    Morph {
+        a: PathBuf,
+        b: PathBuf,
+        /// Output image, .jpg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Share of B in the morph, 0..1.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+    },
     /// Run the daemon on the configured sources until SIGINT/SIGTERM (or the sources end).
     Run {
         /// Stop each source after N frames.
@@ -169,6 +181,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Morph { a, b, output, alpha } => {
+            let r = app::make_morph(&cfg, &a, &b, &output, alpha)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: morph of {} face {} and {} face {}, alpha {}",
+                    r.output.display(),
+                    a.display(),
+                    fmt_box(&r.face_a.bbox),
+                    b.display(),
+                    fmt_box(&r.face_b.bbox),
+                    r.alpha
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run { .. } => unreachable!("handled above"),
         Command::Journal { journal, action } => {
@@ -293,9 +322,11 @@ fn fmt_entry(e: &edgeid::journal::Entry) -> String {
         None => reasons.join(", "),
     };
     let live = d["live"].as_f64().map(|l| format!(" live {l:.3}")).unwrap_or_default();
+    let bona_fide =
+        d["bona_fide"].as_f64().map(|b| format!(" bona fide {b:.3}")).unwrap_or_default();
     let sim = d["similarity"].as_f64().map(|s| format!(" similarity {s:.3}")).unwrap_or_default();
     format!(
-        "#{} {} {} track {} {} {}{}{} ({} frames)",
+        "#{} {} {} track {} {} {}{}{}{} ({} frames)",
         e.id,
         humantime::format_rfc3339_millis(t),
         d["camera"].as_str().unwrap_or(""),
@@ -304,6 +335,7 @@ fn fmt_entry(e: &edgeid::journal::Entry) -> String {
         who,
         sim,
         live,
+        bona_fide,
         d["frames_used"]
     )
 }
@@ -329,6 +361,9 @@ fn print_report(r: &app::ImageReport) {
         };
         if let Some(live) = f.live {
             who.push_str(&format!("  live {live:.3}"));
+        }
+        if let Some(b) = f.bona_fide {
+            who.push_str(&format!("  bona fide {b:.3}"));
         }
         who.push_str(&format!("  → {}", f.decision.as_str()));
         if !f.reasons.is_empty() {

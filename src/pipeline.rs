@@ -7,6 +7,7 @@ use crate::capture::Frame;
 use crate::config::Config;
 use crate::detect::{Face, Mtcnn};
 use crate::encode::{Embedding, Encoder};
+use crate::heads::mad::Mad;
 use crate::heads::{Pad, PadScore};
 use crate::manifest::{Manifest, ModelError};
 
@@ -24,6 +25,8 @@ pub struct Pipeline {
     pub detector: Mtcnn,
     pub encoder: Encoder,
     pub pad: Option<Pad>,
+    /// Morph heads, when MAD is enabled.
+    pub mad: Option<Mad>,
     min_score: f32,
 }
 
@@ -42,7 +45,15 @@ impl Pipeline {
         } else {
             None
         };
-        Ok(Pipeline { detector, encoder, pad, min_score: d.min_score })
+        let mad = if cfg.mad.enabled {
+            let smad =
+                cfg.mad.smad.iter().map(|p| Manifest::load(p)).collect::<Result<Vec<_>, _>>()?;
+            let dmad = cfg.mad.dmad.as_deref();
+            Some(Mad::load(cfg.backend, &smad, dmad, encoder.model_id(), encoder.dim())?)
+        } else {
+            None
+        };
+        Ok(Pipeline { detector, encoder, pad, mad, min_score: d.min_score })
     }
 
     /// Faces scoring at least the configured `min_score`, best first.

@@ -43,7 +43,7 @@ impl Sandbox {
         std::fs::create_dir(dir.path().join("models")).unwrap();
         for entry in std::fs::read_dir(root().join("models")).unwrap() {
             let p = entry.unwrap().path();
-            if p.extension().is_some_and(|e| e == "onnx" || e == "toml") {
+            if p.extension().is_some_and(|e| e == "onnx" || e == "toml" || e == "json") {
                 std::fs::copy(&p, dir.path().join("models").join(p.file_name().unwrap())).unwrap();
             }
         }
@@ -224,6 +224,33 @@ fn broken_models_are_refused_by_name() {
 
     let list = edgeid(&["gallery", "list", "--gallery", &g, "--json"]);
     assert!(stdout(&list).contains("\"bob\""), "the PAD-off run enrolled bob");
+
+    // The D-MAD head likewise: its weights missing, tampered with, or trained for another
+    // encoder stop start-up…
+    let g2 = s(&tmp.path().join("g2.db"));
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.path("models/dmad-baseline.json")).unwrap();
+    assert_fails_with(&enrol_bob(&sb, &g2), &["dmad-baseline.json", "is missing"]);
+    let sb = Sandbox::new();
+    sb.edit("models/dmad-baseline.json", |t| t.replacen('1', "2", 1));
+    assert_fails_with(&enrol_bob(&sb, &g2), &["dmad-baseline.json", "sha256"]);
+    let sb = Sandbox::new();
+    sb.edit("models/dmad-baseline.toml", |t| {
+        t.replace("encoder = \"mobileface-256@80c1c6f0\"", "encoder = \"other@1\"")
+    });
+    assert_fails_with(
+        &enrol_bob(&sb, &g2),
+        &["dmad-baseline.toml", "trained for encoder `other@1`"],
+    );
+    // …and requiring its score without it is a config error; with MAD off, it runs.
+    sb.edit("config.toml", |t| {
+        t.replace("[mad]\n# Morphing-attack detection (see models/README.md). Off turns every morph check off.\nenabled = true", "[mad]\nenabled = false")
+            .replace("require_bona_fide = false", "require_bona_fide = true")
+    });
+    assert_fails_with(&enrol_bob(&sb, &g2), &["policy.require_bona_fide = true needs mad.enabled"]);
+    sb.edit("config.toml", |t| t.replace("require_bona_fide = true", "require_bona_fide = false"));
+    let o = enrol_bob(&sb, &g2);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

@@ -66,6 +66,17 @@ impl Similarity {
 /// Warps `src` into a `width` × `height` image where output pixel `p` takes the source colour
 /// at `to_src(p)` (pixel centres on integer coordinates), bilinear, black outside the source.
 pub fn warp(src: &RgbImage, to_src: &Similarity, width: u32, height: u32) -> RgbImage {
+    let mut out = RgbImage::new(width, height);
+    for (u, v, pixel) in out.enumerate_pixels_mut() {
+        let [x, y] = to_src.apply([u as f64, v as f64]);
+        pixel.0 = bilinear(src, x, y).map(|c| c.round().clamp(0.0, 255.0) as u8);
+    }
+    out
+}
+
+/// The colour at sub-pixel position (x, y) of `src` (pixel centres on integer coordinates),
+/// interpolated bilinearly, black outside the image.
+pub fn bilinear(src: &RgbImage, x: f64, y: f64) -> [f64; 3] {
     let (sw, sh) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let px = |x: i64, y: i64, c: usize| -> f64 {
@@ -75,19 +86,14 @@ pub fn warp(src: &RgbImage, to_src: &Similarity, width: u32, height: u32) -> Rgb
             raw[((y * sw + x) * 3) as usize + c] as f64
         }
     };
-    let mut out = RgbImage::new(width, height);
-    for (u, v, pixel) in out.enumerate_pixels_mut() {
-        let [x, y] = to_src.apply([u as f64, v as f64]);
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let (x0, y0) = (x0 as i64, y0 as i64);
-        for c in 0..3 {
-            let top = px(x0, y0, c) * (1.0 - fx) + px(x0 + 1, y0, c) * fx;
-            let bottom = px(x0, y0 + 1, c) * (1.0 - fx) + px(x0 + 1, y0 + 1, c) * fx;
-            pixel.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    out
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    std::array::from_fn(|c| {
+        let top = px(x0, y0, c) * (1.0 - fx) + px(x0 + 1, y0, c) * fx;
+        let bottom = px(x0, y0 + 1, c) * (1.0 - fx) + px(x0 + 1, y0 + 1, c) * fx;
+        top * (1.0 - fy) + bottom * fy
+    })
 }
 
 /// An aligned face crop, ready for the encoder, and the transform that made it.

@@ -336,13 +336,20 @@ fn worker_loop(
 }
 
 fn policy_of(cfg: &Config, pipeline: &Pipeline) -> Policy {
-    Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id())
+    let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
+    Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id(), dmad)
 }
 
 /// Re-reads the config and the gallery for SIGHUP. Models are not reloaded: a new encoder
 /// needs a restart (and a new gallery).
 fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Gallery)> {
     let cfg = Config::load(config_path)?;
+    let has_dmad = pipeline.mad.as_ref().is_some_and(|m| m.dmad.is_some());
+    anyhow::ensure!(
+        (!cfg.policy.require_live || pipeline.pad.is_some())
+            && (!cfg.policy.require_bona_fide || has_dmad),
+        "the new config requires a head the running daemon did not load; restart the daemon to load new models"
+    );
     let gallery = Gallery::open(
         &cfg.gallery.path,
         pipeline.encoder.model_id(),

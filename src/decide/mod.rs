@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::{Config, TrackerConfig};
 use crate::encode::Embedding;
 use crate::gallery::Gallery;
+use crate::heads::mad::Dmad;
 use crate::track::{is_usable, Track};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,8 +36,9 @@ pub struct Decision {
     pub track_id: u64,
     pub outcome: Outcome,
     /// Why access was denied, every failed requirement: `low_quality` (too few usable frames),
-    /// `presentation_attack` (live score below the PAD threshold), `unknown` (no enrolled
-    /// match). Empty when granted.
+    /// `presentation_attack` (live score below the PAD threshold), `morph_suspected` (the
+    /// matched reference and the live face look like a morph and its contributor), `unknown`
+    /// (no enrolled match). Empty when granted.
     pub reasons: Vec<String>,
     pub identity: Option<String>,
     /// Cosine similarity of the fused embedding to the nearest enrolled identity.
@@ -48,6 +50,10 @@ pub struct Decision {
     /// Mean live score of the usable frames, when PAD runs.
     pub live: Option<f32>,
     pub pad_threshold: Option<f32>,
+    /// D-MAD bona fide score of the nearest identity's reference against the fused face, when
+    /// a D-MAD head is loaded.
+    pub bona_fide: Option<f32>,
+    pub mad_threshold: Option<f32>,
     /// Mean detector score and largest face width (pixels) over the usable frames.
     pub detector_score: f32,
     pub face_px: f32,
@@ -66,18 +72,24 @@ pub struct Policy {
     pub require_match: bool,
     /// PAD threshold when liveness is required.
     pub require_live: Option<f32>,
+    /// MAD threshold when a bona fide (not morphed) reference is required.
+    pub require_bona_fide: Option<f32>,
+    /// The D-MAD head scoring reference against probe, when loaded.
+    pub dmad: Option<Dmad>,
     pub tracker: TrackerConfig,
     pub encoder: String,
     pub detector: String,
 }
 
 impl Policy {
-    /// The policy a config asks for, with the ids of the models in use.
-    pub fn from_config(cfg: &Config, encoder: &str, detector: &str) -> Policy {
+    /// The policy a config asks for, with the ids of the models in use and the D-MAD head.
+    pub fn from_config(cfg: &Config, encoder: &str, detector: &str, dmad: Option<Dmad>) -> Policy {
         Policy {
             match_threshold: cfg.recognition.match_threshold,
             require_match: cfg.policy.require_match,
             require_live: cfg.policy.require_live.then_some(cfg.pad.threshold),
+            require_bona_fide: cfg.policy.require_bona_fide.then_some(cfg.mad.threshold),
+            dmad,
             tracker: cfg.tracker.clone(),
             encoder: encoder.to_string(),
             detector: detector.to_string(),
@@ -85,24 +97,45 @@ impl Policy {
     }
 }
 
-/// The policy's verdict on one face (or fused track): every requirement checked, each failure
-/// named. `usable` is false when there was not enough good material to judge.
-pub fn judge(
-    usable: bool,
-    similarity: Option<f32>,
-    live: Option<f32>,
-    policy: &Policy,
-) -> (Outcome, Vec<String>) {
+/// What the heads said about one face (or fused track).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence {
+    /// False when there was not enough good material to judge.
+    pub usable: bool,
+    /// Similarity to the nearest enrolled identity.
+    pub similarity: Option<f32>,
+    pub live: Option<f32>,
+    /// D-MAD bona fide score of the nearest identity's reference against this face.
+    pub bona_fide: Option<f32>,
+}
+
+impl Policy {
+    /// The D-MAD score of a match's reference against the probe, when a head is loaded.
+    pub fn bona_fide(&self, reference: &[f32], probe: &[f32]) -> Option<f32> {
+        self.dmad.as_ref().map(|h| h.score(reference, probe))
+    }
+}
+
+/// The policy's verdict: every requirement checked, each failure named. A morph check only
+/// applies to a face that matched someone (there is no reference to compare it with otherwise);
+/// a missing score fails its requirement (fail closed).
+pub fn judge(e: Evidence, policy: &Policy) -> (Outcome, Vec<String>) {
     let mut reasons = Vec::new();
-    if !usable {
+    if !e.usable {
         reasons.push("low_quality".to_string());
     }
+    let matched = e.similarity.is_some_and(|s| s >= policy.match_threshold);
     if let Some(threshold) = policy.require_live {
-        if usable && live.is_none_or(|l| l < threshold) {
+        if e.usable && e.live.is_none_or(|l| l < threshold) {
             reasons.push("presentation_attack".to_string());
         }
     }
-    if policy.require_match && usable && similarity.is_none_or(|s| s < policy.match_threshold) {
+    if let Some(threshold) = policy.require_bona_fide {
+        if e.usable && matched && e.bona_fide.is_none_or(|b| b < threshold) {
+            reasons.push("morph_suspected".to_string());
+        }
+    }
+    if policy.require_match && e.usable && !matched {
         reasons.push("unknown".to_string());
     }
     let outcome = if reasons.is_empty() { Outcome::Granted } else { Outcome::Denied };
@@ -127,6 +160,8 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         frames_seen: track.frames_seen,
         live: None,
         pad_threshold: policy.require_live,
+        bona_fide: None,
+        mad_threshold: policy.require_bona_fide,
         detector_score: 0.0,
         face_px: usable.iter().map(|s| s.face.width()).fold(0.0, f32::max),
         match_threshold: policy.match_threshold,
@@ -150,15 +185,18 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         if norm > 0.0 {
             fused.iter_mut().for_each(|x| *x /= norm);
         }
-        if let Some(m) = gallery.best_match(&Embedding(fused)) {
+        if let Some(m) = gallery.best_match(&Embedding(fused.clone())) {
             d.similarity = Some(m.similarity);
+            d.bona_fide = policy.bona_fide(&m.reference, &fused);
             if m.similarity >= policy.match_threshold {
                 d.identity = Some(m.name.clone());
             }
             d.nearest = Some(m.name);
         }
     }
-    (d.outcome, d.reasons) = judge(enough, d.similarity, d.live, policy);
+    let evidence =
+        Evidence { usable: enough, similarity: d.similarity, live: d.live, bona_fide: d.bona_fide };
+    (d.outcome, d.reasons) = judge(evidence, policy);
     d.crop_png = usable
         .iter()
         .filter_map(|s| s.crop.as_ref().map(|c| (s.sharpness, c)))

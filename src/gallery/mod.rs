@@ -45,6 +45,9 @@ pub struct Identity {
 pub struct Match {
     pub name: String,
     pub similarity: f32,
+    /// The matched template (unit length), for heads that compare it with the probe (D-MAD).
+    #[serde(skip)]
+    pub reference: Vec<f32>,
 }
 
 pub struct Gallery {
@@ -225,9 +228,36 @@ impl Gallery {
         }
         self.templates
             .iter()
-            .map(|(name, v)| (name, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(name, similarity)| Match { name: name.clone(), similarity })
+            .map(|(name, v)| (name, v, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(name, v, similarity)| Match {
+                name: name.clone(),
+                similarity,
+                reference: v.clone(),
+            })
+    }
+
+    /// Every identity with a template at or above `threshold` against `probe`, best first,
+    /// one match (its best template) per identity.
+    pub fn identities_matching(&self, probe: &Embedding, threshold: f32) -> Vec<Match> {
+        let probe = unit(probe.0.clone());
+        let mut best: Vec<Match> = Vec::new();
+        if probe.len() != self.dim {
+            return best;
+        }
+        for (name, v) in &self.templates {
+            let similarity = v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>();
+            if similarity < threshold {
+                continue;
+            }
+            match best.iter_mut().find(|m| &m.name == name) {
+                Some(m) if m.similarity >= similarity => {}
+                Some(m) => (m.similarity, m.reference) = (similarity, v.clone()),
+                None => best.push(Match { name: name.clone(), similarity, reference: v.clone() }),
+            }
+        }
+        best.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        best
     }
 
     pub fn list(&self) -> Result<Vec<Identity>, GalleryError> {

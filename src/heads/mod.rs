@@ -1,6 +1,8 @@
-//! Heads: models that read a face and give one score, each with its own threshold. Here, the
-//! presentation-attack (PAD) heads that score the face crop; several are fused into one live
-//! score as the config says.
+//! Heads: models that read a face (its crop or its embedding) and give one score, each with
+//! its own threshold: the presentation-attack (PAD) heads that score the face crop, fused into
+//! one live score as the config says; the morphing-attack heads in [`mad`].
+
+pub mod mad;
 
 use anyhow::ensure;
 use image::RgbImage;

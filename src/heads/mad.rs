@@ -1,0 +1,234 @@
+//! Morphing-attack detection (MAD). A morph is a reference photo blended from two people, so
+//! that both match it; it is caught either from the reference alone (S-MAD: an ONNX crop head
+//! of role `smad`, run at enrolment) or by comparing the enrolled reference with the live face
+//! at verification (D-MAD).
+//!
+//! The D-MAD head here is a small learned layer over the encoder's embeddings: a logistic
+//! regression on the per-dimension squared difference between the reference and the probe
+//! embedding. Its weights live in a file described by a TOML manifest (role `dmad`) that names
+//! the encoder it was trained for, so it is never applied to another embedding space.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use image::RgbImage;
+
+use super::CropHead;
+use crate::detect::Face;
+use crate::infer::BackendKind;
+use crate::manifest::{Manifest, ModelError};
+
+/// The manifest of a learned layer over embeddings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearHeadManifest {
+    pub id: String,
+    pub role: String,
+    /// `linear`: a logistic regression over `features`.
+    pub kind: String,
+    /// The weights file (JSON), relative to this manifest.
+    pub file: PathBuf,
+    pub sha256: String,
+    /// Model id of the encoder whose embeddings the head reads.
+    pub encoder: String,
+    /// `squared_difference`: `dim · (reference − probe)²`, per dimension.
+    pub features: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The weights file: the score is `sigmoid(bias + weights · features)`, the probability that
+/// the pair is bona fide (not a morph).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearWeights {
+    pub weights: Vec<f32>,
+    pub bias: f32,
+}
+
+/// A differential morph detector over the embeddings of a reference and a probe.
+#[derive(Debug, Clone)]
+pub struct Dmad {
+    id: String,
+    weights: LinearWeights,
+}
+
+impl Dmad {
+    /// Loads a D-MAD head, refusing one trained for another encoder than `encoder_id` or one
+    /// whose weights do not match the manifest's hash or the embedding size.
+    pub fn load(path: &Path, encoder_id: &str, dim: usize) -> Result<Dmad, ModelError> {
+        let invalid =
+            |message: String| ModelError::ManifestInvalid { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
+        })?;
+        let mut m: LinearHeadManifest =
+            toml::from_str(&text).map_err(|e| invalid(crate::config::toml_error(&text, &e)))?;
+        m.path = path.to_path_buf();
+        if m.role != "dmad" {
+            return Err(ModelError::WrongRole {
+                path: m.path,
+                expected: "dmad".into(),
+                actual: m.role,
+            });
+        }
+        if m.kind != "linear" || m.features != "squared_difference" {
+            return Err(invalid(format!(
+                "kind `{}` with features `{}` is not known; edgeid reads kind = \"linear\" with features = \"squared_difference\"",
+                m.kind, m.features
+            )));
+        }
+        if m.encoder != encoder_id {
+            return Err(invalid(format!(
+                "it was trained for encoder `{}`, but the config's encoder is `{encoder_id}`; retrain it for this encoder (examples/train_dmad.rs) or turn mad off",
+                m.encoder
+            )));
+        }
+        let file = path.parent().unwrap_or(Path::new(".")).join(&m.file);
+        if !file.exists() {
+            return Err(ModelError::FileMissing { path: file, manifest: m.path });
+        }
+        let bytes = std::fs::read(&file)
+            .map_err(|source| ModelError::FileUnreadable { path: file.clone(), source })?;
+        let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if !actual.eq_ignore_ascii_case(&m.sha256) {
+            return Err(ModelError::HashMismatch {
+                path: file,
+                expected: m.sha256.to_lowercase(),
+                actual,
+            });
+        }
+        let weights: LinearWeights = serde_json::from_slice(&bytes)
+            .map_err(|e| ModelError::Unloadable { path: file.clone(), message: e.to_string() })?;
+        if weights.weights.len() != dim || !weights.weights.iter().all(|w| w.is_finite()) {
+            return Err(ModelError::ShapeMismatch {
+                path: file,
+                message: format!(
+                    "it holds {} finite weights, the encoder's embedding has {dim} dimensions",
+                    weights.weights.len()
+                ),
+            });
+        }
+        Ok(Dmad { id: m.id, weights })
+    }
+
+    /// A head from trained weights (used by the trainer to evaluate what it is about to save).
+    pub fn from_weights(id: &str, weights: LinearWeights) -> Dmad {
+        Dmad { id: id.to_string(), weights }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Probability that `reference` and `probe` (unit embeddings) are a bona fide pair rather
+    /// than a morphed reference and one of its contributors.
+    pub fn score(&self, reference: &[f32], probe: &[f32]) -> f32 {
+        let (reference, probe) = (unit(reference), unit(probe));
+        let z = self.weights.bias
+            + pair_features(&reference, &probe)
+                .iter()
+                .zip(&self.weights.weights)
+                .map(|(f, w)| f * w)
+                .sum::<f32>();
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
+/// The features the head reads: `dim · (reference − probe)²` per dimension (their sum is
+/// `dim · (2 − 2·cosine)` for unit vectors, so the head can learn at least a cosine cut and,
+/// beyond it, which dimensions a morph moves).
+pub fn pair_features(reference: &[f32], probe: &[f32]) -> Vec<f32> {
+    let dim = reference.len() as f32;
+    reference.iter().zip(probe).map(|(r, p)| dim * (r - p) * (r - p)).collect()
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| if norm > 0.0 { x / norm } else { 0.0 }).collect()
+}
+
+/// Every morph head the config names: S-MAD heads for references at enrolment, the D-MAD head
+/// for verification.
+pub struct Mad {
+    pub smad: Vec<CropHead>,
+    pub dmad: Option<Dmad>,
+}
+
+impl Mad {
+    pub fn load(
+        backend: BackendKind,
+        smad: &[Manifest],
+        dmad: Option<&Path>,
+        encoder_id: &str,
+        dim: usize,
+    ) -> Result<Mad, ModelError> {
+        let smad =
+            smad.iter().map(|m| CropHead::load(backend, m, "smad")).collect::<Result<_, _>>()?;
+        let dmad = dmad.map(|p| Dmad::load(p, encoder_id, dim)).transpose()?;
+        Ok(Mad { smad, dmad })
+    }
+
+    /// Each S-MAD head's bona fide score for a reference face, by model id.
+    pub fn smad_scores(
+        &mut self,
+        frame: &RgbImage,
+        face: &Face,
+    ) -> anyhow::Result<Vec<(String, f32)>> {
+        let mut out = Vec::new();
+        for head in &mut self.smad {
+            let s = head.score(frame, std::slice::from_ref(face))?;
+            out.push((head.id().to_string(), s[0]));
+        }
+        Ok(out)
+    }
+}
+
+/// Equal error rate of a detector whose score is high for bona fide samples: the rate where
+/// the share of attacks accepted (APCER) equals the share of bona fide rejected (BPCER), and
+/// the threshold there (accept when score ≥ threshold). With finitely many scores the two
+/// rates rarely meet exactly; this returns their mean at the threshold where they are closest.
+pub fn equal_error_rate(bona_fide: &[f32], attacks: &[f32]) -> (f32, f32) {
+    let mut thresholds: Vec<f32> = bona_fide.iter().chain(attacks).copied().collect();
+    thresholds.sort_by(f32::total_cmp);
+    thresholds.push(f32::INFINITY);
+    let mut best = (f32::INFINITY, 1.0f32, 0.0f32);
+    for t in thresholds {
+        let apcer = attacks.iter().filter(|s| **s >= t).count() as f32 / attacks.len() as f32;
+        let bpcer = bona_fide.iter().filter(|s| **s < t).count() as f32 / bona_fide.len() as f32;
+        if (apcer - bpcer).abs() < best.0 {
+            best = ((apcer - bpcer).abs(), (apcer + bpcer) / 2.0, t);
+        }
+    }
+    (best.1, best.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eer_on_a_hand_made_score_list() {
+        // Bona fide 0.9 0.8 0.6 0.4; attacks 0.5 0.3 0.2 0.1. At threshold 0.5: one attack of
+        // four accepted (0.5), one bona fide of four rejected (0.4): EER 25%.
+        let (eer, t) = equal_error_rate(&[0.9, 0.8, 0.6, 0.4], &[0.5, 0.3, 0.2, 0.1]);
+        assert_eq!(eer, 0.25);
+        assert_eq!(t, 0.5);
+        // Perfectly separated: 0.
+        assert_eq!(equal_error_rate(&[0.9, 0.8], &[0.1, 0.2]).0, 0.0);
+    }
+
+    #[test]
+    fn identical_embeddings_score_the_bias() {
+        let head = Dmad::from_weights("t", LinearWeights { weights: vec![1.0; 4], bias: 2.0 });
+        let e = [0.5f32; 4];
+        let s = head.score(&e, &e);
+        assert!((s - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+        // Far apart: lower.
+        assert!(head.score(&e, &[-0.5; 4]) < s);
+    }
+}

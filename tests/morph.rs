@@ -1,0 +1,190 @@
+//! Morphing attacks made from the real faces, and the two checks against them: the gallery
+//! check at enrolment and the D-MAD head at verification. Every score is printed
+//! (`cargo test --release --test morph -- --nocapture`).
+//!
+//! The people: alice is the largest face of sample2 and appears again in sample1 (centred near
+//! 621,360); bob is the largest face of sample3 and appears again in sample1 (near 1052,213).
+
+mod common;
+
+use std::path::Path;
+
+use common::{config, data, frame, pipeline};
+use edgeid::app::{enroll, make_morph, open_gallery, EnrollError, Identifier};
+use edgeid::augment::Change;
+use edgeid::decide::Outcome;
+
+/// The morph of alice (sample2) and bob (sample3), written into `dir`.
+fn alice_bob_morph(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("alice_bob.jpg");
+    let r = make_morph(&config(), &data("sample2.jpg"), &data("sample3.jpg"), &out, 0.5).unwrap();
+    assert_eq!(r.alpha, 0.5);
+    out
+}
+
+fn near(face: &edgeid::detect::Face, x: f32, y: f32) -> bool {
+    let c = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
+    (c.0 - x).abs() < 20.0 && (c.1 - y).abs() < 20.0
+}
+
+/// The morph matches both contributors, so the gallery check refuses to enrol it once both are
+/// enrolled, and the gallery is left as it was.
+#[test]
+fn a_morph_of_two_enrolled_people_is_refused_at_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("g.db");
+    let cfg = config();
+    enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
+    enroll(&cfg, &gallery, "bob", &[data("sample3.jpg")]).unwrap();
+    let morph = alice_bob_morph(dir.path());
+
+    let observed = pipeline().observe(&edgeid::capture::load_image(&morph).unwrap()).unwrap();
+    assert_eq!(observed.len(), 1, "one face on the morph");
+    let g = open_gallery(&cfg, &gallery).unwrap();
+    let scores = g.identities_matching(&observed[0].embedding, -1.0);
+    println!(
+        "morph vs contributors: {:?}",
+        scores.iter().map(|m| (&m.name, m.similarity)).collect::<Vec<_>>()
+    );
+    assert_eq!(scores.len(), 2);
+    assert!(scores.iter().all(|m| m.similarity >= cfg.recognition.match_threshold));
+
+    let before = g.list().unwrap();
+    let err = enroll(&cfg, &gallery, "mallory", std::slice::from_ref(&morph)).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(matches!(err.downcast_ref::<EnrollError>(), Some(EnrollError::MorphSuspected { .. })));
+    assert!(msg.contains("alice") && msg.contains("bob") && msg.contains("morph"), "{msg}");
+    assert_eq!(open_gallery(&cfg, &gallery).unwrap().list().unwrap(), before);
+
+    // The check is a MAD check: with MAD off the morph is enrolled (what the attack wants).
+    let mut off = cfg.clone();
+    off.mad.enabled = false;
+    enroll(&off, &gallery, "mallory", &[morph]).unwrap();
+    assert_eq!(open_gallery(&cfg, &gallery).unwrap().len(), 3);
+}
+
+/// A morph enrolled where the gallery check cannot see it (an empty gallery) lets both
+/// contributors in; requiring the D-MAD score denies both with `morph_suspected`. The live
+/// faces are the contributors' own photos under an everyday change (the kind of probe the
+/// baseline was trained on). Measured beside it: the same morph against the contributors'
+/// faces in another photo (sample1), and the baseline's score for alice's genuine photo
+/// against her face in sample1, which it rejects: the reason the default config keeps
+/// `require_bona_fide` off.
+#[test]
+fn a_morph_reference_is_caught_by_dmad_at_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let morph = alice_bob_morph(dir.path());
+    let attacked = dir.path().join("attacked.db");
+    enroll(&cfg, &attacked, "alice", &[morph]).unwrap();
+    let mut live = Vec::new();
+    for (photo, change) in [("sample2.jpg", Change::Jpeg(35)), ("sample3.jpg", Change::Flip)] {
+        let path = dir.path().join(format!("live_{photo}.png"));
+        change.apply(&frame(photo).image).save(&path).unwrap();
+        live.push(path);
+    }
+    let largest = |cfg: &edgeid::config::Config, path: &Path| {
+        let faces = Identifier::new(cfg, &attacked, None).unwrap().identify(path).unwrap().faces;
+        faces.into_iter().max_by(|a, b| a.face.area().total_cmp(&b.face.area())).unwrap()
+    };
+
+    let mut strict = cfg.clone();
+    strict.policy.require_bona_fide = true;
+    for path in &live {
+        let open = largest(&cfg, path);
+        println!(
+            "{}: similarity to the morph {:.3}, live {:.3}, D-MAD bona fide {:.3}, {:?}",
+            path.file_name().unwrap().to_string_lossy(),
+            open.similarity.unwrap(),
+            open.live.unwrap(),
+            open.bona_fide.unwrap(),
+            open.reasons
+        );
+        assert_eq!(open.identity.as_deref(), Some("alice"), "the morph matches the contributor");
+        assert_eq!(open.decision, Outcome::Granted, "the attack works without D-MAD");
+        let guarded = largest(&strict, path);
+        assert!(guarded.bona_fide.unwrap() < strict.mad.threshold);
+        assert_eq!(guarded.decision, Outcome::Denied);
+        assert_eq!(guarded.reasons, ["morph_suspected"]);
+    }
+
+    // The contributors in another photo: recorded, and never granted under the strict policy.
+    let faces = Identifier::new(&strict, &attacked, None)
+        .unwrap()
+        .identify(&data("sample1.jpg"))
+        .unwrap()
+        .faces;
+    for f in faces.iter().filter(|f| near(&f.face, 621.0, 360.0) || near(&f.face, 1052.0, 213.0)) {
+        println!(
+            "sample1 contributor at {:?}: similarity to the morph {:.3}, D-MAD {:.3}, {:?}",
+            f.face.bbox.map(|v| v.round()),
+            f.similarity.unwrap(),
+            f.bona_fide.unwrap(),
+            f.reasons
+        );
+        assert_eq!(f.decision, Outcome::Denied);
+    }
+
+    // The genuine reference: alice's own photo against her face in sample1.
+    let genuine = dir.path().join("genuine.db");
+    enroll(&cfg, &genuine, "alice", &[data("sample2.jpg")]).unwrap();
+    let faces = Identifier::new(&strict, &genuine, None)
+        .unwrap()
+        .identify(&data("sample1.jpg"))
+        .unwrap()
+        .faces;
+    let alice = faces.iter().find(|f| near(&f.face, 621.0, 360.0)).unwrap();
+    let b = alice.bona_fide.unwrap();
+    println!(
+        "genuine alice (sample2 reference, sample1 live): similarity {:.3}, D-MAD bona fide {b:.3}",
+        alice.similarity.unwrap()
+    );
+    assert_eq!(alice.identity.as_deref(), Some("alice"));
+    assert!(b < strict.mad.threshold, "the baseline's known false rejection changed: {b}");
+    assert_eq!(alice.reasons, ["morph_suspected"]);
+}
+
+/// `edgeid morph` on the command line, and its bad input.
+#[test]
+fn morph_command_writes_a_face_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.png");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(args)
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (data("sample2.jpg"), data("sample3.jpg"));
+    let o = run(&[
+        "morph",
+        &a.display().to_string(),
+        &b.display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (240, 300));
+    assert_eq!(pipeline().detect(&frame_of(&out)).unwrap().len(), 1);
+
+    let o = run(&["morph", &a.display().to_string(), &b.display().to_string(), "-o", "m.gif"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("name the output .jpg or .png"));
+    let o = run(&[
+        "morph",
+        &a.display().to_string(),
+        &b.display().to_string(),
+        "-o",
+        &out.display().to_string(),
+        "--alpha",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("alpha = 2 is outside 0..1"));
+}
+
+fn frame_of(p: &Path) -> edgeid::capture::Frame {
+    edgeid::capture::load_image(p).unwrap()
+}
