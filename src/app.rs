@@ -12,10 +12,14 @@ use crate::capture::{load_image, Frame};
 use crate::config::Config;
 use crate::decide::{judge, Evidence, Outcome, Policy};
 use crate::detect::Face;
+use crate::encode::{Embedding, Encoder};
 use crate::gallery::{Gallery, Identity};
 use crate::manifest::Manifest;
 use crate::morph::{morph, MorphOptions};
 use crate::pipeline::Pipeline;
+use crate::resize::resize_rgb;
+use crate::tag::{tags_of, Detection, ObjectDetector, ObjectParams, PrototypeBank, Tag};
+use image::RgbImage;
 
 /// Why enrolment refused an image, for callers that branch on it.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,112 @@ pub struct ImageReport {
     pub width: u32,
     pub height: u32,
     pub faces: Vec<IdentifiedFace>,
+    /// What else is in the image (`--tags`): descriptive only, never part of the decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<TagReport>,
+}
+
+/// Tags of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagReport {
+    /// The best score per label, from the object detector and the prototype bank.
+    pub tags: Vec<Tag>,
+    /// The object detector's detections.
+    pub objects: Vec<Detection>,
+    /// Every prototype's similarity to the whole image (empty without a bank).
+    pub prototypes: Vec<Tag>,
+}
+
+/// The configured taggers: the object detector and the prototype bank.
+pub struct Tagger {
+    objects: Option<ObjectDetector>,
+    params: ObjectParams,
+    bank: Option<(PrototypeBank, Encoder)>,
+    min_similarity: f32,
+}
+
+impl Tagger {
+    pub fn new(cfg: &Config) -> anyhow::Result<Tagger> {
+        let t = &cfg.tagger;
+        if !t.enabled {
+            bail!(
+                "tagging is off (tagger.enabled = false in {}); turn it on to tag images",
+                cfg.path.display()
+            );
+        }
+        let objects = match &t.model {
+            Some(m) => Some(ObjectDetector::load(cfg.backend, &Manifest::load(m)?)?),
+            None => None,
+        };
+        let bank = match &t.prototypes {
+            Some(path) => {
+                let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
+                Some((PrototypeBank::load(path, encoder.model_id())?, encoder))
+            }
+            None => None,
+        };
+        let params =
+            ObjectParams { min_score: t.min_score, tiles: t.tiles, overlap: t.overlap, nms: t.nms };
+        Ok(Tagger { objects, params, bank, min_similarity: t.prototype_min_similarity })
+    }
+
+    /// Tags of one frame.
+    pub fn tag(&mut self, image: &RgbImage) -> anyhow::Result<TagReport> {
+        let objects = match &mut self.objects {
+            Some(d) => d.detect(image, &self.params)?,
+            None => Vec::new(),
+        };
+        let mut tags = tags_of(&objects);
+        let mut prototypes = Vec::new();
+        if let Some((bank, encoder)) = &mut self.bank {
+            prototypes = bank.scores(&embed_whole(encoder, image)?);
+            tags.extend(prototypes.iter().filter(|p| p.score >= self.min_similarity).cloned());
+            tags.sort_by(|a, b| b.score.total_cmp(&a.score));
+        }
+        Ok(TagReport { tags, objects, prototypes })
+    }
+}
+
+/// An image's embedding as a whole: resized to the encoder's input, not aligned (how a unified
+/// encoder looks at a scene or an object crop).
+pub fn embed_whole(encoder: &mut Encoder, image: &RgbImage) -> anyhow::Result<Embedding> {
+    let [w, h] = encoder.alignment().size;
+    let input = resize_rgb(image, w as u32, h as u32);
+    Ok(encoder.encode(&[&input])?.remove(0))
+}
+
+/// Builds a prototype bank from `dir/<label>/*.{jpg,png}` with the configured encoder and
+/// writes it (JSON) to `out`.
+pub fn build_prototypes(cfg: &Config, dir: &Path, out: &Path) -> anyhow::Result<PrototypeBank> {
+    let mut encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
+    let mut examples = Vec::new();
+    let mut labels: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the examples folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    labels.sort();
+    for label_dir in labels {
+        let label = label_dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&label_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let frame = load_image(&f)?;
+            examples.push((label.clone(), embed_whole(&mut encoder, &frame.image)?));
+        }
+    }
+    let bank = PrototypeBank::build(encoder.model_id(), &examples)
+        .with_context(|| format!("building prototypes from {}", dir.display()))?;
+    std::fs::write(out, serde_json::to_string_pretty(&bank)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(bank)
 }
 
 /// The encoder's model id and embedding size, read from its manifest without loading the model.
@@ -240,6 +350,8 @@ pub struct Identifier {
     policy: Policy,
     /// Where to write each face's aligned crop (PNG), to inspect alignment.
     crops_dir: Option<PathBuf>,
+    /// Tags every image too, when asked.
+    tagger: Option<Tagger>,
 }
 
 impl Identifier {
@@ -262,7 +374,13 @@ impl Identifier {
             pipeline.detector.model_id(),
             dmad,
         );
-        Ok(Identifier { pipeline, gallery, policy, crops_dir })
+        Ok(Identifier { pipeline, gallery, policy, crops_dir, tagger: None })
+    }
+
+    /// Also tag every image (the configured taggers).
+    pub fn with_tags(mut self, cfg: &Config) -> anyhow::Result<Identifier> {
+        self.tagger = Some(Tagger::new(cfg)?);
+        Ok(self)
     }
 
     /// Every face of one image, each with its best identity.
@@ -308,11 +426,18 @@ impl Identifier {
                 }
             })
             .collect();
+        let tags = match &mut self.tagger {
+            Some(t) => {
+                Some(t.tag(&frame.image).with_context(|| format!("tagging {}", frame.source))?)
+            }
+            None => None,
+        };
         Ok(ImageReport {
             image: frame.source,
             width: frame.image.width(),
             height: frame.image.height(),
             faces,
+            tags,
         })
     }
 }

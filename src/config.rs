@@ -38,6 +38,8 @@ pub struct Config {
     #[serde(default)]
     pub mad: MadConfig,
     #[serde(default)]
+    pub tagger: TaggerConfig,
+    #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
     pub gallery: GalleryConfig,
@@ -166,6 +168,66 @@ impl Default for MadConfig {
 }
 
 fn default_mad_threshold() -> f32 {
+    0.5
+}
+
+/// Object tagging (`edgeid tag`, `identify --tags`). Tags never grant access.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaggerConfig {
+    /// Off: `edgeid tag` and `identify --tags` refuse to run.
+    pub enabled: bool,
+    /// Manifest of the object detector (role `objects`), or none.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Detections below this score are not tags.
+    #[serde(default = "default_tag_score")]
+    pub min_score: f32,
+    /// Tiles per side run on top of the whole frame (0 or 1: the whole frame only).
+    #[serde(default = "default_tiles")]
+    pub tiles: u32,
+    /// Share of a tile's side that overlaps its neighbour.
+    #[serde(default = "default_tile_overlap")]
+    pub overlap: f32,
+    /// IoU above which two detections of one class are one object.
+    #[serde(default = "default_tag_nms")]
+    pub nms: f32,
+    /// A prototype bank (`edgeid prototypes build`) in the encoder's space, or none.
+    #[serde(default)]
+    pub prototypes: Option<PathBuf>,
+    /// Cosine similarity to a prototype at or above which its label is a tag.
+    #[serde(default = "default_prototype_similarity")]
+    pub prototype_min_similarity: f32,
+}
+
+impl Default for TaggerConfig {
+    fn default() -> Self {
+        TaggerConfig {
+            enabled: false,
+            model: None,
+            min_score: default_tag_score(),
+            tiles: default_tiles(),
+            overlap: default_tile_overlap(),
+            nms: default_tag_nms(),
+            prototypes: None,
+            prototype_min_similarity: default_prototype_similarity(),
+        }
+    }
+}
+
+fn default_tag_score() -> f32 {
+    0.3
+}
+fn default_tiles() -> u32 {
+    2
+}
+fn default_tile_overlap() -> f32 {
+    0.2
+}
+fn default_tag_nms() -> f32 {
+    0.5
+}
+fn default_prototype_similarity() -> f32 {
     0.5
 }
 
@@ -382,6 +444,8 @@ impl Config {
         .chain(cfg.pad.models.iter_mut())
         .chain(cfg.mad.smad.iter_mut())
         .chain(cfg.mad.dmad.iter_mut())
+        .chain(cfg.tagger.model.iter_mut())
+        .chain(cfg.tagger.prototypes.iter_mut())
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -466,6 +530,23 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: self.path.clone(),
                 message: "policy.require_bona_fide = true needs mad.enabled = true and a mad.dmad head; enable D-MAD or stop requiring it".into(),
+            });
+        }
+        let tg = &self.tagger;
+        self.check("tagger.min_score", tg.min_score, |v| v > 0.0 && v < 1.0, unit)?;
+        self.check("tagger.tiles", tg.tiles as f32, |v| v <= 8.0, "0 to 8 tiles per side")?;
+        self.check("tagger.overlap", tg.overlap, |v| (0.0..0.9).contains(&v), "0 to 0.9")?;
+        self.check("tagger.nms", tg.nms, |v| v > 0.0 && v < 1.0, unit)?;
+        self.check(
+            "tagger.prototype_min_similarity",
+            tg.prototype_min_similarity,
+            |v| v > -1.0 && v < 1.0,
+            "between -1 and 1",
+        )?;
+        if tg.enabled && tg.model.is_none() && tg.prototypes.is_none() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "tagger.enabled = true but neither tagger.model nor tagger.prototypes is set; name one or set enabled = false".into(),
             });
         }
         let t = &self.tracker;

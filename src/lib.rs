@@ -26,4 +26,5 @@ pub mod manifest;
 pub mod morph;
 pub mod pipeline;
 pub mod resize;
+pub mod tag;
 pub mod track;

@@ -53,8 +53,21 @@ enum Command {
         /// Write each face's aligned encoder input as DIR/<image>_face<N>.png.
         #[arg(long, value_name = "DIR")]
         crops: Option<PathBuf>,
+        /// Also tag each image with the configured taggers (never part of the decision).
+        #[arg(long)]
+        tags: bool,
         #[arg(required = true)]
         images: Vec<PathBuf>,
+    },
+    /// Tag each image: objects (and prototype labels, with a bank), with scores.
+    Tag {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Prototype banks for tagging in the encoder's embedding space.
+    Prototypes {
+        #[command(subcommand)]
+        action: PrototypesAction,
     },
     /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
     /// are made), to test the morph checks.
@@ -103,6 +116,16 @@ enum JournalAction {
     Export {
         #[arg(long)]
         since: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrototypesAction {
+    /// Build a bank from DIR/<label>/*.jpg|png (each image embedded whole).
+    Build {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -166,8 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Identify { gallery, crops, images } => {
+        Command::Identify { gallery, crops, tags, images } => {
             let mut identifier = app::Identifier::new(&cfg, &gallery_or_default(gallery), crops)?;
+            if tags {
+                identifier = identifier.with_tags(&cfg)?;
+            }
             let mut failed = 0;
             for path in &images {
                 // One bad image does not hide the results of the others; the exit code says.
@@ -181,6 +207,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Tag { images } => {
+            let mut tagger = app::Tagger::new(&cfg)?;
+            let mut failed = 0;
+            for path in &images {
+                let report = edgeid::capture::load_image(path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|f| tagger.tag(&f.image));
+                match report {
+                    Ok(r) if cli.json => println!(
+                        "{}",
+                        serde_json::json!({ "image": path.display().to_string(), "tags": r })
+                    ),
+                    Ok(r) => println!("{}: {}", path.display(), fmt_tags(&r.tags)),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Prototypes { action: PrototypesAction::Build { dir, output } } => {
+            let bank = app::build_prototypes(&cfg, &dir, &output)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&bank)?);
+            } else {
+                for p in &bank.prototypes {
+                    println!("{}: {} example(s)", p.label, p.examples);
+                }
+                println!("wrote {} (encoder {})", output.display(), bank.encoder);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Morph { a, b, output, alpha } => {
             let r = app::make_morph(&cfg, &a, &b, &output, alpha)?;
@@ -349,8 +408,18 @@ fn fmt_time(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+fn fmt_tags(tags: &[edgeid::tag::Tag]) -> String {
+    if tags.is_empty() {
+        return "no tags".into();
+    }
+    tags.iter().map(|t| format!("{} {:.2}", t.label, t.score)).collect::<Vec<_>>().join(", ")
+}
+
 fn print_report(r: &app::ImageReport) {
     println!("{} ({}×{}): {} face(s)", r.image, r.width, r.height, r.faces.len());
+    if let Some(t) = &r.tags {
+        println!("  tags: {}", fmt_tags(&t.tags));
+    }
     for (i, f) in r.faces.iter().enumerate() {
         let mut who = match (&f.identity, f.similarity, &f.nearest) {
             (Some(name), Some(s), _) => format!("{name} (similarity {s:.3})"),

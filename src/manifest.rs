@@ -153,6 +153,21 @@ pub struct HeadSpec {
     pub crop_scale: f32,
 }
 
+/// Facts of a one-stage object detector with distribution-focal box regression (NanoDet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsSpec {
+    /// Output strides; each has outputs `scores_<stride>` [1, cells, classes] and
+    /// `boxes_<stride>` [1, cells, 4 × (reg_max + 1)].
+    pub strides: Vec<usize>,
+    /// Box sides are distributions over `reg_max + 1` bins, in units of the stride.
+    pub reg_max: usize,
+    /// Cell centres at `(column + center_offset) × stride`.
+    pub center_offset: f32,
+    /// Class names in output order.
+    pub labels: Vec<String>,
+}
+
 /// A parsed model manifest; `dir` is where relative paths in it are resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +187,7 @@ pub struct Manifest {
     pub alignment: Option<AlignmentSpec>,
     pub detector: Option<DetectorSpec>,
     pub head: Option<HeadSpec>,
+    pub objects: Option<ObjectsSpec>,
     #[serde(skip)]
     pub path: PathBuf,
 }

@@ -251,6 +251,18 @@ fn broken_models_are_refused_by_name() {
     sb.edit("config.toml", |t| t.replace("require_bona_fide = true", "require_bona_fide = false"));
     let o = enrol_bob(&sb, &g2);
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // The object tagger: a missing model stops `edgeid tag`; tagging turned off says so.
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.path("models/nanodet.onnx")).unwrap();
+    let photo = s(&data("sample1.jpg"));
+    let o = edgeid(&["--config", &sb.config(), "tag", &photo]);
+    assert_fails_with(&o, &["nanodet.onnx", "is missing"]);
+    sb.edit("config.toml", |t| {
+        t.replace("# What else is in the picture (`edgeid tag`, `identify --tags`). Tags never grant access.\nenabled = true", "enabled = false")
+    });
+    let o = edgeid(&["--config", &sb.config(), "tag", &photo]);
+    assert_fails_with(&o, &["tagging is off", "tagger.enabled = false"]);
 }
 
 #[test]

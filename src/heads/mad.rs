@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn identical_embeddings_score_the_bias() {
-        let head = Dmad::from_weights("t", LinearWeights { weights: vec![1.0; 4], bias: 2.0 });
+        let head = Dmad::from_weights("t", LinearWeights { weights: vec![-1.0; 4], bias: 2.0 });
         let e = [0.5f32; 4];
         let s = head.score(&e, &e);
         assert!((s - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
