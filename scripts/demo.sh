@@ -17,3 +17,13 @@ $edgeid gallery list --gallery "$gallery"
 echo
 echo "== identify: sample1.jpg shows both of them among others; sample5.jpg shows neither"
 $edgeid identify --gallery "$gallery" tests/data/sample1.jpg tests/data/sample5.jpg
+echo
+echo "== morph attack: a morph of alice and beth (var/morph.jpg) matches both, so enrolling it is refused"
+$edgeid morph tests/data/sample2.jpg tests/data/sample3.jpg -o var/morph.jpg
+if $edgeid enroll --gallery "$gallery" --name mallory var/morph.jpg; then
+    echo "unexpected: the morph was enrolled" >&2
+    exit 1
+fi
+echo
+echo "== tags: what else is in the pictures (never part of the decision)"
+$edgeid tag tests/data/sample1.jpg tests/data/sample3.jpg
