@@ -4,7 +4,8 @@
 //!     cargo run --release --example train_dmad -- [CONFIG] [OUT_DIR]
 //!
 //! (defaults: configs/default.toml, models/). Writes OUT_DIR/dmad-baseline.json (weights) and
-//! OUT_DIR/dmad-baseline.toml (manifest), and prints the figures for models/README.md.
+//! OUT_DIR/dmad-baseline.toml (manifest), the same head as ONNX (dmad-baseline-onnx.onnx and
+//! .toml), and prints the figures for models/README.md.
 //!
 //! The data, and what it cannot show:
 //! - Identities: every face MTCNN finds in the six photos; faces in different photos that match
@@ -53,6 +54,84 @@ struct Pair {
     reference: Vec<f32>,
     probe: Vec<f32>,
     bona_fide: bool,
+}
+
+/// The linear head as an ONNX graph: pair [N, 2·dim] → MatMul by [I; −I] (reference − probe)
+/// → square → MatMul by the weights (times dim, the feature scale) → Add bias → Sigmoid.
+fn onnx_of(w: &LinearWeights, dim: usize) -> Vec<u8> {
+    use prost::Message;
+    use tract_onnx::pb;
+    let float = pb::tensor_proto::DataType::Float as i32;
+    let tensor = |name: &str, dims: Vec<i64>, data: Vec<f32>| pb::TensorProto {
+        name: name.into(),
+        dims,
+        data_type: float,
+        float_data: data,
+        ..Default::default()
+    };
+    let value = |name: &str, last: i64| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: float,
+                shape: Some(pb::TensorShapeProto {
+                    dim: vec![
+                        pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimParam(
+                                "N".into(),
+                            )),
+                            ..Default::default()
+                        },
+                        pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(last)),
+                            ..Default::default()
+                        },
+                    ],
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+        op_type: op.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    };
+    let mut select = vec![0.0f32; 2 * dim * dim];
+    for i in 0..dim {
+        select[i * dim + i] = 1.0;
+        select[(dim + i) * dim + i] = -1.0;
+    }
+    let scaled: Vec<f32> = w.weights.iter().map(|x| x * dim as f32).collect();
+    let graph = pb::GraphProto {
+        name: "dmad".into(),
+        node: vec![
+            node("MatMul", &["pair", "select"], "diff"),
+            node("Mul", &["diff", "diff"], "squared"),
+            node("MatMul", &["squared", "weights"], "logit0"),
+            node("Add", &["logit0", "bias"], "logit"),
+            node("Sigmoid", &["logit"], "bona_fide"),
+        ],
+        initializer: vec![
+            tensor("select", vec![2 * dim as i64, dim as i64], select),
+            tensor("weights", vec![dim as i64, 1], scaled),
+            tensor("bias", vec![1], vec![w.bias]),
+        ],
+        input: vec![value("pair", 2 * dim as i64)],
+        output: vec![value("bona_fide", 1)],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+        producer_name: "edgeid examples/train_dmad.rs".into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 fn largest(p: &mut Pipeline, img: RgbImage, what: &str) -> anyhow::Result<Option<Vec<f32>>> {
@@ -220,7 +299,7 @@ fn main() -> anyhow::Result<()> {
         let s: Vec<f32> = train
             .iter()
             .filter(|q| q.bona_fide == bona_fide)
-            .map(|q| head.score(&q.reference, &q.probe))
+            .map(|q| head.score(&q.reference, &q.probe).expect("a linear head cannot fail"))
             .collect();
         s.iter().sum::<f32>() / s.len() as f32
     };
@@ -235,7 +314,7 @@ fn main() -> anyhow::Result<()> {
         let at = set.iter().filter(|q| !q.bona_fide).map(f).collect();
         (bf, at)
     };
-    let dmad = |q: &Pair| head.score(&q.reference, &q.probe);
+    let dmad = |q: &Pair| head.score(&q.reference, &q.probe).expect("a linear head cannot fail");
     let cos = |q: &Pair| cosine(&q.reference, &q.probe);
     let (train_bf, train_at) = scores(&pairs[0], &dmad);
     let (train_eer, op) = equal_error_rate(&train_bf, &train_at);
@@ -270,7 +349,7 @@ fn main() -> anyhow::Result<()> {
                 "cross-photo bona fide: reference sample{} vs live sample{}: D-MAD {:.3}, cosine {:.3}",
                 reference.photo + 1,
                 probe.photo + 1,
-                head.score(&reference.portrait, &probe.embedding),
+                head.score(&reference.portrait, &probe.embedding)?,
                 cosine(&reference.portrait, &probe.embedding)
             );
         }
@@ -301,6 +380,34 @@ description = "trained on {n_train} pairs ({m_train} morphs) from tests/data; he
         eer = 100.0 * test_eer,
     );
     std::fs::write(out_dir.join("dmad-baseline.toml"), manifest)?;
-    println!("wrote {}/dmad-baseline.{{json,toml}}", out_dir.display());
+
+    // The same head as an ONNX model over the embedding pair: the format a D-MAD head from
+    // elsewhere comes in, so that edgeid's ONNX D-MAD path is exercised by a real model.
+    let onnx = onnx_of(&weights, dim);
+    let sha: String = Sha256::digest(&onnx).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(out_dir.join("dmad-baseline-onnx.onnx"), &onnx)?;
+    std::fs::write(
+        out_dir.join("dmad-baseline-onnx.toml"),
+        format!(
+            r#"# The baseline D-MAD head (dmad-baseline.toml) exported as an ONNX model over the embedding
+# pair, by examples/train_dmad.rs: same weights, same scores.
+id = "dmad-baseline-onnx@{short}"
+role = "dmad"
+kind = "onnx"
+file = "dmad-baseline-onnx.onnx"
+sha256 = "{sha}"
+encoder = "{encoder_id}"
+features = "embedding_pair"
+input = "pair"
+output = "bona_fide"
+description = "dmad-baseline as ONNX: MatMul([I; -I]), square, MatMul(weights), Add(bias), Sigmoid"
+"#,
+            short = &sha[..8],
+        ),
+    )?;
+    println!(
+        "wrote {}/dmad-baseline.{{json,toml}} and dmad-baseline-onnx.{{onnx,toml}}",
+        out_dir.display()
+    );
     Ok(())
 }

@@ -83,6 +83,8 @@ fn replay_journals_one_decision_per_person() {
         .collect();
     assert_eq!(lines.len(), 20);
     assert_eq!(lines.iter().filter(|l| l["identity"] == "alice").count(), 2);
+    // Every head's score is journaled with the decision: PAD and D-MAD.
+    assert!(lines.iter().all(|l| l["live"].is_number() && l["bona_fide"].is_number()), "{lines:?}");
     let out = s.spawn(&["journal", "tail", "-n", "3"]).wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let out =

@@ -188,3 +188,65 @@ fn morph_command_writes_a_face_and_refuses_bad_input() {
 fn frame_of(p: &Path) -> edgeid::capture::Frame {
     edgeid::capture::load_image(p).unwrap()
 }
+
+/// The same head exported as ONNX (the format a D-MAD head from elsewhere comes in) gives the
+/// linear head's scores through the ONNX path, at both ends of the scale.
+#[test]
+fn the_onnx_dmad_head_scores_like_the_linear_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("g.db");
+    let cfg = config();
+    enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
+    let mut onnx = cfg.clone();
+    onnx.mad.dmad = Some(common::root().join("models/dmad-baseline-onnx.toml"));
+    let scores = |cfg: &edgeid::config::Config, photo: &str| -> Vec<f32> {
+        let mut id = Identifier::new(cfg, &gallery, None).unwrap();
+        id.identify(&data(photo)).unwrap().faces.iter().map(|f| f.bona_fide.unwrap()).collect()
+    };
+    let mut compared = Vec::new();
+    for photo in ["sample2.jpg", "sample1.jpg", "sample3.jpg"] {
+        let (a, b) = (scores(&cfg, photo), scores(&onnx, photo));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-4, "{photo}: linear {x}, onnx {y}");
+        }
+        compared.extend(a);
+    }
+    println!("linear and ONNX D-MAD agree on {} faces: {compared:?}", compared.len());
+    // The enrolled photo itself is bona fide; strangers are far from it.
+    assert!(compared[0] > 0.99);
+    assert!(compared.iter().any(|s| *s < 0.01));
+}
+
+/// S-MAD heads run on each reference at enrolment and refuse one scoring below mad.threshold.
+/// No S-MAD model exists on any registry, so the antispoof crop model stands in (its manifest
+/// given role `smad`): this checks the path a real S-MAD model takes, not morph detection.
+#[test]
+fn smad_heads_screen_references_at_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::root().join("models");
+    let text = std::fs::read_to_string(models.join("antispoof.toml"))
+        .unwrap()
+        .replace("role = \"pad\"", "role = \"smad\"")
+        .replace(
+            "file = \"antispoof.onnx\"",
+            &format!("file = {:?}", models.join("antispoof.onnx")),
+        );
+    let manifest = dir.path().join("smad.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let mut cfg = config();
+    cfg.mad.smad = vec![manifest];
+    let report = enroll(&cfg, &dir.path().join("a.db"), "alice", &[data("sample2.jpg")]).unwrap();
+    let smad = &report.templates[0].smad;
+    assert_eq!(smad.len(), 1);
+    let score = smad[0].1;
+    println!("S-MAD stand-in score of sample2's face: {score:.3}");
+    assert!(score >= cfg.mad.threshold);
+
+    cfg.mad.threshold = (score + 0.01).min(1.0);
+    let gallery = dir.path().join("b.db");
+    let err = enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap_err();
+    assert!(matches!(err.downcast_ref::<EnrollError>(), Some(EnrollError::MorphSuspected { .. })));
+    assert!(format!("{err:#}").contains("S-MAD head antispoof"), "{err:#}");
+    assert!(!gallery.exists(), "a refused first enrolment creates no gallery");
+}

@@ -110,9 +110,17 @@ pub struct Evidence {
 }
 
 impl Policy {
-    /// The D-MAD score of a match's reference against the probe, when a head is loaded.
+    /// The D-MAD score of a match's reference against the probe, when a head is loaded. A head
+    /// that fails gives no score, which fails the requirement (fail closed).
     pub fn bona_fide(&self, reference: &[f32], probe: &[f32]) -> Option<f32> {
-        self.dmad.as_ref().map(|h| h.score(reference, probe))
+        let head = self.dmad.as_ref()?;
+        match head.score(reference, probe) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("D-MAD head {}: {e:#}", head.id());
+                None
+            }
+        }
     }
 }
 
