@@ -265,6 +265,20 @@ fn broken_models_are_refused_by_name() {
     assert_fails_with(&o, &["tagging is off", "tagger.enabled = false"]);
 }
 
+/// Every shipped config parses and validates (they are documentation users copy).
+#[test]
+fn shipped_configs_are_valid() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("configs")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            edgeid::config::Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}
+
 #[test]
 fn bad_configs_are_refused_by_key() {
     let tmp = tempfile::tempdir().unwrap();
