@@ -12,14 +12,12 @@ use crate::capture::{load_image, Frame};
 use crate::config::Config;
 use crate::decide::{judge, Evidence, Outcome, Policy};
 use crate::detect::Face;
-use crate::encode::{Embedding, Encoder};
+use crate::encode::Encoder;
 use crate::gallery::{Gallery, Identity};
 use crate::manifest::Manifest;
 use crate::morph::{morph, MorphOptions};
 use crate::pipeline::Pipeline;
-use crate::resize::resize_rgb;
-use crate::tag::{tags_of, Detection, ObjectDetector, ObjectParams, PrototypeBank, Tag};
-use image::RgbImage;
+use crate::tag::{embed_whole, PrototypeBank, TagReport, Tagger};
 
 /// Why enrolment refused an image, for callers that branch on it.
 #[derive(Debug, thiserror::Error)]
@@ -85,75 +83,6 @@ pub struct ImageReport {
     /// What else is in the image (`--tags`): descriptive only, never part of the decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<TagReport>,
-}
-
-/// Tags of one image.
-#[derive(Debug, Clone, Serialize)]
-pub struct TagReport {
-    /// The best score per label, from the object detector and the prototype bank.
-    pub tags: Vec<Tag>,
-    /// The object detector's detections.
-    pub objects: Vec<Detection>,
-    /// Every prototype's similarity to the whole image (empty without a bank).
-    pub prototypes: Vec<Tag>,
-}
-
-/// The configured taggers: the object detector and the prototype bank.
-pub struct Tagger {
-    objects: Option<ObjectDetector>,
-    params: ObjectParams,
-    bank: Option<(PrototypeBank, Encoder)>,
-    min_similarity: f32,
-}
-
-impl Tagger {
-    pub fn new(cfg: &Config) -> anyhow::Result<Tagger> {
-        let t = &cfg.tagger;
-        if !t.enabled {
-            bail!(
-                "tagging is off (tagger.enabled = false in {}); turn it on to tag images",
-                cfg.path.display()
-            );
-        }
-        let objects = match &t.model {
-            Some(m) => Some(ObjectDetector::load(cfg.backend, &Manifest::load(m)?)?),
-            None => None,
-        };
-        let bank = match &t.prototypes {
-            Some(path) => {
-                let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
-                Some((PrototypeBank::load(path, encoder.model_id())?, encoder))
-            }
-            None => None,
-        };
-        let params =
-            ObjectParams { min_score: t.min_score, tiles: t.tiles, overlap: t.overlap, nms: t.nms };
-        Ok(Tagger { objects, params, bank, min_similarity: t.prototype_min_similarity })
-    }
-
-    /// Tags of one frame.
-    pub fn tag(&mut self, image: &RgbImage) -> anyhow::Result<TagReport> {
-        let objects = match &mut self.objects {
-            Some(d) => d.detect(image, &self.params)?,
-            None => Vec::new(),
-        };
-        let mut tags = tags_of(&objects);
-        let mut prototypes = Vec::new();
-        if let Some((bank, encoder)) = &mut self.bank {
-            prototypes = bank.scores(&embed_whole(encoder, image)?);
-            tags.extend(prototypes.iter().filter(|p| p.score >= self.min_similarity).cloned());
-            tags.sort_by(|a, b| b.score.total_cmp(&a.score));
-        }
-        Ok(TagReport { tags, objects, prototypes })
-    }
-}
-
-/// An image's embedding as a whole: resized to the encoder's input, not aligned (how a unified
-/// encoder looks at a scene or an object crop).
-pub fn embed_whole(encoder: &mut Encoder, image: &RgbImage) -> anyhow::Result<Embedding> {
-    let [w, h] = encoder.alignment().size;
-    let input = resize_rgb(image, w as u32, h as u32);
-    Ok(encoder.encode(&[&input])?.remove(0))
 }
 
 /// Builds a prototype bank from `dir/<label>/*.{jpg,png}` with the configured encoder and

@@ -198,6 +198,10 @@ pub struct TaggerConfig {
     /// Cosine similarity to a prototype at or above which its label is a tag.
     #[serde(default = "default_prototype_similarity")]
     pub prototype_min_similarity: f32,
+    /// The daemon tags every frame in which it sees a face and journals, with each decision,
+    /// the best score per label over the person's frames (one more detector pass per frame).
+    #[serde(default)]
+    pub in_daemon: bool,
 }
 
 impl Default for TaggerConfig {
@@ -211,6 +215,7 @@ impl Default for TaggerConfig {
             nms: default_tag_nms(),
             prototypes: None,
             prototype_min_similarity: default_prototype_similarity(),
+            in_daemon: false,
         }
     }
 }

@@ -209,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Tag { images } => {
-            let mut tagger = app::Tagger::new(&cfg)?;
+            let mut tagger = edgeid::tag::Tagger::new(&cfg)?;
             let mut failed = 0;
             for path in &images {
                 let report = edgeid::capture::load_image(path)

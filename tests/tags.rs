@@ -5,8 +5,9 @@
 mod common;
 
 use common::{config, data, frame, pipeline, SAMPLES};
-use edgeid::app::{build_prototypes, Identifier, Tagger};
+use edgeid::app::{build_prototypes, Identifier};
 use edgeid::config::Config;
+use edgeid::tag::{TagReport, Tagger};
 use image::imageops;
 
 fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
@@ -44,8 +45,7 @@ fn tiling_finds_more_people_and_the_wine_glass_is_recorded() {
     let (mut n_whole, mut n_tiled) = (0, 0);
     for name in SAMPLES {
         let img = frame(name).image;
-        let count =
-            |r: &edgeid::app::TagReport| r.objects.iter().filter(|o| o.label == "person").count();
+        let count = |r: &TagReport| r.objects.iter().filter(|o| o.label == "person").count();
         let (a, b) = (count(&whole.tag(&img).unwrap()), count(&tiled.tag(&img).unwrap()));
         assert!(b >= a, "{name}: tiles lost people ({a} → {b})");
         n_whole += a;
@@ -126,7 +126,7 @@ fn prototype_bank_tags_held_out_crops() {
     for (k, label) in ["face", "background"].iter().enumerate() {
         for entry in std::fs::read_dir(test.join(label)).unwrap() {
             let img = image::open(entry.unwrap().path()).unwrap().to_rgb8();
-            let e = edgeid::app::embed_whole(&mut p.encoder, &img).unwrap();
+            let e = edgeid::tag::embed_whole(&mut p.encoder, &img).unwrap();
             if bank.scores(&e)[0].label == *label {
                 correct[k] += 1;
             }
@@ -179,4 +179,30 @@ fn tags_never_change_a_decision() {
     assert_eq!(verdicts(&plain), verdicts(&tagged));
     let json = serde_json::to_value(&tagged).unwrap();
     assert!(json["tags"]["tags"].as_array().unwrap().iter().any(|t| t["label"] == "person"));
+}
+
+/// With `tagger.in_daemon`, each journaled decision carries the tags of the person's frames;
+/// the decision itself is the same as without.
+#[test]
+fn the_daemon_journals_tags_with_each_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("three.txt");
+    std::fs::write(&list, format!("{}\n", data("sample3.jpg").display()).repeat(3)).unwrap();
+    let setup = common::Setup::new(&list.display().to_string(), 0.0, false, "");
+    setup.enrol("beth", "sample3.jpg");
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), text.replace("in_daemon = false", "in_daemon = true")).unwrap();
+    let cfg = Config::load(&setup.config()).unwrap();
+    let summary =
+        edgeid::daemon::run(&setup.config(), &Default::default(), &Default::default()).unwrap();
+    assert_eq!(summary.decisions, 3, "one per face of sample3");
+    let j = edgeid::journal::Journal::open_existing(&cfg.daemon.journal).unwrap();
+    let decisions: Vec<serde_json::Value> =
+        j.tail(10).unwrap().into_iter().map(|e| e.decision).collect();
+    for d in &decisions {
+        let tags = d["tags"].as_array().unwrap_or_else(|| panic!("no tags: {d}"));
+        assert!(tags.iter().any(|t| t["label"] == "person" && t["score"].as_f64().unwrap() > 0.5));
+    }
+    assert_eq!(decisions.iter().filter(|d| d["outcome"] == "granted").count(), 1);
+    println!("journaled tags: {}", decisions[0]["tags"]);
 }

@@ -27,6 +27,7 @@ use crate::decide::{decide, Decision, Policy};
 use crate::gallery::Gallery;
 use crate::journal::Journal;
 use crate::pipeline::Pipeline;
+use crate::tag::Tagger;
 use crate::track::{Sighting, Tracker};
 
 use self::metrics::Metrics;
@@ -88,10 +89,15 @@ pub fn run(
     let mut workers = Vec::new();
     for source in &cfg.sources {
         let pipeline = Pipeline::load(&cfg)?;
+        let tagger = if cfg.tagger.enabled && cfg.tagger.in_daemon {
+            Some(Tagger::new(&cfg)?)
+        } else {
+            None
+        };
         let gallery = Gallery::open(&cfg.gallery.path, &encoder_id, dim, false)?;
         // Open each source once now: a missing camera or replay folder is a start-up error.
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
-        workers.push((source.clone(), opened, pipeline, gallery));
+        workers.push((source.clone(), opened, (pipeline, tagger), gallery));
     }
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let metrics = Arc::new(Metrics::new(&names));
@@ -123,7 +129,7 @@ pub fn run(
     });
 
     let mut handles = Vec::new();
-    for (source_cfg, opened, pipeline, gallery) in workers {
+    for (source_cfg, opened, models, gallery) in workers {
         let queue = Arc::new(FrameQueue::new(cfg.daemon.queue_capacity));
         let capture = {
             let (queue, metrics, control, options) =
@@ -139,7 +145,7 @@ pub fn run(
             let cfg = cfg.clone();
             let path = config_path.to_path_buf();
             thread::spawn(move || {
-                worker_loop(&path, cfg, pipeline, gallery, &queue, &metrics, &control, tx)
+                worker_loop(&path, cfg, models, gallery, &queue, &metrics, &control, tx)
             })
         };
         handles.push((capture, worker, queue));
@@ -257,7 +263,7 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 fn worker_loop(
     config_path: &Path,
     mut cfg: Config,
-    mut pipeline: Pipeline,
+    (mut pipeline, mut tagger): (Pipeline, Option<Tagger>),
     mut gallery: Gallery,
     queue: &FrameQueue,
     metrics: &Metrics,
@@ -312,12 +318,27 @@ fn worker_loop(
             }
         };
         let t2 = Instant::now();
+        // Tags only where someone is: they go with that person's decision.
+        let tags = match (&mut tagger, observations.is_empty()) {
+            (Some(t), false) => match t.tag(&frame.image) {
+                Ok(r) => {
+                    metrics.observe("tag", t2.elapsed().as_secs_f64());
+                    Some(r.tags)
+                }
+                Err(e) => {
+                    log::warn!("tagging frame {} of {}: {e:#}", frame.seq, frame.source);
+                    None
+                }
+            },
+            _ => None,
+        };
         let sightings = observations
             .into_iter()
             .map(|o| Sighting {
                 sharpness: sharpness(&o.aligned.image),
                 crop: cfg.daemon.store_crops.then_some(o.aligned.image),
                 live: o.pad.map(|p| p.live),
+                tags: tags.clone(),
                 face: o.face,
                 embedding: o.embedding,
                 seq: frame.seq,

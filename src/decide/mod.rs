@@ -9,6 +9,7 @@ use crate::config::{Config, TrackerConfig};
 use crate::encode::Embedding;
 use crate::gallery::Gallery;
 use crate::heads::mad::Dmad;
+use crate::tag::{merge_tags, Tag};
 use crate::track::{is_usable, Track};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +55,9 @@ pub struct Decision {
     /// a D-MAD head is loaded.
     pub bona_fide: Option<f32>,
     pub mad_threshold: Option<f32>,
+    /// What else was in the person's frames (best score per label), when the daemon tags
+    /// frames. Never part of the decision.
+    pub tags: Option<Vec<Tag>>,
     /// Mean detector score and largest face width (pixels) over the usable frames.
     pub detector_score: f32,
     pub face_px: f32,
@@ -170,6 +174,11 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         pad_threshold: policy.require_live,
         bona_fide: None,
         mad_threshold: policy.require_bona_fide,
+        tags: track
+            .sightings
+            .iter()
+            .any(|s| s.tags.is_some())
+            .then(|| merge_tags(track.sightings.iter().filter_map(|s| s.tags.as_deref()))),
         detector_score: 0.0,
         face_px: usable.iter().map(|s| s.face.width()).fold(0.0, f32::max),
         match_threshold: policy.match_threshold,

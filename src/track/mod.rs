@@ -23,6 +23,8 @@ pub struct Sighting {
     pub crop: Option<image::RgbImage>,
     /// Fused PAD live score, when PAD runs.
     pub live: Option<f32>,
+    /// Tags of the frame, when the daemon tags frames.
+    pub tags: Option<Vec<crate::tag::Tag>>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +161,7 @@ mod tests {
 
     fn sighting(x: f32, e: [f32; 2], seq: u64) -> Sighting {
         Sighting {
+            tags: None,
             face: Face { bbox: [x, 0.0, x + 100.0, 100.0], score: 0.99, landmarks: [[0.0; 2]; 5] },
             embedding: Embedding(e.to_vec()),
             sharpness: 100.0,
