@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod decide;
 pub mod detect;
 pub mod encode;
+pub mod eval;
 pub mod gallery;
 pub mod heads;
 pub mod infer;

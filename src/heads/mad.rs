@@ -276,39 +276,9 @@ impl Mad {
     }
 }
 
-/// Equal error rate of a detector whose score is high for bona fide samples: the rate where
-/// the share of attacks accepted (APCER) equals the share of bona fide rejected (BPCER), and
-/// the threshold there (accept when score ≥ threshold). With finitely many scores the two
-/// rates rarely meet exactly; this returns their mean at the threshold where they are closest.
-pub fn equal_error_rate(bona_fide: &[f32], attacks: &[f32]) -> (f32, f32) {
-    let mut thresholds: Vec<f32> = bona_fide.iter().chain(attacks).copied().collect();
-    thresholds.sort_by(f32::total_cmp);
-    thresholds.push(f32::INFINITY);
-    let mut best = (f32::INFINITY, 1.0f32, 0.0f32);
-    for t in thresholds {
-        let apcer = attacks.iter().filter(|s| **s >= t).count() as f32 / attacks.len() as f32;
-        let bpcer = bona_fide.iter().filter(|s| **s < t).count() as f32 / bona_fide.len() as f32;
-        if (apcer - bpcer).abs() < best.0 {
-            best = ((apcer - bpcer).abs(), (apcer + bpcer) / 2.0, t);
-        }
-    }
-    (best.1, best.2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn eer_on_a_hand_made_score_list() {
-        // Bona fide 0.9 0.8 0.6 0.4; attacks 0.5 0.3 0.2 0.1. At threshold 0.5: one attack of
-        // four accepted (0.5), one bona fide of four rejected (0.4): EER 25%.
-        let (eer, t) = equal_error_rate(&[0.9, 0.8, 0.6, 0.4], &[0.5, 0.3, 0.2, 0.1]);
-        assert_eq!(eer, 0.25);
-        assert_eq!(t, 0.5);
-        // Perfectly separated: 0.
-        assert_eq!(equal_error_rate(&[0.9, 0.8], &[0.1, 0.2]).0, 0.0);
-    }
 
     #[test]
     fn identical_embeddings_score_the_bias() {

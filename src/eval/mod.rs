@@ -1,0 +1,4 @@
+//! Evaluation: the standard error rates of verification, identification, presentation-attack
+//! and morph detection, computed from score lists.
+
+pub mod metrics;
