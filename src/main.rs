@@ -69,6 +69,12 @@ enum Command {
         #[command(subcommand)]
         action: PrototypesAction,
     },
+    /// Error rates on a labelled folder: DIR/<identity>/*.jpg, optional DIR/attacks/<kind>/ and
+    /// DIR/morphs/<A>+<B>[~note].jpg.
+    Eval {
+        #[arg(long)]
+        dataset: PathBuf,
+    },
     /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
     /// are made), to test the morph checks.
     Morph {
@@ -207,6 +213,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Eval { dataset } => {
+            let r = edgeid::eval::dataset::evaluate(&cfg, &dataset, !cli.json)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_eval(&r);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Tag { images } => {
             let mut tagger = edgeid::tag::Tagger::new(&cfg)?;
@@ -406,6 +421,57 @@ fn fmt_box(b: &[f32; 4]) -> String {
 fn fmt_time(unix: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn print_eval(r: &edgeid::eval::dataset::EvalReport) {
+    let c = &r.counts;
+    println!(
+        "{}: {} identities, {} images; failure to acquire {:.1}% ({}), to enrol {:.1}% ({})",
+        r.dataset.display(),
+        c.identities,
+        c.images,
+        100.0 * c.fta_rate,
+        c.not_acquired.len(),
+        100.0 * c.fte_rate,
+        c.not_enrolled.len()
+    );
+    let v = &r.verification;
+    println!(
+        "verification: {} genuine, {} impostor pairs; at {}: FMR {:.4}, FNMR {:.4}; EER {:.4} at {:.3}",
+        v.genuine, v.impostor, v.threshold, v.fmr, v.fnmr, v.eer, v.eer_threshold
+    );
+    for p in &v.at_fmr {
+        let note = if p.supported { "" } else { " (too few impostor pairs to show this rate)" };
+        println!(
+            "  FNMR at FMR {:e}: {:.4} (threshold {:.3}, {} impostor pairs){note}",
+            p.target, p.false_reject, p.threshold, p.comparisons
+        );
+    }
+    let i = &r.identification;
+    println!(
+        "identification: {} enrolled, {} mated and {} non-mated searches; at {}: FNIR {:.4}, FPIR {:.4}",
+        i.enrolled, i.mated_searches, i.non_mated_searches, i.threshold, i.fnir, i.fpir
+    );
+    if let Some(p) = &r.pad {
+        let a = &p.at_threshold;
+        println!(
+            "PAD at {}: BPCER {:.4} over {} bona fide; APCER {:?}; ACER {:.4}",
+            a.threshold, a.bpcer, p.bona_fide, a.apcer, a.acer
+        );
+        for o in &p.at_apcer {
+            println!("  BPCER at APCER {}: {:.4}", o.target, o.false_reject);
+        }
+    }
+    if let Some(m) = &r.morphs {
+        println!(
+            "morphs: {}, MMPMR {:.4}; D-EER {} ({} bona fide, {} morph pairs)",
+            m.morphs,
+            m.mmpmr,
+            m.dmad_eer.map(|e| format!("{e:.4}")).unwrap_or_else(|| "n/a".into()),
+            m.dmad_bona_fide_pairs,
+            m.dmad_morph_pairs
+        );
+    }
 }
 
 fn fmt_tags(tags: &[edgeid::tag::Tag]) -> String {

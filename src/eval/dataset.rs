@@ -1,0 +1,348 @@
+//! `edgeid eval`: runs the configured pipeline over a labelled folder and reports the standard
+//! error rates.
+//!
+//! Layout: `DIR/<identity>/*.jpg|png` (bona fide captures), optionally
+//! `DIR/attacks/<kind>/*.jpg|png` (presentation attacks) and `DIR/morphs/<A>+<B>[~note].jpg|png`
+//! (morphs of identities A and B). The largest face of each image is used; an image without one
+//! is a failure to acquire, an identity whose first image fails is a failure to enrol.
+//!
+//! Protocols: verification compares every pair of acquired bona fide images. Identification
+//! enrols the first image of each identity of the first half (sorted by name) and searches with
+//! every other image: those of enrolled identities are mated searches, the rest non-mated.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::metrics::{self, OperatingPoint, PadRates, Search};
+use crate::capture::load_image;
+use crate::config::Config;
+use crate::encode::cosine;
+use crate::pipeline::Pipeline;
+
+/// One acquired image.
+struct Sample {
+    identity: String,
+    embedding: Vec<f32>,
+    live: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub identities: usize,
+    pub images: usize,
+    /// Images in which no face was found (failure to acquire), by path.
+    pub not_acquired: Vec<String>,
+    /// Identities whose first image gave no face (failure to enrol).
+    pub not_enrolled: Vec<String>,
+    pub fta_rate: f32,
+    pub fte_rate: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub genuine: usize,
+    pub impostor: usize,
+    pub threshold: f32,
+    pub fmr: f32,
+    pub fnmr: f32,
+    pub eer: f32,
+    pub eer_threshold: f32,
+    /// FNMR at FMR = 1e-2, 1e-3, 1e-4, each with the comparisons that support it.
+    pub at_fmr: Vec<OperatingPoint>,
+    /// The scores themselves, for plots and re-analysis.
+    pub genuine_scores: Vec<f32>,
+    pub impostor_scores: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Identification {
+    pub enrolled: usize,
+    pub mated_searches: usize,
+    pub non_mated_searches: usize,
+    pub threshold: f32,
+    pub fnir: f32,
+    pub fpir: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pad {
+    pub bona_fide: usize,
+    pub attacks: Vec<(String, usize)>,
+    /// At the configured PAD threshold.
+    pub at_threshold: PadRates,
+    /// BPCER at APCER (all attack kinds pooled) = 5% and 10%.
+    pub at_apcer: Vec<OperatingPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Morphs {
+    pub morphs: usize,
+    /// Mated morph presentation match rate at the match threshold: share of morphs whose
+    /// median score against each contributor's images is at or above it for every contributor.
+    pub mmpmr: f32,
+    /// D-MAD error rates (bona fide: first image of an identity against its others; attacks: each
+    /// morph against its contributors' images), when a D-MAD head is loaded.
+    pub dmad_eer: Option<f32>,
+    pub dmad_bona_fide_pairs: usize,
+    pub dmad_morph_pairs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub dataset: PathBuf,
+    pub encoder: String,
+    pub counts: Counts,
+    pub verification: Verification,
+    pub identification: Identification,
+    pub pad: Option<Pad>,
+    pub morphs: Option<Morphs>,
+}
+
+fn images_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the dataset folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap_or_default().to_string_lossy().into_owned()
+}
+
+/// Runs the evaluation. `progress` draws a progress bar on stderr.
+pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<EvalReport> {
+    let mut pipeline = Pipeline::load(cfg)?;
+    let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
+    let identity_dirs: Vec<PathBuf> = subdirs(dir)?
+        .into_iter()
+        .filter(|p| !matches!(name_of(p).as_str(), "attacks" | "morphs"))
+        .collect();
+    anyhow::ensure!(
+        !identity_dirs.is_empty(),
+        "dataset {} has no identity folders; lay it out as DIR/<identity>/*.jpg",
+        dir.display()
+    );
+    let mut jobs: Vec<(String, PathBuf)> = Vec::new();
+    for d in &identity_dirs {
+        jobs.extend(images_in(d)?.into_iter().map(|p| (name_of(d), p)));
+    }
+    let attack_dirs =
+        if dir.join("attacks").is_dir() { subdirs(&dir.join("attacks"))? } else { vec![] };
+    for d in &attack_dirs {
+        jobs.extend(images_in(d)?.into_iter().map(|p| (format!("attacks/{}", name_of(d)), p)));
+    }
+    let morph_files =
+        if dir.join("morphs").is_dir() { images_in(&dir.join("morphs"))? } else { vec![] };
+    jobs.extend(morph_files.iter().map(|p| ("morphs".to_string(), p.clone())));
+
+    let bar = if progress { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images, {eta} left {msg}")
+            .expect("a valid template"),
+    );
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut attacks: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut morphs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
+    let mut not_acquired = Vec::new();
+    let mut first_failed: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (label, path) in &jobs {
+        bar.inc(1);
+        let frame = load_image(path)?;
+        let faces = pipeline.detect(&frame)?;
+        let largest = faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area()));
+        let first_of_identity = !label.contains('/') && label != "morphs" && !seen.contains(label);
+        if first_of_identity {
+            seen.push(label.clone());
+        }
+        let Some(face) = largest else {
+            not_acquired.push(path.display().to_string());
+            if first_of_identity {
+                first_failed.push(label.clone());
+            }
+            continue;
+        };
+        let Some(o) = pipeline.encode_faces(&frame, vec![face])?.pop() else {
+            not_acquired.push(path.display().to_string());
+            continue;
+        };
+        let live = o.pad.map(|p| p.live);
+        if let Some(kind) = label.strip_prefix("attacks/") {
+            match attacks.iter_mut().find(|a| a.0 == kind) {
+                Some(a) => a.1.extend(live),
+                None => attacks.push((kind.to_string(), live.into_iter().collect())),
+            }
+        } else if label == "morphs" {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            let names = stem.split('~').next().unwrap_or("");
+            morphs.push((names.split('+').map(str::to_string).collect(), o.embedding.0));
+        } else if !first_failed.contains(label) {
+            samples.push(Sample { identity: label.clone(), embedding: o.embedding.0, live });
+        }
+    }
+    bar.finish_and_clear();
+
+    let threshold = cfg.recognition.match_threshold;
+    // Verification: every pair.
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for i in 0..samples.len() {
+        for j in i + 1..samples.len() {
+            let s = cosine(&samples[i].embedding, &samples[j].embedding);
+            if samples[i].identity == samples[j].identity {
+                genuine.push(s);
+            } else {
+                impostor.push(s);
+            }
+        }
+    }
+    let (eer, eer_threshold) = metrics::equal_error_rate(&genuine, &impostor);
+    let verification = Verification {
+        genuine: genuine.len(),
+        impostor: impostor.len(),
+        threshold,
+        fmr: metrics::fmr(&impostor, threshold),
+        fnmr: metrics::fnmr(&genuine, threshold),
+        eer,
+        eer_threshold,
+        at_fmr: [1e-2, 1e-3, 1e-4]
+            .iter()
+            .map(|t| metrics::at_false_accept(&genuine, &impostor, *t))
+            .collect(),
+        genuine_scores: genuine,
+        impostor_scores: impostor,
+    };
+
+    // Identification: the first half of the identities enrolled with their first image.
+    let names: Vec<String> = {
+        let mut n: Vec<String> = samples.iter().map(|s| s.identity.clone()).collect();
+        n.dedup();
+        n
+    };
+    let enrolled: Vec<&str> = names[..names.len().div_ceil(2)].iter().map(String::as_str).collect();
+    let mut references: Vec<(&str, &[f32])> = Vec::new();
+    let mut searches = Vec::new();
+    for s in &samples {
+        let is_enrolled = enrolled.contains(&s.identity.as_str());
+        if is_enrolled && !references.iter().any(|r| r.0 == s.identity) {
+            references.push((&s.identity, &s.embedding));
+            continue;
+        }
+        let best = references
+            .iter()
+            .map(|(n, e)| (*n, cosine(e, &s.embedding)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((name, score)) = best {
+            searches.push(Search { mated: is_enrolled, correct: name == s.identity, score });
+        }
+    }
+    let identification = Identification {
+        enrolled: references.len(),
+        mated_searches: searches.iter().filter(|s| s.mated).count(),
+        non_mated_searches: searches.iter().filter(|s| !s.mated).count(),
+        threshold,
+        fnir: metrics::fnir(&searches, threshold),
+        fpir: metrics::fpir(&searches, threshold),
+    };
+
+    let bona_fide: Vec<f32> = samples.iter().filter_map(|s| s.live).collect();
+    let pad = (!bona_fide.is_empty()).then(|| {
+        let pooled: Vec<f32> = attacks.iter().flat_map(|a| a.1.clone()).collect();
+        Pad {
+            bona_fide: bona_fide.len(),
+            attacks: attacks.iter().map(|a| (a.0.clone(), a.1.len())).collect(),
+            at_threshold: metrics::pad_rates(&bona_fide, &attacks, cfg.pad.threshold),
+            at_apcer: if pooled.is_empty() {
+                Vec::new()
+            } else {
+                [0.05, 0.10]
+                    .iter()
+                    .map(|t| metrics::at_false_accept(&bona_fide, &pooled, *t))
+                    .collect()
+            },
+        }
+    });
+
+    let morphs_report = (!morphs.is_empty()).then(|| {
+        fn of<'a>(samples: &'a [Sample], name: &'a str) -> impl Iterator<Item = &'a Sample> {
+            samples.iter().filter(move |s| s.identity == name)
+        }
+        let median = |mut v: Vec<f32>| {
+            v.sort_by(f32::total_cmp);
+            if v.is_empty() {
+                f32::NEG_INFINITY
+            } else {
+                v[v.len() / 2]
+            }
+        };
+        let scores: Vec<Vec<f32>> = morphs
+            .iter()
+            .map(|(who, e)| {
+                who.iter()
+                    .map(|n| median(of(&samples, n).map(|s| cosine(e, &s.embedding)).collect()))
+                    .collect()
+            })
+            .collect();
+        let (mut bf, mut at) = (Vec::new(), Vec::new());
+        if let Some(head) = &dmad {
+            for name in &names {
+                let imgs: Vec<&Sample> = of(&samples, name).collect();
+                for probe in imgs.iter().skip(1) {
+                    bf.extend(head.score(&imgs[0].embedding, &probe.embedding).ok());
+                }
+            }
+            for (who, e) in &morphs {
+                for n in who {
+                    for probe in of(&samples, n) {
+                        at.extend(head.score(e, &probe.embedding).ok());
+                    }
+                }
+            }
+        }
+        Morphs {
+            morphs: morphs.len(),
+            mmpmr: metrics::mmpmr(&scores, threshold),
+            dmad_eer: (!bf.is_empty() && !at.is_empty())
+                .then(|| metrics::equal_error_rate(&bf, &at).0),
+            dmad_bona_fide_pairs: bf.len(),
+            dmad_morph_pairs: at.len(),
+        }
+    });
+
+    let n_images = jobs.len();
+    Ok(EvalReport {
+        dataset: dir.to_path_buf(),
+        encoder: pipeline.encoder.model_id().to_string(),
+        counts: Counts {
+            identities: identity_dirs.len(),
+            images: n_images,
+            fta_rate: not_acquired.len() as f32 / n_images.max(1) as f32,
+            fte_rate: first_failed.len() as f32 / identity_dirs.len() as f32,
+            not_acquired,
+            not_enrolled: first_failed,
+        },
+        verification,
+        identification,
+        pad,
+        morphs: morphs_report,
+    })
+}

@@ -1,0 +1,141 @@
+//! `edgeid eval` on a dataset built from the repository's photos: each face cropped with some
+//! room around it, plus everyday changes of that crop, one folder per person; a background crop
+//! (a failure to acquire); morphs of three pairs. The metric arithmetic itself is checked on
+//! hand-made score lists in src/eval/metrics.rs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{config, frame, pipeline, SAMPLES};
+use edgeid::augment::Change;
+use edgeid::encode::cosine;
+use edgeid::eval::dataset::evaluate;
+use image::imageops;
+
+/// Builds the dataset in `dir`; returns the number of bona fide images per identity.
+fn build(dir: &Path) -> Vec<usize> {
+    let threshold = config().recognition.match_threshold;
+    // (identity, crop) for every face; faces of two photos that match are one person.
+    let mut faces: Vec<(String, Vec<f32>, image::RgbImage)> = Vec::new();
+    for name in SAMPLES {
+        let f = frame(name);
+        let (w, h) = f.image.dimensions();
+        for (i, o) in pipeline().observe(&f).unwrap().into_iter().enumerate() {
+            let b = o.face.bbox;
+            let (fw, fh) = (b[2] - b[0], b[3] - b[1]);
+            let x0 = (b[0] - fw * 0.6).max(0.0) as u32;
+            let y0 = (b[1] - fh * 0.6).max(0.0) as u32;
+            let x1 = ((b[2] + fw * 0.6) as u32).min(w);
+            let y1 = ((b[3] + fh * 0.6) as u32).min(h);
+            let crop = imageops::crop_imm(&f.image, x0, y0, x1 - x0, y1 - y0).to_image();
+            let same = faces.iter().find(|(_, e, _)| cosine(e, &o.embedding.0) >= threshold);
+            let id = match same {
+                Some((id, _, _)) => id.clone(),
+                None => format!("{}_{i}", name.trim_end_matches(".jpg")),
+            };
+            faces.push((id, o.embedding.0, crop));
+        }
+    }
+    for (k, (id, _, crop)) in faces.iter().enumerate() {
+        let d = dir.join(id);
+        std::fs::create_dir_all(&d).unwrap();
+        crop.save(d.join(format!("{k:02}_a.png"))).unwrap();
+        for (j, c) in [Change::Brightness(1.3), Change::Jpeg(35), Change::Flip].iter().enumerate() {
+            c.apply(crop).save(d.join(format!("{k:02}_b{j}.png"))).unwrap();
+        }
+    }
+    // A failure to acquire: a corner of sample1 without a face, in the first identity's folder
+    // (after its first image, so the identity still enrols).
+    let first = &faces[0].0;
+    imageops::crop_imm(&frame("sample1.jpg").image, 0, 0, 120, 120)
+        .to_image()
+        .save(dir.join(first).join("zz_background.png"))
+        .unwrap();
+    let morphs = dir.join("morphs");
+    std::fs::create_dir_all(&morphs).unwrap();
+    let ids: Vec<&String> = {
+        let mut v: Vec<&String> = faces.iter().map(|f| &f.0).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for (a, b) in [(0, 1), (2, 5), (3, 7)] {
+        let (pa, pb) = (dir.join(ids[a]), dir.join(ids[b]));
+        let first_png = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+            v.sort();
+            v[0].clone()
+        };
+        let out = morphs.join(format!("{}+{}.png", ids[a], ids[b]));
+        edgeid::app::make_morph(&config(), &first_png(&pa), &first_png(&pb), &out, 0.5).unwrap();
+    }
+    let mut per_id: Vec<usize> = Vec::new();
+    for id in ids {
+        per_id.push(faces.iter().filter(|f| &f.0 == id).count() * 4);
+    }
+    per_id
+}
+
+#[test]
+fn eval_reports_every_rate_on_a_real_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let per_id = build(dir.path());
+    let cfg = config();
+    let r = evaluate(&cfg, dir.path(), false).unwrap();
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "counts": r.counts, "verification": {
+            "genuine": r.verification.genuine, "impostor": r.verification.impostor,
+            "fmr": r.verification.fmr, "fnmr": r.verification.fnmr, "eer": r.verification.eer,
+            "at_fmr": r.verification.at_fmr }, "identification": r.identification,
+        "pad": r.pad, "morphs": r.morphs }))
+    .unwrap();
+    println!("{json}");
+
+    assert_eq!(r.counts.identities, 18);
+    assert_eq!(r.counts.images, 20 * 4 + 1 + 3);
+    assert_eq!(r.counts.not_acquired.len(), 1, "{:?}", r.counts.not_acquired);
+    assert!(r.counts.not_acquired[0].ends_with("zz_background.png"));
+    assert!(r.counts.not_enrolled.is_empty());
+
+    let n: usize = per_id.iter().sum();
+    let genuine: usize = per_id.iter().map(|k| k * (k - 1) / 2).sum();
+    assert_eq!(r.verification.genuine, genuine);
+    assert_eq!(r.verification.impostor, n * (n - 1) / 2 - genuine);
+    let v = &r.verification;
+    assert_eq!(
+        v.fmr,
+        edgeid::eval::metrics::fmr(&v.impostor_scores, cfg.recognition.match_threshold)
+    );
+    assert_eq!(
+        v.fnmr,
+        edgeid::eval::metrics::fnmr(&v.genuine_scores, cfg.recognition.match_threshold)
+    );
+    assert!(v.eer < 0.1, "EER {}", v.eer);
+    // 1e-2 is resolvable with these thousands of impostor pairs; 1e-4 is not.
+    assert!(v.at_fmr[0].supported && !v.at_fmr[2].supported);
+
+    let i = &r.identification;
+    assert_eq!(i.enrolled, 9);
+    assert_eq!(i.mated_searches + i.non_mated_searches + i.enrolled, n);
+
+    let pad = r.pad.as_ref().unwrap();
+    assert_eq!(pad.bona_fide, n);
+    assert!(pad.attacks.is_empty(), "no attack images here");
+
+    let m = r.morphs.as_ref().unwrap();
+    assert_eq!(m.morphs, 3);
+    assert!(m.dmad_morph_pairs > 0 && m.dmad_bona_fide_pairs > 0);
+
+    // The command line gives the same figures.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .args(["eval", "--json", "--dataset"])
+        .arg(dir.path())
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["verification"]["genuine"], genuine);
+    assert_eq!(j["verification"]["eer"].as_f64().unwrap() as f32, v.eer);
+}
