@@ -75,6 +75,14 @@ enum Command {
         #[arg(long)]
         dataset: PathBuf,
     },
+    /// Set recognition.match_threshold in the config file to the threshold that reaches a target
+    /// FMR on a labelled folder (laid out as for eval).
+    Calibrate {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 1e-3)]
+        target_fmr: f32,
+    },
     /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
     /// are made), to test the morph checks.
     Morph {
@@ -220,6 +228,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 print_eval(&r);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calibrate { dataset, target_fmr } => {
+            let c = edgeid::eval::calibrate(&cfg, &cli.config, &dataset, target_fmr, !cli.json)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&c)?);
+            } else {
+                println!(
+                    "{}: recognition.match_threshold {} -> {:.4} (FMR {:.2e}, FNMR {:.4} on {} impostor and {} genuine pairs)",
+                    c.config.display(),
+                    c.previous_threshold,
+                    c.point.threshold,
+                    c.point.false_accept,
+                    c.point.false_reject,
+                    c.point.comparisons,
+                    c.genuine
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -139,3 +139,56 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     assert_eq!(j["verification"]["genuine"], genuine);
     assert_eq!(j["verification"]["eer"].as_f64().unwrap() as f32, v.eer);
 }
+
+/// `edgeid calibrate` writes the threshold for a target FMR into the config, keeping its
+/// comments; a target the dataset cannot resolve is refused and the file left alone.
+#[test]
+fn calibrate_writes_the_threshold_for_a_target_fmr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    build(&data);
+    let models = common::root().join("models");
+    let text = std::fs::read_to_string(common::root().join("configs/default.toml"))
+        .unwrap()
+        .replace("../models/", &format!("{}/", models.display()));
+    let cfg_path = dir.path().join("edgeid.toml");
+    std::fs::write(&cfg_path, &text).unwrap();
+    let run = |target: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args([
+                "--config",
+                &cfg_path.display().to_string(),
+                "--json",
+                "calibrate",
+                "--target-fmr",
+                target,
+                "--dataset",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = run("1e-2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = c["point"]["threshold"].as_f64().unwrap() as f32;
+    assert!(c["point"]["false_accept"].as_f64().unwrap() <= 1e-2);
+    let cfg = edgeid::config::Config::load(&cfg_path).unwrap();
+    assert!(
+        (cfg.recognition.match_threshold - t).abs() < 1e-4,
+        "{} vs {t}",
+        cfg.recognition.match_threshold
+    );
+    let written = std::fs::read_to_string(&cfg_path).unwrap();
+    assert!(written.contains("# calibrated by `edgeid calibrate`"));
+    assert!(
+        written.contains("# Cosine similarity at or above which a face is the enrolled person.")
+    );
+    println!("calibrated at FMR <= 1e-2: threshold {t}; {}", c["point"]);
+
+    let out = run("1e-4");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("impostor pairs cannot show an FMR of 1e-4"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), written);
+}
