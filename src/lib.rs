@@ -26,6 +26,7 @@ pub mod journal;
 pub mod manifest;
 pub mod morph;
 pub mod pipeline;
+pub mod plot;
 pub mod resize;
 pub mod tag;
 pub mod track;

@@ -1,0 +1,163 @@
+//! SVG charts for the reports (evaluation, audits, benchmarks). plotters' SVG backend writes
+//! text as SVG text elements, so drawing needs no font files on the device, and the charts are
+//! plain files that any browser or Markdown viewer shows.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Series colours, distinguishable in print and for the common colour-vision deficiencies
+/// (Okabe–Ito).
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+];
+
+const SIZE: (u32, u32) = (720, 420);
+
+fn colour(i: usize) -> RGBColor {
+    COLOURS[i % COLOURS.len()]
+}
+
+fn draw(
+    f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        f(&root)?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Overlaid histograms of score lists, each normalised to its own count (so a few hundred
+/// genuine pairs and thousands of impostor pairs share one axis), with an optional vertical
+/// marker (a threshold).
+pub fn histogram(
+    title: &str,
+    x_desc: &str,
+    series: &[(&str, &[f32])],
+    marker: Option<(&str, f32)>,
+) -> anyhow::Result<String> {
+    const BINS: usize = 40;
+    let finite = || series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite());
+    let mut lo = finite().fold(f32::INFINITY, f32::min);
+    let mut hi = finite().fold(f32::NEG_INFINITY, f32::max);
+    if let Some((_, m)) = marker {
+        (lo, hi) = (lo.min(m), hi.max(m));
+    }
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi - lo < 1e-6 {
+        (lo, hi) = (lo - 0.05, hi + 0.05);
+    }
+    let width = (hi - lo) / BINS as f32;
+    let shares: Vec<Vec<f32>> = series
+        .iter()
+        .map(|(_, values)| {
+            let mut bins = [0f32; BINS];
+            for v in values.iter().filter(|v| v.is_finite()) {
+                bins[(((v - lo) / width) as usize).min(BINS - 1)] += 1.0;
+            }
+            let n = values.len().max(1) as f32;
+            bins.iter().map(|b| b / n).collect()
+        })
+        .collect();
+    let top = shares.iter().flatten().copied().fold(0.0, f32::max).max(0.01) * 1.1;
+    draw(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, 0f32..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc(x_desc)
+            .y_desc("share of the series")
+            .draw()?;
+        for (i, ((label, values), share)) in series.iter().zip(&shares).enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(share.iter().enumerate().filter(|(_, s)| **s > 0.0).map(|(b, s)| {
+                    let x0 = lo + b as f32 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width, *s)], c.mix(0.45).filled())
+                }))?
+                .label(format!("{label} ({})", values.len()))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        }
+        if let Some((name, m)) = marker {
+            chart
+                .draw_series(LineSeries::new([(m, 0.0), (m, top)], BLACK.stroke_width(2)))?
+                .label(format!("{name} {m:.3}"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLACK.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// A DET curve: false reject against false accept rate, both on log axes from `floor` to 1.
+/// Rates below `floor` (zero among them) are drawn on the axis, as a DET plot of finitely many
+/// comparisons must.
+pub fn det(
+    title: &str,
+    curves: &[(&str, Vec<(f32, f32)>)],
+    marks: &[(String, f32, f32)],
+    floor: f32,
+) -> anyhow::Result<String> {
+    let clamp = |(a, r): (f32, f32)| (a.max(floor), r.max(floor));
+    draw(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d((floor..1f32).log_scale(), (floor..1f32).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("false match rate (FMR)")
+            .y_desc("false non-match rate (FNMR)")
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()?;
+        // The line FMR = FNMR: where a curve crosses it lies the equal error rate.
+        chart
+            .draw_series(LineSeries::new([(floor, floor), (1.0, 1.0)], RGBColor(150, 150, 150)))?
+            .label("FMR = FNMR")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], RGBColor(150, 150, 150)));
+        for (i, (label, points)) in curves.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied().map(clamp), c.stroke_width(2)))?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], c.stroke_width(2)));
+        }
+        for (i, (label, a, r)) in marks.iter().enumerate() {
+            let c = colour(curves.len() + i);
+            chart
+                .draw_series([Circle::new(clamp((*a, *r)), 5, c.filled())])?
+                .label(label.as_str())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 5, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}
