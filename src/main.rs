@@ -74,6 +74,9 @@ enum Command {
     Eval {
         #[arg(long)]
         dataset: PathBuf,
+        /// Also write a Markdown report with SVG charts (DET curve, score histograms) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Set recognition.match_threshold in the config file to the threshold that reaches a target
     /// FMR on a labelled folder (laid out as for eval).
@@ -222,8 +225,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Eval { dataset } => {
+        Command::Eval { dataset, report } => {
             let r = edgeid::eval::dataset::evaluate(&cfg, &dataset, !cli.json)?;
+            if let Some(path) = &report {
+                let files = edgeid::eval::report::write(&r, path)?;
+                if !cli.json {
+                    let names: Vec<String> =
+                        files.iter().map(|f| f.display().to_string()).collect();
+                    eprintln!("report written: {}", names.join(", "));
+                }
+            }
             if cli.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -79,10 +79,13 @@ fn build(dir: &Path) -> Vec<usize> {
 
 #[test]
 fn eval_reports_every_rate_on_a_real_dataset() {
-    let dir = tempfile::tempdir().unwrap();
-    let per_id = build(dir.path());
+    // Built under target/ (not a temporary folder) so that the report names a folder a reader
+    // can rebuild: target/tmp/eval-dataset.
+    let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-dataset");
+    let _ = std::fs::remove_dir_all(&data);
+    let per_id = build(&data);
     let cfg = config();
-    let r = evaluate(&cfg, dir.path(), false).unwrap();
+    let r = evaluate(&cfg, &data, false).unwrap();
     let json = serde_json::to_string_pretty(&serde_json::json!({
         "counts": r.counts, "verification": {
             "genuine": r.verification.genuine, "impostor": r.verification.impostor,
@@ -127,10 +130,16 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     assert_eq!(m.morphs, 3);
     assert!(m.dmad_morph_pairs > 0 && m.dmad_bona_fide_pairs > 0);
 
-    // The command line gives the same figures.
+    // The command line gives the same figures, and writes the report (kept under target/ so it
+    // can be read after the run: target/tmp/eval-report/report.md).
+    let report_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-report");
+    let _ = std::fs::remove_dir_all(&report_dir);
+    let report = report_dir.join("report.md");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
         .args(["eval", "--json", "--dataset"])
-        .arg(dir.path())
+        .arg(data.strip_prefix(common::root()).unwrap_or(&data))
+        .arg("--report")
+        .arg(&report)
         .current_dir(common::root())
         .output()
         .unwrap();
@@ -138,6 +147,33 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["verification"]["genuine"], genuine);
     assert_eq!(j["verification"]["eer"].as_f64().unwrap() as f32, v.eer);
+
+    // The report states the same numbers and draws them.
+    let md = std::fs::read_to_string(&report).unwrap();
+    println!("{md}");
+    assert!(md.contains(&format!("Equal error rate: **{:.2}%**", 100.0 * v.eer)), "{md}");
+    assert!(
+        md.contains(&format!("| failure to acquire (no face found) | 1.19% (1 of {}) |", n + 4))
+    );
+    assert!(md.contains("| 1e-4 | ") && md.contains("no: needs at least 10000"));
+    assert!(md.contains(&format!("MMPMR at {:.4}", cfg.recognition.match_threshold)));
+    for chart in ["det", "scores", "pad", "dmad"] {
+        assert!(md.contains(&format!("](report-{chart}.svg)")), "{chart} not linked");
+        let svg = std::fs::read_to_string(report_dir.join(format!("report-{chart}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}");
+    }
+    // The DET curve is drawn through every point of the computed curve.
+    let det_svg = std::fs::read_to_string(report_dir.join("report-det.svg")).unwrap();
+    let curve = edgeid::eval::metrics::det(&v.genuine_scores, &v.impostor_scores);
+    let drawn = det_svg
+        .split("<polyline")
+        .skip(1)
+        .map(|p| p.split("points=\"").nth(1).unwrap().split('"').next().unwrap())
+        .map(|pts| pts.split_whitespace().count())
+        .max()
+        .unwrap();
+    assert_eq!(drawn, curve.len(), "DET polyline points vs computed curve");
+    assert!(det_svg.contains("false non-match rate (FNMR)"));
 }
 
 /// `edgeid calibrate` writes the threshold for a target FMR into the config, keeping its

@@ -75,6 +75,16 @@ pub struct Pad {
     pub at_threshold: PadRates,
     /// BPCER at APCER (all attack kinds pooled) = 5% and 10%.
     pub at_apcer: Vec<OperatingPoint>,
+    /// The liveness scores, for plots and re-analysis.
+    pub bona_fide_scores: Vec<f32>,
+    pub attack_scores: Vec<(String, Vec<f32>)>,
+}
+
+/// One morph and its median similarity to each contributor's images.
+#[derive(Debug, Clone, Serialize)]
+pub struct MorphScores {
+    pub name: String,
+    pub contributors: Vec<(String, f32)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +98,10 @@ pub struct Morphs {
     pub dmad_eer: Option<f32>,
     pub dmad_bona_fide_pairs: usize,
     pub dmad_morph_pairs: usize,
+    pub per_morph: Vec<MorphScores>,
+    /// D-MAD bona fide scores of both kinds of pairs, for plots and re-analysis.
+    pub dmad_bona_fide_scores: Vec<f32>,
+    pub dmad_morph_scores: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,7 +176,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
     );
     let mut samples: Vec<Sample> = Vec::new();
     let mut attacks: Vec<(String, Vec<f32>)> = Vec::new();
-    let mut morphs: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
+    let mut morphs: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
     let mut not_acquired = Vec::new();
     let mut first_failed: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
@@ -195,7 +209,8 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
         } else if label == "morphs" {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
             let names = stem.split('~').next().unwrap_or("");
-            morphs.push((names.split('+').map(str::to_string).collect(), o.embedding.0));
+            let who = names.split('+').map(str::to_string).collect();
+            morphs.push((stem.to_string(), who, o.embedding.0));
         } else if !first_failed.contains(label) {
             samples.push(Sample { identity: label.clone(), embedding: o.embedding.0, live });
         }
@@ -279,6 +294,8 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
                     .map(|t| metrics::at_false_accept(&bona_fide, &pooled, *t))
                     .collect()
             },
+            bona_fide_scores: bona_fide.clone(),
+            attack_scores: attacks.clone(),
         }
     });
 
@@ -296,7 +313,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
         };
         let scores: Vec<Vec<f32>> = morphs
             .iter()
-            .map(|(who, e)| {
+            .map(|(_, who, e)| {
                 who.iter()
                     .map(|n| median(of(&samples, n).map(|s| cosine(e, &s.embedding)).collect()))
                     .collect()
@@ -310,7 +327,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
                     bf.extend(head.score(&imgs[0].embedding, &probe.embedding).ok());
                 }
             }
-            for (who, e) in &morphs {
+            for (_, who, e) in &morphs {
                 for n in who {
                     for probe in of(&samples, n) {
                         at.extend(head.score(e, &probe.embedding).ok());
@@ -325,6 +342,16 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
                 .then(|| metrics::equal_error_rate(&bf, &at).0),
             dmad_bona_fide_pairs: bf.len(),
             dmad_morph_pairs: at.len(),
+            per_morph: morphs
+                .iter()
+                .zip(&scores)
+                .map(|((name, who, _), s)| MorphScores {
+                    name: name.clone(),
+                    contributors: who.iter().cloned().zip(s.iter().copied()).collect(),
+                })
+                .collect(),
+            dmad_bona_fide_scores: bf,
+            dmad_morph_scores: at,
         }
     });
 

@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod metrics;
+pub mod report;
 
 use std::path::Path;
 
