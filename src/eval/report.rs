@@ -5,8 +5,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use super::dataset::EvalReport;
 use super::metrics;
 use crate::plot;
@@ -29,18 +27,7 @@ fn threshold(t: f32) -> String {
 /// Writes the report to `path` (Markdown) and its charts beside it as `<stem>-<chart>.svg`;
 /// returns every file written.
 pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the report folder {}", dir.display()))?;
-    let mut written = Vec::new();
-    let mut chart = |name: &str, svg: String| -> anyhow::Result<String> {
-        let file = format!("{stem}-{name}.svg");
-        let p = dir.join(&file);
-        std::fs::write(&p, svg).with_context(|| format!("writing {}", p.display()))?;
-        written.push(p);
-        Ok(file)
-    };
+    let mut charts = plot::ReportCharts::new(path)?;
 
     let v = &r.verification;
     let c = &r.counts;
@@ -88,9 +75,9 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (format!("threshold {:.3}", v.threshold), v.fmr, v.fnmr),
         (format!("EER {:.2}% at {:.3}", 100.0 * v.eer, v.eer_threshold), v.eer, v.eer),
     ];
-    let det =
-        chart("det", plot::det("DET curve, verification", &[("encoder", curve)], &marks, floor)?)?;
-    let scores = chart(
+    let det = charts
+        .save("det", plot::det("DET curve, verification", &[("encoder", curve)], &marks, floor)?)?;
+    let scores = charts.save(
         "scores",
         plot::histogram(
             "Verification scores",
@@ -202,7 +189,7 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
             }
             let mut series: Vec<(&str, &[f32])> = vec![("bona fide", &p.bona_fide_scores)];
             series.extend(p.attack_scores.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
-            let pad = chart(
+            let pad = charts.save(
                 "pad",
                 plot::histogram(
                     "Liveness scores",
@@ -255,7 +242,7 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
                         m.dmad_bona_fide_pairs,
                         m.dmad_morph_pairs
                     );
-                    let dmad = chart(
+                    let dmad = charts.save(
                         "dmad",
                         plot::histogram(
                             "D-MAD bona fide scores",
@@ -273,7 +260,5 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
 
-    std::fs::write(path, md).with_context(|| format!("writing the report {}", path.display()))?;
-    written.insert(0, path.to_path_buf());
-    Ok(written)
+    charts.finish(path, md)
 }
