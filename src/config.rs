@@ -50,6 +50,9 @@ pub struct Config {
     pub tracker: TrackerConfig,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Generalization audits; absent: `edgeid audit` refuses and the daemon runs none.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -359,6 +362,57 @@ impl Default for TrackerConfig {
     }
 }
 
+/// Generalization audits: how much general visual ability the deployed encoder keeps, probed on
+/// a set of general images, compared with a baseline, and drift of live scores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The audit set, laid out `<set>/<task>/<class>/*.png|jpg`.
+    pub set: PathBuf,
+    /// What the encoder is compared with: a manifest (another encoder, the previous one, or a
+    /// `features` model), or "pixels" (the images themselves, the floor).
+    pub baseline: PathBuf,
+    /// Training images per class of the linear probe; the rest of each class is the test.
+    #[serde(default = "default_shots")]
+    pub shots: usize,
+    /// A task whose retention (encoder accuracy / baseline accuracy) falls below this raises
+    /// an alert: a warning in the log, a journal flag, the `edgeid_audit_alert` metric.
+    #[serde(default = "default_min_retention")]
+    pub min_retention: f32,
+    /// Hours between the daemon's audits (run beside the cameras, never in their path);
+    /// 0: the daemon runs none.
+    #[serde(default)]
+    pub every_hours: f32,
+    /// Decisions per drift window: the first ones journaled (the reference, from when the site
+    /// was set up) against the latest ones.
+    #[serde(default = "default_drift_window")]
+    pub drift_window: usize,
+    /// Population stability index at or above which a score's drift raises an alert (0.1:
+    /// moderate shift, 0.25: a large one, by the usual rule of thumb).
+    #[serde(default = "default_drift_psi")]
+    pub drift_alert_psi: f32,
+}
+
+impl AuditConfig {
+    /// The baseline is the images themselves.
+    pub fn baseline_is_pixels(&self) -> bool {
+        self.baseline.as_os_str() == "pixels"
+    }
+}
+
+fn default_shots() -> usize {
+    10
+}
+fn default_min_retention() -> f32 {
+    0.8
+}
+fn default_drift_window() -> usize {
+    200
+}
+fn default_drift_psi() -> f32 {
+    0.25
+}
+
 /// The daemon's plumbing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -454,6 +508,14 @@ impl Config {
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
+            }
+        }
+        if let Some(a) = &mut cfg.audit {
+            let pixels = a.baseline_is_pixels();
+            for p in [&mut a.set].into_iter().chain((!pixels).then_some(&mut a.baseline)) {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
             }
         }
         for source in &mut cfg.sources {
@@ -612,6 +674,33 @@ impl Config {
                 path: self.path.clone(),
                 message: format!("daemon.http = \"{}\" is not an address like 127.0.0.1:9464 (\"\" turns it off)", dm.http),
             });
+        }
+        if let Some(a) = &self.audit {
+            self.check(
+                "audit.shots",
+                a.shots as f32,
+                |v| (1.0..=1000.0).contains(&v),
+                "1 to 1000 images per class",
+            )?;
+            self.check(
+                "audit.min_retention",
+                a.min_retention,
+                |v| (0.0..=2.0).contains(&v),
+                "0 to 2 (1: as good as the baseline)",
+            )?;
+            self.check(
+                "audit.every_hours",
+                a.every_hours,
+                |v| v >= 0.0,
+                "0 (never) or more hours",
+            )?;
+            self.check(
+                "audit.drift_window",
+                a.drift_window as f32,
+                |v| v >= 20.0,
+                "20 or more decisions",
+            )?;
+            self.check("audit.drift_alert_psi", a.drift_alert_psi, |v| v > 0.0, "more than 0")?;
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {

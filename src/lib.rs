@@ -11,6 +11,7 @@
 
 pub mod align;
 pub mod app;
+pub mod audit;
 pub mod augment;
 pub mod capture;
 pub mod config;

@@ -86,6 +86,23 @@ enum Command {
         #[arg(long, default_value_t = 1e-3)]
         target_fmr: f32,
     },
+    /// Generalization audit: how much general visual ability the encoder keeps, per task of
+    /// the audit set, against a baseline; drift of the journal's live scores. Recorded in the
+    /// journal. Exit status 2 when an alert is raised.
+    Audit {
+        /// Encoder manifest to audit (default: the config's encoder).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Baseline manifest, or "pixels" (default: audit.baseline).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Also write a Markdown report with SVG charts, with the journal's audit history.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Neither read nor write the journal (no cached baseline, no drift, no record).
+        #[arg(long)]
+        no_journal: bool,
+    },
     /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
     /// are made), to test the morph checks.
     Morph {
@@ -241,6 +258,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_eval(&r);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { encoder, baseline, report, no_journal } => {
+            let journal = if no_journal { None } else { Some(Journal::open(&cfg.daemon.journal)?) };
+            let req = edgeid::audit::Request { encoder, baseline, progress: !cli.json };
+            let r = edgeid::audit::run(&cfg, &req, journal.as_ref())?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_audit(&r);
+            }
+            if let Some(path) = &report {
+                // Records an older edgeid wrote in another shape are left out of the history.
+                let mut history: Vec<edgeid::audit::AuditReport> = match &journal {
+                    Some(j) => {
+                        j.audits()?.iter().filter_map(|s| serde_json::from_str(s).ok()).collect()
+                    }
+                    None => Vec::new(),
+                };
+                if history.last().is_none_or(|h| h.time_ms != r.time_ms) {
+                    history.push(r.clone());
+                }
+                let files = edgeid::audit::report::write(&history, path)?;
+                if !cli.json {
+                    let names: Vec<String> =
+                        files.iter().map(|f| f.display().to_string()).collect();
+                    eprintln!("report written: {}", names.join(", "));
+                }
+            }
+            let drifted = r.drift.as_ref().is_some_and(|d| d.alert);
+            Ok(if r.alert || drifted { ExitCode::from(2) } else { ExitCode::SUCCESS })
         }
         Command::Calibrate { dataset, target_fmr } => {
             let c = edgeid::eval::calibrate(&cfg, &cli.config, &dataset, target_fmr, !cli.json)?;
@@ -508,6 +555,55 @@ fn print_eval(r: &edgeid::eval::dataset::EvalReport) {
             m.dmad_bona_fide_pairs,
             m.dmad_morph_pairs
         );
+    }
+}
+
+fn print_audit(r: &edgeid::audit::AuditReport) {
+    println!(
+        "audit of {} against {} on {} images ({} per class to train), {:.1} s{}",
+        r.encoder.model.id,
+        r.baseline.model.id,
+        r.images,
+        r.encoder.shots,
+        r.seconds,
+        if r.baseline_cached { "; baseline scores from the journal" } else { "" }
+    );
+    println!("  task        encoder (NCM)    baseline (NCM)   pixels  retention (NCM)");
+    for t in &r.retention {
+        println!(
+            "  {:<10}  {:.3} ({:.3})    {:.3} ({:.3})    {:.3}   {:5.1}% ({:5.1}%){}",
+            t.task,
+            t.encoder,
+            t.encoder_ncm,
+            t.baseline,
+            t.baseline_ncm,
+            t.pixels,
+            100.0 * t.retention,
+            100.0 * t.retention_ncm,
+            if t.alert { "  ALERT" } else { "" }
+        );
+    }
+    println!(
+        "  overall retention {:.1}% (linear probe; alert below {:.0}% on any task, either probe){}",
+        100.0 * r.overall_retention,
+        100.0 * r.min_retention,
+        if r.alert { ": ALERT" } else { "" }
+    );
+    match &r.drift {
+        None => println!("  drift: not enough decisions journaled yet"),
+        Some(d) => {
+            for m in &d.metrics {
+                let median = |m: Option<f32>| m.map_or_else(|| "-".into(), |m| format!("{m:.3}"));
+                println!(
+                    "  drift {:<15} PSI {:.3} (median {} then, {} now){}",
+                    m.metric,
+                    m.psi,
+                    median(m.reference_median),
+                    median(m.current_median),
+                    if m.psi >= d.alert_psi { "  ALERT" } else { "" }
+                );
+            }
+        }
     }
 }
 

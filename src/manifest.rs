@@ -168,6 +168,16 @@ pub struct ObjectsSpec {
     pub labels: Vec<String>,
 }
 
+/// A general feature extractor (role `features`): one output of a model, often an intermediate
+/// one, pooled to a vector. Generalization audits compare the encoder with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesSpec {
+    pub dim: usize,
+    /// `mean`: the output is a [N, C, H, W] map averaged over H and W; `none`: it is [N, dim].
+    pub pool: String,
+}
+
 /// A parsed model manifest; `dir` is where relative paths in it are resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +198,7 @@ pub struct Manifest {
     pub detector: Option<DetectorSpec>,
     pub head: Option<HeadSpec>,
     pub objects: Option<ObjectsSpec>,
+    pub features: Option<FeaturesSpec>,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -231,6 +242,12 @@ impl Manifest {
             }
             if e.normalize != "l2" && e.normalize != "none" {
                 return Err(self.invalid("embedding.normalize must be `l2` or `none`"));
+            }
+        }
+        if let Some(f) = &self.features {
+            if f.dim == 0 || !(f.pool == "mean" || f.pool == "none") {
+                return Err(self
+                    .invalid("features.dim must be positive and features.pool `mean` or `none`"));
             }
         }
         if let Some(a) = &self.alignment {

@@ -289,6 +289,17 @@ fn bad_configs_are_refused_by_key() {
     sb.edit("config.toml", |t| t.replace("[encoder]", "[encoder]\nmanifets = \"x\""));
     assert_fails_with(&run(&sb), &["config.toml", "unknown field `manifets`"]);
 
+    // An audit set that is not there, or a retention floor out of range.
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("models/audit-set", "models/no-such-set"));
+    assert_fails_with(
+        &edgeid(&["--config", &sb.config(), "audit", "--no-journal"]),
+        &["audit set", "no-such-set", "is not a folder", "audit.set"],
+    );
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("min_retention = 0.7", "min_retention = 7"));
+    assert_fails_with(&run(&sb), &["audit.min_retention = 7", "out of range"]);
+
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("scale_factor = 0.709", "scale_factor = 1.5"));
     assert_fails_with(

@@ -69,6 +69,11 @@ impl Encoder {
         &self.manifest.id
     }
 
+    /// sha256 of the model file (checked at load).
+    pub fn sha256(&self) -> &str {
+        &self.manifest.sha256
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -159,6 +159,7 @@ impl Dmad {
                     detector: None,
                     head: None,
                     objects: None,
+                    features: None,
                     path: m.path.clone(),
                 };
                 let session = infer::load(backend, &manifest, &["score"])?;

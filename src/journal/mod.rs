@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use crate::decide::Decision;
@@ -62,6 +62,10 @@ impl Journal {
         };
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+        // The daemon's writer and an audit (or `edgeid journal`) may hold the file at once; WAL
+        // lets them, and a writer waits its turn instead of failing.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         let has_table: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'decisions'",
@@ -91,10 +95,62 @@ impl Journal {
                  similarity REAL,
                  record TEXT NOT NULL,
                  crop BLOB);
-             CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);",
+             CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);
+             CREATE TABLE IF NOT EXISTS audits (
+                 id INTEGER PRIMARY KEY,
+                 time_ms INTEGER NOT NULL,
+                 encoder TEXT NOT NULL,
+                 alert INTEGER NOT NULL,
+                 record TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS audit_scores (
+                 key TEXT PRIMARY KEY,
+                 scores TEXT NOT NULL);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         Ok(Journal { conn, path: path.to_path_buf() })
+    }
+
+    /// Records a generalization audit (its full report as JSON); returns its id.
+    pub fn append_audit(
+        &self,
+        time_ms: i64,
+        encoder: &str,
+        alert: bool,
+        record: &str,
+    ) -> Result<i64, JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO audits (time_ms, encoder, alert, record) VALUES (?1, ?2, ?3, ?4)",
+                params![time_ms, encoder, alert as i64, record],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Every audit's report (JSON), oldest first.
+    pub fn audits(&self) -> Result<Vec<String>, JournalError> {
+        let mut stmt =
+            self.conn.prepare("SELECT record FROM audits ORDER BY id").map_err(|e| self.sql(e))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// A model's audit scores kept under `key` (model hash, set hash, shots), if any.
+    pub fn cached_scores(&self, key: &str) -> Result<Option<String>, JournalError> {
+        self.conn
+            .query_row("SELECT scores FROM audit_scores WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn cache_scores(&self, key: &str, scores: &str) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO audit_scores (key, scores) VALUES (?1, ?2)",
+                params![key, scores],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
     }
 
     fn sql(&self, source: rusqlite::Error) -> JournalError {
