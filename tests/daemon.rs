@@ -247,3 +247,45 @@ fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
     // 60 more frames of 1280×932 RGB are 215 MB; a queue that kept them would show.
     assert!(b < a * 1.1, "peak RSS grew from {a} KiB to {b} KiB with 4× the frames");
 }
+
+/// `audit.every_hours`: the daemon audits beside the camera, journals each audit and counts it
+/// on /metrics, while decisions go on.
+#[test]
+fn the_daemon_audits_on_its_schedule() {
+    let port = free_port();
+    let s = Setup::new(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    let text = text.replace("every_hours = 0\n", "every_hours = 0.001\n");
+    let text = text
+        .lines()
+        .map(|l| if l.starts_with("baseline = ") { "baseline = \"pixels\"" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(s.config(), text).unwrap();
+    s.enrol("alice", "sample2.jpg");
+    let mut child = s.spawn(&["run"]);
+    let audits = || {
+        if !s.journal().exists() {
+            return 0;
+        }
+        Journal::open_existing(&s.journal()).and_then(|j| j.audits()).map_or(0, |a| a.len())
+    };
+    wait_for("two audits", Duration::from_secs(180), || audits() >= 2);
+    wait_for("a decision", Duration::from_secs(120), || journal_count(&s.journal()) >= 1);
+    let metrics = http_get(port, "/metrics");
+    let n: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edgeid_audits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 2, "{metrics}");
+    assert!(metrics.contains("edgeid_audit_alert 0"), "{metrics}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let last: edgeid::audit::AuditReport = serde_json::from_str(
+        Journal::open_existing(&s.journal()).unwrap().audits().unwrap().last().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last.baseline.model.id, "pixels-16x16-grey");
+    assert!(!last.alert, "{:?}", last.retention);
+}

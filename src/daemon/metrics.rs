@@ -36,6 +36,9 @@ pub struct Metrics {
     decisions: Mutex<Vec<((String, String), u64)>>,
     /// Latency by stage.
     stages: Mutex<Vec<(String, Histogram)>>,
+    /// Generalization audits run, and 1 while the latest one raised an alert.
+    pub audits: AtomicU64,
+    pub audit_alert: AtomicU64,
 }
 
 impl Metrics {
@@ -44,6 +47,8 @@ impl Metrics {
             cameras: cameras.iter().map(|c| (c.clone(), CameraMetrics::default())).collect(),
             decisions: Mutex::new(Vec::new()),
             stages: Mutex::new(Vec::new()),
+            audits: AtomicU64::new(0),
+            audit_alert: AtomicU64::new(0),
         }
     }
 
@@ -121,6 +126,16 @@ impl Metrics {
                 "edgeid_decisions_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgeid_audits_total Generalization audits run.\n# TYPE edgeid_audits_total counter\nedgeid_audits_total {}",
+            self.audits.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgeid_audit_alert 1 while the latest audit raised an alert (retention or drift).\n# TYPE edgeid_audit_alert gauge\nedgeid_audit_alert {}",
+            self.audit_alert.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");
         let _ = writeln!(out, "# TYPE edgeid_stage_seconds histogram");
         for (stage, h) in self.stages.lock().unwrap_or_else(|e| e.into_inner()).iter() {

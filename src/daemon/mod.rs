@@ -128,6 +128,15 @@ pub fn run(
         Ok(n)
     });
 
+    let auditor = match cfg.audit.as_ref().filter(|a| a.every_hours > 0.0) {
+        Some(a) => {
+            let every = Duration::from_secs_f64(a.every_hours as f64 * 3600.0);
+            let (cfg, metrics, stop) = (cfg.clone(), metrics.clone(), control.stop.clone());
+            Some(thread::spawn(move || audit_loop(&cfg, every, &metrics, &stop)))
+        }
+        None => None,
+    };
+
     let mut handles = Vec::new();
     for (source_cfg, opened, models, gallery) in workers {
         let queue = Arc::new(FrameQueue::new(cfg.daemon.queue_capacity));
@@ -173,6 +182,9 @@ pub fn run(
     }
     let decisions = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
     control.stop.store(true, Ordering::SeqCst);
+    // An audit in progress is abandoned, not waited for (the first one with a new baseline
+    // takes about a minute): it writes nothing until it completes.
+    drop(auditor);
     if let Some(h) = http {
         let _ = h.join();
     }
@@ -249,6 +261,41 @@ fn capture_loop(
     }
     m.up.store(0, Ordering::Relaxed);
     queue.close();
+}
+
+/// Runs a generalization audit at start and every `every`, on a thread of lower priority than
+/// the cameras' so that an audit never delays a decision. A failed audit is logged and retried
+/// at the next interval: it must not take the door down.
+fn audit_loop(cfg: &Config, every: Duration, metrics: &Metrics, stop: &AtomicBool) {
+    // SAFETY: setpriority on the calling thread (Linux: a thread id is a process id for it).
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+    while !stop.load(Ordering::SeqCst) {
+        let outcome =
+            Journal::open(&cfg.daemon.journal).map_err(anyhow::Error::from).and_then(|journal| {
+                crate::audit::run(cfg, &crate::audit::Request::default(), Some(&journal))
+            });
+        match outcome {
+            Ok(r) => {
+                let alert = r.alert || r.drift.as_ref().is_some_and(|d| d.alert);
+                metrics.audits.fetch_add(1, Ordering::Relaxed);
+                metrics.audit_alert.store(alert as u64, Ordering::Relaxed);
+                log::info!(
+                    "audit: {} keeps {:.1}% of {} overall{}",
+                    r.encoder.model.id,
+                    100.0 * r.overall_retention,
+                    r.baseline.model.id,
+                    if alert { " (ALERT)" } else { "" }
+                );
+            }
+            Err(e) => log::error!(
+                "audit failed: {e:#}; next try in {}",
+                humantime::format_duration(every)
+            ),
+        }
+        sleep_unless_stopped(every, stop);
+    }
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
