@@ -375,6 +375,11 @@ pub struct AuditConfig {
     /// Training images per class of the linear probe; the rest of each class is the test.
     #[serde(default = "default_shots")]
     pub shots: usize,
+    /// A prototype bank in the encoder's space (`edgeid prototypes build`), or none: every task
+    /// whose class names all have a prototype is also scored zero-shot (nearest prototype,
+    /// nothing fitted on the audit set).
+    #[serde(default)]
+    pub prototypes: Option<PathBuf>,
     /// A task whose retention (encoder accuracy / baseline accuracy) falls below this raises
     /// an alert: a warning in the log, a journal flag, the `edgeid_audit_alert` metric.
     #[serde(default = "default_min_retention")]
@@ -512,7 +517,11 @@ impl Config {
         }
         if let Some(a) = &mut cfg.audit {
             let pixels = a.baseline_is_pixels();
-            for p in [&mut a.set].into_iter().chain((!pixels).then_some(&mut a.baseline)) {
+            for p in [&mut a.set]
+                .into_iter()
+                .chain((!pixels).then_some(&mut a.baseline))
+                .chain(a.prototypes.iter_mut())
+            {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }

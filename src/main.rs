@@ -583,6 +583,9 @@ fn print_audit(r: &edgeid::audit::AuditReport) {
             if t.alert { "  ALERT" } else { "" }
         );
     }
+    for t in r.encoder.tasks.iter().filter(|t| t.zero_shot.is_some()) {
+        println!("  zero-shot {:<10} {:.3}", t.task, t.zero_shot.unwrap_or_default());
+    }
     println!(
         "  overall retention {:.1}% (linear probe; alert below {:.0}% on any task, either probe){}",
         100.0 * r.overall_retention,

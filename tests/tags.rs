@@ -8,7 +8,6 @@ use common::{config, data, frame, pipeline, SAMPLES};
 use edgeid::app::{build_prototypes, Identifier};
 use edgeid::config::Config;
 use edgeid::tag::{TagReport, Tagger};
-use image::imageops;
 
 fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
     let mut cfg = config();
@@ -71,48 +70,15 @@ fn tiling_finds_more_people_and_the_wine_glass_is_recorded() {
 #[test]
 fn prototype_bank_tags_held_out_crops() {
     let dir = tempfile::tempdir().unwrap();
-    let crops = |names: &[&str], root: &std::path::Path| {
-        let mut n = [0usize; 2];
-        for name in names {
-            let f = frame(name);
-            let faces = pipeline().detect(&f).unwrap();
-            let (w, h) = f.image.dimensions();
-            for (i, face) in faces.iter().enumerate() {
-                let b = face.bbox;
-                let side = ((b[2] - b[0]).max(b[3] - b[1]) * 1.2) as u32;
-                let x = (((b[0] + b[2]) / 2.0) as u32).saturating_sub(side / 2).min(w - side);
-                let y = (((b[1] + b[3]) / 2.0) as u32).saturating_sub(side / 2).min(h - side);
-                let out = root.join("face").join(format!("{name}_{i}.png"));
-                imageops::crop_imm(&f.image, x, y, side, side).to_image().save(out).unwrap();
-                n[0] += 1;
-            }
-            // Background: 160 px squares on a grid that touch no face (boxes grown by half).
-            let grown: Vec<[f32; 4]> = faces
-                .iter()
-                .map(|f| {
-                    let (fw, fh) = (f.width() * 0.5, f.height() * 0.5);
-                    [f.bbox[0] - fw, f.bbox[1] - fh, f.bbox[2] + fw, f.bbox[3] + fh]
-                })
-                .collect();
-            for y in (0..h - 160).step_by(200) {
-                for x in (0..w - 160).step_by(200) {
-                    let r = [x as f32, y as f32, x as f32 + 160.0, y as f32 + 160.0];
-                    if grown.iter().all(|g| edgeid::detect::iou(g, &r) == 0.0) {
-                        let out = root.join("background").join(format!("{name}_{x}_{y}.png"));
-                        imageops::crop_imm(&f.image, x, y, 160, 160).to_image().save(out).unwrap();
-                        n[1] += 1;
-                    }
-                }
-            }
-        }
-        n
-    };
     let (train, test) = (dir.path().join("train"), dir.path().join("test"));
     for root in [&train, &test] {
         for label in ["face", "background"] {
             std::fs::create_dir_all(root.join(label)).unwrap();
         }
     }
+    let crops = |names: &[&str], root: &std::path::Path| {
+        common::face_and_background_crops(names, &root.join("face"), &root.join("background"))
+    };
     let n_train = crops(&["sample1.jpg", "sample2.jpg", "sample3.jpg"], &train);
     let n_test = crops(&["sample4.jpg", "sample5.jpg", "sample6.jpg"], &test);
     let cfg = config();

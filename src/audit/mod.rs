@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AuditConfig, Config};
 use crate::journal::Journal;
 use crate::manifest::Manifest;
+use crate::tag::PrototypeBank;
 
 pub use extract::{Extractor, ModelRef};
 pub use set::AuditSet;
@@ -49,6 +50,10 @@ pub struct TaskScore {
     pub linear: f32,
     /// Nearest-class-mean accuracy on the test images.
     pub ncm: f32,
+    /// Zero-shot accuracy on the test images: the nearest of the prototype bank's vectors for
+    /// the task's classes (when the bank has them all).
+    #[serde(default)]
+    pub zero_shot: Option<f32>,
 }
 
 /// A model's accuracies on every task of a set.
@@ -114,6 +119,7 @@ pub fn measure(
     extractor: &mut Extractor,
     set: &AuditSet,
     shots: usize,
+    prototypes: Option<&PrototypeBank>,
     bar: &ProgressBar,
 ) -> anyhow::Result<Scores> {
     let mut tasks = Vec::new();
@@ -127,6 +133,8 @@ pub fn measure(
             bar.inc(1);
         }
         let (train, test) = probe::split(&labels, shots);
+        let zero_shot =
+            prototypes.and_then(|bank| probe::zero_shot(bank, &task.classes, &x, &labels, &test));
         tasks.push(TaskScore {
             task: task.name.clone(),
             classes: task.classes.len(),
@@ -134,6 +142,7 @@ pub fn measure(
             test: test.len(),
             linear: probe::linear(&x, &labels, &train, &test)?,
             ncm: probe::nearest_class_mean(&x, &labels, &train, &test),
+            zero_shot,
         });
     }
     Ok(Scores { model: extractor.model(), set_sha256: set.sha256.clone(), shots, tasks })
@@ -169,6 +178,10 @@ pub fn run(cfg: &Config, req: &Request, journal: Option<&Journal>) -> anyhow::Re
     let encoder_path = req.encoder.clone().unwrap_or_else(|| cfg.encoder.manifest.clone());
     let baseline_path = req.baseline.clone().unwrap_or_else(|| acfg.baseline.clone());
     let mut encoder = load_extractor(cfg, &encoder_path)?;
+    let bank = match &acfg.prototypes {
+        Some(p) => Some(PrototypeBank::load(p, &encoder.model().id)?),
+        None => None,
+    };
     let mut baseline = load_extractor(cfg, &baseline_path)?;
 
     let cached = match journal {
@@ -188,12 +201,12 @@ pub fn run(cfg: &Config, req: &Request, journal: Option<&Journal>) -> anyhow::Re
         ProgressStyle::with_template("{bar:40} {pos}/{len} images, {eta} left")
             .expect("a valid template"),
     );
-    let encoder_scores = measure(&mut encoder, &set, acfg.shots, &bar)?;
+    let encoder_scores = measure(&mut encoder, &set, acfg.shots, bank.as_ref(), &bar)?;
     let baseline_cached = cached.is_some();
     let baseline_scores = match cached {
         Some(s) => s,
         None => {
-            let s = measure(&mut baseline, &set, acfg.shots, &bar)?;
+            let s = measure(&mut baseline, &set, acfg.shots, None, &bar)?;
             if let Some(j) = journal {
                 j.cache_scores(
                     &cache_key(&s.model, &set, acfg.shots),
@@ -206,7 +219,7 @@ pub fn run(cfg: &Config, req: &Request, journal: Option<&Journal>) -> anyhow::Re
     let pixels = if baseline_is_pixels {
         baseline_scores.clone()
     } else {
-        measure(&mut Extractor::Pixels, &set, acfg.shots, &bar)?
+        measure(&mut Extractor::Pixels, &set, acfg.shots, None, &bar)?
     };
     bar.finish_and_clear();
 

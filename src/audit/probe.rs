@@ -8,6 +8,7 @@ use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
 
 use crate::encode::cosine;
+use crate::tag::PrototypeBank;
 
 /// Training and test indices: the first `shots` images of each class train.
 pub fn split(labels: &[usize], shots: usize) -> (Vec<usize>, Vec<usize>) {
@@ -91,6 +92,27 @@ pub fn nearest_class_mean(
     accuracy(predicted, labels, test)
 }
 
+/// Zero-shot accuracy: each test image gets the class whose prototype (from a bank built on
+/// other images, nothing fitted here) is nearest. None unless the bank has every class.
+pub fn zero_shot(
+    bank: &PrototypeBank,
+    classes: &[String],
+    x: &[Vec<f32>],
+    labels: &[usize],
+    test: &[usize],
+) -> Option<f32> {
+    let vectors: Vec<&[f32]> = classes
+        .iter()
+        .map(|c| bank.prototypes.iter().find(|p| &p.label == c).map(|p| p.vector.as_slice()))
+        .collect::<Option<_>>()?;
+    let predicted = test.iter().map(|i| {
+        (0..classes.len())
+            .max_by(|a, b| cosine(vectors[*a], &x[*i]).total_cmp(&cosine(vectors[*b], &x[*i])))
+            .unwrap_or(0)
+    });
+    Some(accuracy(predicted, labels, test))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +143,12 @@ mod tests {
         let test = [4, 5, 6, 7];
         assert_eq!(nearest_class_mean(&x, &labels, &train, &test), 0.75);
         assert_eq!(linear(&x, &labels, &train, &test).unwrap(), 0.75);
+        // Prototypes from elsewhere: class "a" along +x, "b" along −x; "c" is missing.
+        let e = |l: &str, v: [f32; 2]| (l.to_string(), crate::encode::Embedding(v.to_vec()));
+        let bank = PrototypeBank::build("enc", &[e("a", [1.0, 0.0]), e("b", [-1.0, 0.0])]).unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(zero_shot(&bank, &names(&["a", "b"]), &x, &labels, &test), Some(0.75));
+        assert_eq!(zero_shot(&bank, &names(&["b", "a"]), &x, &labels, &test), Some(0.25));
+        assert_eq!(zero_shot(&bank, &names(&["a", "c"]), &x, &labels, &test), None);
     }
 }

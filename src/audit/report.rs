@@ -93,6 +93,16 @@ pub fn write(history: &[AuditReport], path: &Path) -> anyhow::Result<Vec<PathBuf
         );
     }
     let _ = writeln!(md);
+    let zero: Vec<String> = last
+        .encoder
+        .tasks
+        .iter()
+        .filter_map(|t| t.zero_shot.map(|z| format!("{} {z:.3}", t.task)))
+        .collect();
+    if !zero.is_empty() {
+        let _ =
+            writeln!(md, "Zero-shot (the prototype bank's nearest class): {}.\n", zero.join(", "));
+    }
     let tasks: Vec<String> = last.retention.iter().map(|r| r.task.clone()).collect();
     let accuracy = charts.save(
         "accuracy",

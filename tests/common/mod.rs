@@ -81,3 +81,47 @@ impl Setup {
             .unwrap()
     }
 }
+
+/// Crops of the named photos into `face_dir` (each detected face, a square 1.2× its box) and
+/// `background_dir` (160 px squares on a 200 px grid touching no face, boxes grown by half);
+/// returns how many of each. The folders must exist.
+pub fn face_and_background_crops(
+    names: &[&str],
+    face_dir: &Path,
+    background_dir: &Path,
+) -> [usize; 2] {
+    use image::imageops;
+    let mut n = [0usize; 2];
+    for name in names {
+        let f = frame(name);
+        let faces = pipeline().detect(&f).unwrap();
+        let (w, h) = f.image.dimensions();
+        for (i, face) in faces.iter().enumerate() {
+            let b = face.bbox;
+            let side = ((b[2] - b[0]).max(b[3] - b[1]) * 1.2) as u32;
+            let x = (((b[0] + b[2]) / 2.0) as u32).saturating_sub(side / 2).min(w - side);
+            let y = (((b[1] + b[3]) / 2.0) as u32).saturating_sub(side / 2).min(h - side);
+            let out = face_dir.join(format!("{name}_{i}.png"));
+            imageops::crop_imm(&f.image, x, y, side, side).to_image().save(out).unwrap();
+            n[0] += 1;
+        }
+        let grown: Vec<[f32; 4]> = faces
+            .iter()
+            .map(|f| {
+                let (fw, fh) = (f.width() * 0.5, f.height() * 0.5);
+                [f.bbox[0] - fw, f.bbox[1] - fh, f.bbox[2] + fw, f.bbox[3] + fh]
+            })
+            .collect();
+        for y in (0..h - 160).step_by(200) {
+            for x in (0..w - 160).step_by(200) {
+                let r = [x as f32, y as f32, x as f32 + 160.0, y as f32 + 160.0];
+                if grown.iter().all(|g| edgeid::detect::iou(g, &r) == 0.0) {
+                    let out = background_dir.join(format!("{name}_{x}_{y}.png"));
+                    imageops::crop_imm(&f.image, x, y, 160, 160).to_image().save(out).unwrap();
+                    n[1] += 1;
+                }
+            }
+        }
+    }
+    n
+}
