@@ -10,6 +10,7 @@ use edgeid::align::align;
 use edgeid::capture::load_image;
 use edgeid::config::Config;
 use edgeid::encode::Embedding;
+use edgeid::gallery::search::Matrix;
 use edgeid::gallery::Gallery;
 use edgeid::pipeline::Pipeline;
 
@@ -57,6 +58,37 @@ fn stages(c: &mut Criterion) {
         .collect();
     gallery.enroll("synthetic", &templates).unwrap();
     group.bench_function("search 10k templates", |b| b.iter(|| gallery.best_match(&probe)));
+    group.finish();
+
+    // The search alone at larger sizes: the f32 scan against the int8 pre-scan with exact
+    // re-ranking (what Matrix::best picks from search::INT8_FROM templates on).
+    let mut group = c.benchmark_group("search");
+    group.sample_size(20);
+    let dim = probe.0.len();
+    let unit_probe: Vec<f32> = {
+        let n = probe.0.iter().map(|x| x * x).sum::<f32>().sqrt();
+        probe.0.iter().map(|x| x / n).collect()
+    };
+    let mut matrix = Matrix::new(dim);
+    for size in [10_000usize, 100_000, 1_000_000] {
+        while matrix.len() < size {
+            let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            matrix.push(&v.iter().map(|x| x / n).collect::<Vec<f32>>());
+        }
+        group.bench_function(format!("f32 scan {size}"), |b| {
+            b.iter(|| {
+                matrix
+                    .scores(&unit_probe)
+                    .into_iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+            })
+        });
+        group.bench_function(format!("int8 scan + rerank {size}"), |b| {
+            b.iter(|| matrix.best_int8(&unit_probe))
+        });
+    }
     group.finish();
 }
 

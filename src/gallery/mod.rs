@@ -13,6 +13,10 @@ use serde::Serialize;
 
 use crate::encode::Embedding;
 
+pub mod search;
+
+use search::Matrix;
+
 const SCHEMA_VERSION: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +60,10 @@ pub struct Gallery {
     model_id: String,
     dim: usize,
     /// Every template in memory, L2-normalised once here so that a search is one dot product
-    /// per template: (identity name, unit vector). The database is the source of truth.
-    templates: Vec<(String, Vec<f32>)>,
+    /// per template: the identity name of each row, and the rows. The database is the source
+    /// of truth.
+    names: Vec<String>,
+    templates: Matrix,
 }
 
 impl Gallery {
@@ -144,7 +150,8 @@ impl Gallery {
             path: path.to_path_buf(),
             model_id: model_id.to_string(),
             dim,
-            templates: Vec::new(),
+            names: Vec::new(),
+            templates: Matrix::new(dim),
         };
         gallery.reload()?;
         Ok(gallery)
@@ -163,7 +170,7 @@ impl Gallery {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
             .map_err(|e| self.sql(e))?;
-        let mut templates = Vec::new();
+        let (mut names, mut templates) = (Vec::new(), Matrix::new(self.dim));
         for row in rows {
             let (name, blob) = row.map_err(|e| self.sql(e))?;
             if blob.len() != self.dim * 4 {
@@ -180,10 +187,11 @@ impl Gallery {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            templates.push((name, unit(v)));
+            templates.push(&unit(v));
+            names.push(name);
         }
         drop(stmt);
-        self.templates = templates;
+        (self.names, self.templates) = (names, templates);
         Ok(())
     }
 
@@ -215,8 +223,10 @@ impl Gallery {
             Ok(())
         })();
         result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
-        self.templates
-            .extend(embeddings.iter().map(|(e, _)| (name.to_string(), unit(e.0.clone()))));
+        for (e, _) in embeddings {
+            self.templates.push(&unit(e.0.clone()));
+            self.names.push(name.to_string());
+        }
         Ok(())
     }
 
@@ -226,15 +236,11 @@ impl Gallery {
         if probe.len() != self.dim {
             return None;
         }
-        self.templates
-            .iter()
-            .map(|(name, v)| (name, v, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
-            .max_by(|a, b| a.2.total_cmp(&b.2))
-            .map(|(name, v, similarity)| Match {
-                name: name.clone(),
-                similarity,
-                reference: v.clone(),
-            })
+        self.templates.best(&probe).map(|(i, similarity)| Match {
+            name: self.names[i].clone(),
+            similarity,
+            reference: self.templates.row(i).to_vec(),
+        })
     }
 
     /// Every identity with a template at or above `threshold` against `probe`, best first,
@@ -245,15 +251,15 @@ impl Gallery {
         if probe.len() != self.dim {
             return best;
         }
-        for (name, v) in &self.templates {
-            let similarity = v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>();
+        for (i, similarity) in self.templates.scores(&probe).into_iter().enumerate() {
             if similarity < threshold {
                 continue;
             }
+            let (name, v) = (&self.names[i], self.templates.row(i));
             match best.iter_mut().find(|m| &m.name == name) {
                 Some(m) if m.similarity >= similarity => {}
-                Some(m) => (m.similarity, m.reference) = (similarity, v.clone()),
-                None => best.push(Match { name: name.clone(), similarity, reference: v.clone() }),
+                Some(m) => (m.similarity, m.reference) = (similarity, v.to_vec()),
+                None => best.push(Match { name: name.clone(), similarity, reference: v.to_vec() }),
             }
         }
         best.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
@@ -292,7 +298,9 @@ impl Gallery {
                 name: name.to_string(),
             });
         }
-        self.templates.retain(|(n, _)| n != name);
+        let keep: Vec<bool> = self.names.iter().map(|n| n != name).collect();
+        self.templates.retain(|i| keep[i]);
+        self.names.retain(|n| n != name);
         Ok(())
     }
 
