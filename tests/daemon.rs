@@ -261,8 +261,13 @@ fn the_daemon_audits_on_its_schedule() {
         .map(|l| if l.starts_with("baseline = ") { "baseline = \"pixels\"" } else { l })
         .collect::<Vec<_>>()
         .join("\n");
-    std::fs::write(s.config(), text).unwrap();
+    // A schedule whose audit set is missing stops start-up, naming it.
+    std::fs::write(s.config(), text.replace("models/audit-set", "models/no-audit-set")).unwrap();
     s.enrol("alice", "sample2.jpg");
+    let out = s.spawn(&["run"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no-audit-set"), "{err}");
+    std::fs::write(s.config(), text).unwrap();
     let mut child = s.spawn(&["run"]);
     let audits = || {
         if !s.journal().exists() {

@@ -83,6 +83,14 @@ pub fn run(
             config_path.display()
         );
     }
+    // A scheduled audit that could never run is a start-up error, not a log line a day later:
+    // check the set and the baseline's manifest now.
+    if let Some(a) = cfg.audit.as_ref().filter(|a| a.every_hours > 0.0) {
+        crate::audit::AuditSet::load(&a.set, a.shots)?;
+        if !a.baseline_is_pixels() {
+            crate::manifest::Manifest::load(&a.baseline)?;
+        }
+    }
     let journal = Journal::open(&cfg.daemon.journal)?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
