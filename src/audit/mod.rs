@@ -126,9 +126,8 @@ pub fn measure(
     for task in &set.tasks {
         let mut x = Vec::with_capacity(task.images.len());
         let mut labels = Vec::with_capacity(task.images.len());
-        for (class, path) in &task.images {
-            let image = set::read_image(path)?;
-            x.push(extractor.features(&image)?);
+        for (class, image) in &task.images {
+            x.push(extractor.features(image)?);
             labels.push(*class);
             bar.inc(1);
         }

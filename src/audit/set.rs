@@ -13,8 +13,9 @@ use super::AuditError;
 pub struct Task {
     pub name: String,
     pub classes: Vec<String>,
-    /// (class index, image) in class order, each class's files sorted by name.
-    pub images: Vec<(usize, PathBuf)>,
+    /// (class index, image) in class order, each class's files sorted by name; decoded once
+    /// here (720 small images, a few MB) so that every model of an audit reuses them.
+    pub images: Vec<(usize, RgbImage)>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +74,10 @@ impl AuditSet {
                     hasher.update(rel.as_bytes());
                     hasher.update([0]);
                     hasher.update(&bytes);
-                    images.push((classes.len(), f.clone()));
+                    let image = image::load_from_memory(&bytes).map_err(|e| {
+                        bad(f, format!("is not a readable image ({e}); rebuild the set with tools/make_audit_set.py"))
+                    })?;
+                    images.push((classes.len(), image.to_rgb8()));
                 }
                 classes
                     .push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
@@ -86,22 +90,11 @@ impl AuditSet {
         if tasks.is_empty() {
             return Err(bad(root, "has no task folders (<set>/<task>/<class>/*.png)".into()));
         }
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = crate::manifest::hex(&hasher.finalize());
         Ok(AuditSet { root: root.to_path_buf(), tasks, sha256 })
     }
 
     pub fn images(&self) -> usize {
         self.tasks.iter().map(|t| t.images.len()).sum()
     }
-}
-
-/// Decodes an audit image as RGB (grey images repeated over the channels).
-pub fn read_image(path: &Path) -> Result<RgbImage, AuditError> {
-    let img = image::open(path).map_err(|e| AuditError::Set {
-        path: path.to_path_buf(),
-        message: format!(
-            "is not a readable image ({e}); rebuild the set with tools/make_audit_set.py"
-        ),
-    })?;
-    Ok(img.to_rgb8())
 }

@@ -102,15 +102,21 @@ impl Matrix {
         self.scales.push(s);
     }
 
-    /// Keeps the rows for which `keep(row index)` holds, in order.
+    /// Keeps the rows for which `keep(row index)` holds, in order (their int8 codes as they
+    /// are: nothing is quantised again).
     pub fn retain(&mut self, keep: impl Fn(usize) -> bool) {
-        let dim = self.dim;
-        let old = std::mem::replace(self, Matrix::new(dim));
-        for i in 0..old.len() {
+        let (dim, mut kept) = (self.dim, 0);
+        for i in 0..self.len() {
             if keep(i) {
-                self.push(old.row(i));
+                self.rows.copy_within(i * dim..(i + 1) * dim, kept * dim);
+                self.codes.copy_within(i * dim..(i + 1) * dim, kept * dim);
+                self.scales[kept] = self.scales[i];
+                kept += 1;
             }
         }
+        self.rows.truncate(kept * dim);
+        self.codes.truncate(kept * dim);
+        self.scales.truncate(kept);
     }
 
     /// Every row's dot product with `probe` (a unit vector: the cosine similarity).

@@ -230,7 +230,7 @@ fn verified(m: &LinearHeadManifest) -> Result<(PathBuf, Vec<u8>), ModelError> {
     }
     let bytes = std::fs::read(&file)
         .map_err(|source| ModelError::FileUnreadable { path: file.clone(), source })?;
-    let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let actual = crate::manifest::hex(&Sha256::digest(&bytes));
     if !actual.eq_ignore_ascii_case(&m.sha256) {
         return Err(ModelError::HashMismatch {
             path: file,

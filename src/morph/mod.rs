@@ -175,30 +175,13 @@ mod tests {
         let a = RgbImage::from_pixel(300, 300, image::Rgb([200, 10, 10]));
         let b = RgbImage::from_pixel(300, 300, image::Rgb([10, 10, 200]));
         let lm = TEMPLATE.map(|p| [p[0] + 100.0, p[1] + 100.0]);
-        let opts = MorphOptions { alpha: 0.0, width: 120, height: 150 };
-        let m = morph(&a, &face(lm), &b, &face(lm), &TEMPLATE, [112, 112], opts).unwrap();
-        assert_eq!(m.get_pixel(60, 75).0, [200, 10, 10]);
-        let m = morph(
-            &a,
-            &face(lm),
-            &b,
-            &face(lm),
-            &TEMPLATE,
-            [112, 112],
-            MorphOptions { alpha: 1.0, ..opts },
-        )
-        .unwrap();
-        assert_eq!(m.get_pixel(60, 75).0, [10, 10, 200]);
-        let m = morph(
-            &a,
-            &face(lm),
-            &b,
-            &face(lm),
-            &TEMPLATE,
-            [112, 112],
-            MorphOptions { alpha: 0.5, ..opts },
-        )
-        .unwrap();
+        let at = |alpha: f32| {
+            let opts = MorphOptions { alpha, width: 120, height: 150 };
+            morph(&a, &face(lm), &b, &face(lm), &TEMPLATE, [112, 112], opts).unwrap()
+        };
+        assert_eq!(at(0.0).get_pixel(60, 75).0, [200, 10, 10]);
+        assert_eq!(at(1.0).get_pixel(60, 75).0, [10, 10, 200]);
+        let m = at(0.5);
         // Every pixel is covered by the triangulation and blended half and half.
         assert!(m.pixels().all(|p| p.0 == [105, 10, 105]), "{:?}", m.get_pixel(0, 0));
     }
