@@ -1,6 +1,6 @@
 //! The `edgeid` command line: parses arguments, calls the library, prints reports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -151,6 +151,9 @@ enum JournalAction {
         #[arg(long)]
         since: String,
     },
+    /// Check the hash chain of every decision and audit record; report the first broken link
+    /// (exit 1) or each table's head hash, to be noted elsewhere.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -364,6 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let entries = match action {
                 JournalAction::Tail { lines } => journal.tail(lines)?,
                 JournalAction::Export { since } => journal.since(parse_since(&since)?)?,
+                JournalAction::Verify => return verify_journal(&journal, &path, cli.json),
             };
             for e in &entries {
                 if cli.json {
@@ -466,6 +470,29 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
     }
     anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
+}
+
+fn verify_journal(journal: &Journal, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let tables = journal.verify()?;
+    if json {
+        println!("{}", serde_json::to_string(&tables)?);
+    }
+    for t in &tables {
+        if let Some(b) = &t.broken {
+            anyhow::bail!(
+                "journal {}: {} record {}: {}. Keep this file as evidence and start a new \
+                 journal (daemon.journal)",
+                path.display(),
+                t.table,
+                b.id,
+                b.reason
+            );
+        }
+        if !json {
+            println!("{}: {} record(s), chain intact, head {}", t.table, t.records, t.head);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn fmt_entry(e: &edgeid::journal::Entry) -> String {

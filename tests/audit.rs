@@ -7,9 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{data, root, Setup};
+use common::{data, decision, root, Setup};
 use edgeid::audit::AuditReport;
-use edgeid::decide::{Decision, Outcome};
 use edgeid::journal::Journal;
 
 fn audit(setup: &Setup, args: &[&str]) -> (Output, Option<AuditReport>) {
@@ -161,32 +160,6 @@ fn a_damaged_encoder_is_flagged_by_the_retention_alert() {
     let last: AuditReport = serde_json::from_str(&audits[1]).unwrap();
     assert_eq!(last.encoder.model.id, "mobileface-pruned-95");
     assert!(last.alert);
-}
-
-fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
-    Decision {
-        time_ms,
-        camera: "door".into(),
-        track_id: time_ms as u64,
-        outcome: Outcome::Granted,
-        reasons: vec![],
-        identity: Some("alice".into()),
-        similarity: Some(similarity),
-        nearest: Some("alice".into()),
-        frames_used: 5,
-        frames_seen: 5,
-        live: None,
-        pad_threshold: None,
-        bona_fide: None,
-        mad_threshold: None,
-        tags: None,
-        detector_score: 0.99,
-        face_px,
-        match_threshold: 0.44,
-        encoder: "mobileface-256@80c1c6f0".into(),
-        detector: "mtcnn".into(),
-        crop_png: None,
-    }
 }
 
 /// Decisions journaled at a door whose camera was moved back after the first 40: faces shrink

@@ -188,7 +188,9 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     assert!(start.elapsed() < Duration::from_secs(30));
-    assert_eq!(Journal::open_existing(&s.journal()).unwrap().integrity_check().unwrap(), "ok");
+    let j = Journal::open_existing(&s.journal()).unwrap();
+    assert_eq!(j.integrity_check().unwrap(), "ok");
+    assert!(j.verify().unwrap().iter().all(|t| t.broken.is_none()), "the hash chain holds");
 }
 
 /// Frames at twice the pipeline's speed: the oldest are dropped and counted, the queue never

@@ -2,13 +2,28 @@
 //! `synchronous = FULL`, so a decision that was committed survives a crash, a SIGKILL or a
 //! power cut. No image is stored unless `daemon.store_crops` asks for the face crop: only
 //! scores, names and the models and thresholds used.
+//!
+//! The journal is tamper-evident: every decision and audit record carries the hash of the one
+//! before it in its table (see [`chain`]), so `edgeid journal verify` finds the first record
+//! that was edited or removed. Anyone who can write the file can also recompute the whole
+//! chain; the head hash, noted somewhere else (a ticket, a central log), is what proves that
+//! did not happen, and it also shows records removed from the end.
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use serde::Serialize;
 
 use crate::decide::Decision;
+
+pub mod chain;
+
+pub use chain::{Break, Verified};
+
+/// The tables whose records are chained.
+const CHAINED: [&str; 2] = ["decisions", "audits"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -81,9 +96,12 @@ impl Journal {
                 return Err(not("it has no decisions table".into()));
             }
         }
+        // secure_delete: freed space is zeroed, so a record rewritten when it is chained (or a
+        // crop deleted) leaves no stale copy in the file.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
              CREATE TABLE IF NOT EXISTS decisions (
                  id INTEGER PRIMARY KEY,
                  time_ms INTEGER NOT NULL,
@@ -94,20 +112,95 @@ impl Journal {
                  identity TEXT,
                  similarity REAL,
                  record TEXT NOT NULL,
-                 crop BLOB);
+                 crop BLOB,
+                 prev_hash TEXT,
+                 hash TEXT);
              CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);
              CREATE TABLE IF NOT EXISTS audits (
                  id INTEGER PRIMARY KEY,
                  time_ms INTEGER NOT NULL,
                  encoder TEXT NOT NULL,
                  alert INTEGER NOT NULL,
-                 record TEXT NOT NULL);
+                 record TEXT NOT NULL,
+                 prev_hash TEXT,
+                 hash TEXT);
              CREATE TABLE IF NOT EXISTS audit_scores (
                  key TEXT PRIMARY KEY,
                  scores TEXT NOT NULL);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
-        Ok(Journal { conn, path: path.to_path_buf() })
+        let journal = Journal { conn, path: path.to_path_buf() };
+        for table in CHAINED {
+            journal.upgrade(table)?;
+        }
+        Ok(journal)
+    }
+
+    /// A journal written before records were chained gets the two columns, and its records
+    /// are chained as they stand (once, in one transaction).
+    fn upgrade(&self, table: &str) -> Result<(), JournalError> {
+        let has: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = 'hash'"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        if has > 0 {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let sql = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        tx.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN prev_hash TEXT; ALTER TABLE {table} ADD COLUMN hash TEXT;"
+        ))
+        .map_err(sql)?;
+        let ids: Vec<i64> = {
+            let mut stmt =
+                tx.prepare(&format!("SELECT id FROM {table} ORDER BY id")).map_err(sql)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)?
+        };
+        let mut prev = chain::GENESIS.to_string();
+        for id in ids {
+            prev = chain::seal(&tx, table, id, &prev).map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Inserts one record with `insert` (which must not set `id`, `prev_hash` or `hash`) and
+    /// chains it to the table's last record, in one transaction that holds the write lock from
+    /// the start, so two writers cannot chain onto the same record.
+    fn append_chained(
+        &self,
+        table: &str,
+        insert: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
+    ) -> Result<i64, JournalError> {
+        let path = self.path.clone();
+        let sql = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        let prev: String = tx
+            .query_row(&format!("SELECT hash FROM {table} ORDER BY id DESC LIMIT 1"), [], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .map_err(sql)?
+            .flatten()
+            .unwrap_or_else(|| chain::GENESIS.to_string());
+        insert(&tx).map_err(sql)?;
+        let id = tx.last_insert_rowid();
+        chain::seal(&tx, table, id, &prev).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(id)
+    }
+
+    /// Walks every chained table and reports the first broken link of each.
+    pub fn verify(&self) -> Result<Vec<Verified>, JournalError> {
+        CHAINED.iter().map(|t| chain::verify(&self.conn, t).map_err(|e| self.sql(e))).collect()
     }
 
     /// Records a generalization audit (its full report as JSON); returns its id.
@@ -118,13 +211,13 @@ impl Journal {
         alert: bool,
         record: &str,
     ) -> Result<i64, JournalError> {
-        self.conn
-            .execute(
+        self.append_chained("audits", |tx| {
+            tx.execute(
                 "INSERT INTO audits (time_ms, encoder, alert, record) VALUES (?1, ?2, ?3, ?4)",
                 params![time_ms, encoder, alert as i64, record],
             )
-            .map_err(|e| self.sql(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map(drop)
+        })
     }
 
     /// Every audit's report (JSON), oldest first.
@@ -160,8 +253,8 @@ impl Journal {
     /// Appends and commits one decision; returns its id.
     pub fn append(&self, d: &Decision) -> Result<i64, JournalError> {
         let record = serde_json::to_string(d).expect("a decision serialises");
-        self.conn
-            .execute(
+        self.append_chained("decisions", |tx| {
+            tx.execute(
                 "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record, crop)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -176,8 +269,8 @@ impl Journal {
                     d.crop_png
                 ],
             )
-            .map_err(|e| self.sql(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map(drop)
+        })
     }
 
     /// Decisions at or after `since_ms`, oldest first.

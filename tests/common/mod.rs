@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use edgeid::capture::{load_image, Frame};
 use edgeid::config::Config;
+use edgeid::decide::{Decision, Outcome};
 use edgeid::pipeline::Pipeline;
 
 pub fn root() -> &'static Path {
@@ -124,4 +125,31 @@ pub fn face_and_background_crops(
         }
     }
     n
+}
+
+/// A granted decision for alice at a door, as the daemon journals it.
+pub fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
+    Decision {
+        time_ms,
+        camera: "door".into(),
+        track_id: time_ms as u64,
+        outcome: Outcome::Granted,
+        reasons: vec![],
+        identity: Some("alice".into()),
+        similarity: Some(similarity),
+        nearest: Some("alice".into()),
+        frames_used: 5,
+        frames_seen: 5,
+        live: None,
+        pad_threshold: None,
+        bona_fide: None,
+        mad_threshold: None,
+        tags: None,
+        detector_score: 0.99,
+        face_px,
+        match_threshold: 0.44,
+        encoder: "mobileface-256@80c1c6f0".into(),
+        detector: "mtcnn".into(),
+        crop_png: None,
+    }
 }
