@@ -40,8 +40,14 @@ fn stages(c: &mut Criterion) {
     // 1:N search over 10,000 enrolled templates (random unit vectors, real probe).
     let probe = pipeline.encoder.encode(&[&aligned.image]).unwrap().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut gallery =
-        Gallery::open(&dir.path().join("bench.db"), "bench", probe.0.len(), true).unwrap();
+    let mut gallery = Gallery::open(
+        &dir.path().join("bench.db"),
+        &dir.path().join("bench.key"),
+        "bench",
+        probe.0.len(),
+        true,
+    )
+    .unwrap();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         state ^= state << 13;

@@ -144,8 +144,11 @@ pub fn enroll(
     }
     let (model_id, dim) = encoder_identity(cfg)?;
     // Refuse a foreign gallery before the slow part.
-    let existing =
-        if gallery.exists() { Some(Gallery::open(gallery, &model_id, dim, false)?) } else { None };
+    let existing = if gallery.exists() {
+        Some(Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?)
+    } else {
+        None
+    };
 
     let mut pipeline = Pipeline::load(cfg)?;
     let mut templates = Vec::new();
@@ -199,7 +202,7 @@ pub fn enroll(
     }
     let mut gallery = match existing {
         Some(g) => g,
-        None => Gallery::open(gallery, &model_id, dim, true)?,
+        None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
     };
     gallery.enroll(name, &embeddings)?;
     Ok(EnrollReport {
@@ -290,7 +293,7 @@ impl Identifier {
         crops_dir: Option<PathBuf>,
     ) -> anyhow::Result<Identifier> {
         let (model_id, dim) = encoder_identity(cfg)?;
-        let gallery = Gallery::open(gallery, &model_id, dim, false)?;
+        let gallery = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?;
         if let Some(dir) = &crops_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
@@ -374,7 +377,7 @@ impl Identifier {
 /// Opens an existing gallery for management commands (no model is loaded).
 pub fn open_gallery(cfg: &Config, gallery: &Path) -> anyhow::Result<Gallery> {
     let (model_id, dim) = encoder_identity(cfg)?;
-    Ok(Gallery::open(gallery, &model_id, dim, false)?)
+    Ok(Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?)
 }
 
 pub fn gallery_list(cfg: &Config, gallery: &Path) -> anyhow::Result<Vec<Identity>> {

@@ -264,11 +264,26 @@ pub struct GalleryConfig {
     /// Gallery database used when a command gets no --gallery.
     #[serde(default = "default_gallery_path")]
     pub path: PathBuf,
+    /// The key file that seals the gallery's templates (created with the gallery, mode 0600).
+    /// Unset: beside the gallery, `<gallery>.key`. Keep it apart from the gallery's backups.
+    pub key: Option<PathBuf>,
+}
+
+impl GalleryConfig {
+    /// The key of the gallery at `gallery` (the configured one, or one given on the command
+    /// line).
+    pub fn key_for(&self, gallery: &Path) -> PathBuf {
+        self.key.clone().unwrap_or_else(|| {
+            let mut name = gallery.as_os_str().to_owned();
+            name.push(".key");
+            PathBuf::from(name)
+        })
+    }
 }
 
 impl Default for GalleryConfig {
     fn default() -> Self {
-        GalleryConfig { path: default_gallery_path() }
+        GalleryConfig { path: default_gallery_path(), key: None }
     }
 }
 
@@ -508,6 +523,7 @@ impl Config {
         .chain(cfg.pad.models.iter_mut())
         .chain(cfg.mad.smad.iter_mut())
         .chain(cfg.mad.dmad.iter_mut())
+        .chain(cfg.gallery.key.iter_mut())
         .chain(cfg.tagger.model.iter_mut())
         .chain(cfg.tagger.prototypes.iter_mut())
         {

@@ -1,12 +1,14 @@
-//! Tampering is detected: a flipped byte in a journal record, a removed record; the journal
-//! verifies through the binary.
+//! Tampering is detected and fails closed: a flipped byte in a journal record or a removed
+//! record (`edgeid journal verify`); a flipped byte in a sealed template, a template moved to
+//! another name, a wrong or missing key, and key or gallery files others can read.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{decision, root};
+use common::{data, decision, root};
 use edgeid::journal::Journal;
 
 fn edgeid(args: &[&str]) -> Output {
@@ -88,4 +90,111 @@ fn journal_chain_finds_an_edited_and_a_removed_record() {
     let b = j.verify().unwrap()[0].broken.clone().unwrap();
     assert_eq!(b.id, 4);
     assert!(b.reason.contains("removed"), "{}", b.reason);
+}
+
+/// alice enrolled from sample2 into a new gallery in `dir`; the gallery and key paths.
+fn alice_gallery(dir: &Path) -> (String, std::path::PathBuf) {
+    let g = dir.join("gallery.db");
+    let o = edgeid(&["enroll", "--gallery", &s(&g), "--name", "alice", &s(&data("sample2.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (s(&g), dir.join("gallery.db.key"))
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Identities named in `identify --json` on sample1 (alice is one of its three faces).
+fn identified(g: &str) -> Output {
+    edgeid(&["identify", "--gallery", g, "--json", &s(&data("sample1.jpg"))])
+}
+
+fn names(o: &Output) -> Vec<String> {
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    r["faces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["identity"].as_str())
+        .map(String::from)
+        .collect()
+}
+
+fn assert_refused(o: &Output, fragment: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let err = stderr(o);
+    println!("{err}");
+    assert!(err.contains(fragment), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(o.stdout.is_empty(), "nothing identified");
+}
+
+#[test]
+fn gallery_templates_are_sealed_and_tampering_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, key) = alice_gallery(dir.path());
+    assert_eq!((mode(Path::new(&g)), mode(&key)), (0o600, 0o600));
+    let ok = identified(&g);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(names(&ok), ["alice"]);
+
+    // The template on disk is nonce + sealed 256 floats + tag, and no float of it is in clear.
+    let conn = rusqlite::Connection::open(&g).unwrap();
+    let blob: Vec<u8> = conn.query_row("SELECT vector FROM templates", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    assert_eq!(blob.len(), 12 + 256 * 4 + 16);
+
+    // A flipped byte of the sealed template, in the file itself.
+    let mut file = std::fs::read(&g).unwrap();
+    let at = file.windows(32).position(|w| w == &blob[100..132]).expect("the template in the file");
+    file[at + 7] ^= 0x01;
+    let saved = std::fs::read(&g).unwrap();
+    std::fs::write(&g, &file).unwrap();
+    assert_refused(&identified(&g), "a template of `alice` fails its authentication check");
+    std::fs::write(&g, &saved).unwrap();
+    assert_eq!(names(&identified(&g)), ["alice"]);
+
+    // The template moved to another name: bound to alice, it does not open as bob's.
+    let conn = rusqlite::Connection::open(&g).unwrap();
+    conn.execute("UPDATE identities SET name = 'bob'", []).unwrap();
+    drop(conn);
+    assert_refused(&identified(&g), "a template of `bob` fails its authentication check");
+    let conn = rusqlite::Connection::open(&g).unwrap();
+    conn.execute("UPDATE identities SET name = 'alice'", []).unwrap();
+    drop(conn);
+
+    // Another key (another gallery's, 0600): nothing opens, nobody is identified or let in.
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_key) = alice_gallery(other.path());
+    let real_key = std::fs::read(&key).unwrap();
+    std::fs::copy(&other_key, &key).unwrap();
+    assert_refused(&identified(&g), "was not sealed with key");
+    let setup = common::Setup::new(&s(&data("replay.txt")), 0.0, false, "");
+    std::fs::copy(&g, setup.gallery()).unwrap();
+    std::fs::copy(&key, setup.gallery().with_extension("db.key")).unwrap();
+    let run = setup.spawn(&["run"]).wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("was not sealed with key"), "{}", stderr(&run));
+    assert!(
+        !setup.journal().exists()
+            || Journal::open_existing(&setup.journal()).unwrap().count().unwrap() == 0
+    );
+
+    // The right key, readable by others: refused until chmod 600; the gallery too.
+    std::fs::write(&key, &real_key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_refused(&identified(&g), "can be read by other users (mode 0644)");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&g, std::fs::Permissions::from_mode(0o604)).unwrap();
+    assert_refused(&identified(&g), "other users can access it (mode 0604)");
+    std::fs::set_permissions(&g, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    assert_refused(&identified(&g), "gallery.db.key does not exist");
+    std::fs::write(&key, &real_key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(names(&identified(&g)), ["alice"], "nothing stored was lost");
 }

@@ -102,7 +102,13 @@ pub fn run(
         } else {
             None
         };
-        let gallery = Gallery::open(&cfg.gallery.path, &encoder_id, dim, false)?;
+        let gallery = Gallery::open(
+            &cfg.gallery.path,
+            &cfg.gallery.key_for(&cfg.gallery.path),
+            &encoder_id,
+            dim,
+            false,
+        )?;
         // Open each source once now: a missing camera or replay folder is a start-up error.
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
         workers.push((source.clone(), opened, (pipeline, tagger), gallery));
@@ -428,6 +434,7 @@ fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Ga
     );
     let gallery = Gallery::open(
         &cfg.gallery.path,
+        &cfg.gallery.key_for(&cfg.gallery.path),
         pipeline.encoder.model_id(),
         pipeline.encoder.dim(),
         false,

@@ -4,7 +4,13 @@
 //! A gallery belongs to one encoder: embeddings of different encoders live in different spaces,
 //! so the encoder's model id is written into the database when it is created and every later
 //! enrolment or search with another encoder is refused.
+//!
+//! Templates are stored sealed (see [`key`]): the gallery is useless without its key file, a
+//! changed byte or a template moved to another name is refused as tampering, and a wrong key
+//! opens nothing, so it fails closed (no match, no access). The file itself is created 0600
+//! and refused if other users may read it.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,11 +19,14 @@ use serde::Serialize;
 
 use crate::encode::Embedding;
 
+pub mod key;
 pub mod search;
 
+pub use key::{Key, KeyError};
 use search::Matrix;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: plain little-endian f32 templates. 2: sealed templates and a key check value.
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
@@ -31,8 +40,17 @@ pub enum GalleryError {
         "gallery {path}: no identity named `{name}`; `edgeid gallery list` shows who is enrolled"
     )]
     UnknownIdentity { path: PathBuf, name: String },
-    #[error("gallery {path}: {source}")]
+    #[error("gallery {path}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
+    /// The message is the key's (shown as this error's source).
+    #[error("gallery {path}")]
+    Key { path: PathBuf, source: KeyError },
+    #[error("gallery {path} refused: {reason}")]
+    Exposed { path: PathBuf, reason: String },
+    #[error("gallery {path} was not sealed with key {key}: nothing in it can be read, so nobody matches; point gallery.key at the key it was created with")]
+    WrongKey { path: PathBuf, key: PathBuf },
+    #[error("gallery {path}: {what} fails its authentication check: the file was altered or damaged; restore it from a backup or an `edgeid gallery export`")]
+    Tampered { path: PathBuf, what: String },
 }
 
 /// One enrolled identity, as listed.
@@ -57,6 +75,7 @@ pub struct Match {
 pub struct Gallery {
     conn: Connection,
     path: PathBuf,
+    key: Key,
     model_id: String,
     dim: usize,
     /// Every template in memory, L2-normalised once here so that a search is one dot product
@@ -68,8 +87,10 @@ pub struct Gallery {
 
 impl Gallery {
     /// Opens a gallery, creating it if `create` (enrolment) and it does not exist.
+    /// The key is read from `key_path`, and created there with a new gallery.
     pub fn open(
         path: &Path,
+        key_path: &Path,
         model_id: &str,
         dim: usize,
         create: bool,
@@ -81,16 +102,21 @@ impl Gallery {
         let sql = |source| GalleryError::Sqlite { path: path.to_path_buf(), source };
         let not_gallery =
             |reason: String| GalleryError::NotAGallery { path: path.to_path_buf(), reason };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
+        if !exists {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
+            }
+            // Created here, owner-only, before SQLite opens it (its WAL files take this mode).
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| not_gallery(format!("cannot create it: {e}")))?;
         }
-        let flags = if exists {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-        } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-        };
-        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
         // Reading the schema is the first access to the file: a non-database fails here.
         let tables: i64 = conn
             .query_row(
@@ -125,12 +151,13 @@ impl Gallery {
             )
             .map_err(sql)?;
             conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('model_id', ?2), ('dim', ?3)",
-                params![SCHEMA_VERSION.to_string(), model_id, dim.to_string()],
+                "INSERT INTO meta (key, value) VALUES ('schema', '1'), ('model_id', ?1), ('dim', ?2)",
+                params![model_id, dim.to_string()],
             )
             .map_err(sql)?;
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(sql)?;
+        // secure_delete: a removed identity's templates are overwritten, not left in free pages.
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;").map_err(sql)?;
         let meta = |key: &str| -> Result<String, GalleryError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
@@ -145,16 +172,85 @@ impl Gallery {
                 config: model_id.to_string(),
             });
         }
+        // Checked once the file is known to be a gallery (another file gets that message).
+        key::check_private(path)
+            .map_err(|reason| GalleryError::Exposed { path: path.to_path_buf(), reason })?;
+        let schema = meta("schema")?;
+        let key = if schema == "1" { Key::load_or_create(key_path) } else { Key::load(key_path) }
+            .map_err(|source| GalleryError::Key { path: path.to_path_buf(), source })?;
         let mut gallery = Gallery {
             conn,
             path: path.to_path_buf(),
+            key,
             model_id: model_id.to_string(),
             dim,
             names: Vec::new(),
             templates: Matrix::new(dim),
         };
+        match schema.as_str() {
+            "1" => gallery.seal_plain_templates()?,
+            "2" => {}
+            other => {
+                return Err(not_gallery(format!(
+                    "schema {other}, this edgeid reads up to {SCHEMA_VERSION}: use a newer edgeid"
+                )))
+            }
+        }
+        let check: Vec<u8> = gallery
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .map(|hex| unhex(&hex))
+            .map_err(|e| not_gallery(format!("no key check: {e}")))?;
+        if gallery.key.open(&check, &gallery.check_aad()).is_none() {
+            return Err(GalleryError::WrongKey {
+                path: path.to_path_buf(),
+                key: key_path.to_path_buf(),
+            });
+        }
         gallery.reload()?;
         Ok(gallery)
+    }
+
+    /// What a template of `name` is bound to: sealed for one encoder and one identity.
+    fn template_aad(&self, name: &str) -> Vec<u8> {
+        format!("edgeid template v2\0{}\0{name}", self.model_id).into_bytes()
+    }
+
+    fn check_aad(&self) -> Vec<u8> {
+        format!("edgeid key check v2\0{}", self.model_id).into_bytes()
+    }
+
+    /// Schema 1 (a new file, or one written before templates were sealed) to 2: every
+    /// template sealed and the key check written, in one transaction.
+    fn seal_plain_templates(&mut self) -> Result<(), GalleryError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let rows: Vec<(i64, String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT t.id, i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+        };
+        for (id, name, plain) in &rows {
+            let sealed = self.key.seal(plain, &self.template_aad(name));
+            tx.execute("UPDATE templates SET vector = ?1 WHERE id = ?2", params![sealed, id])
+                .map_err(|e| self.sql(e))?;
+        }
+        let check = self.key.seal(b"edgeid", &self.check_aad());
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1), ('schema', ?2)",
+            params![crate::manifest::hex(&check), SCHEMA_VERSION.to_string()],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        if !rows.is_empty() {
+            log::info!("gallery {}: {} template(s) sealed", self.path.display(), rows.len());
+        }
+        Ok(())
     }
 
     fn sql(&self, source: rusqlite::Error) -> GalleryError {
@@ -172,7 +268,13 @@ impl Gallery {
             .map_err(|e| self.sql(e))?;
         let (mut names, mut templates) = (Vec::new(), Matrix::new(self.dim));
         for row in rows {
-            let (name, blob) = row.map_err(|e| self.sql(e))?;
+            let (name, sealed) = row.map_err(|e| self.sql(e))?;
+            let blob = self.key.open(&sealed, &self.template_aad(&name)).ok_or_else(|| {
+                GalleryError::Tampered {
+                    path: self.path.clone(),
+                    what: format!("a template of `{name}`"),
+                }
+            })?;
             if blob.len() != self.dim * 4 {
                 return Err(GalleryError::NotAGallery {
                     path: self.path.clone(),
@@ -202,6 +304,14 @@ impl Gallery {
         embeddings: &[(Embedding, String)],
     ) -> Result<(), GalleryError> {
         let now = unix_now();
+        let aad = self.template_aad(name);
+        let sealed: Vec<Vec<u8>> = embeddings
+            .iter()
+            .map(|(e, _)| {
+                let bytes: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+                self.key.seal(&bytes, &aad)
+            })
+            .collect();
         let tx = self
             .conn
             .transaction()
@@ -213,8 +323,7 @@ impl Gallery {
             )?;
             let id: i64 =
                 tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| r.get(0))?;
-            for (e, source) in embeddings {
-                let blob: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+            for ((_, source), blob) in embeddings.iter().zip(&sealed) {
                 tx.execute(
                     "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![id, self.model_id, blob, source, now],
@@ -325,6 +434,13 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
         v.iter_mut().for_each(|x| *x /= norm);
     }
     v
+}
+
+/// Bytes of a hex string (an unreadable one gives nothing, which opens nothing).
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn unix_now() -> i64 {

@@ -31,7 +31,7 @@ pub enum JournalError {
     Missing { path: PathBuf },
     #[error("journal {path} is not an edgeid journal ({reason}); point daemon.journal at a journal file or a new path")]
     NotAJournal { path: PathBuf, reason: String },
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
 }
 
