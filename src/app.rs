@@ -384,6 +384,35 @@ pub fn gallery_list(cfg: &Config, gallery: &Path) -> anyhow::Result<Vec<Identity
     Ok(open_gallery(cfg, gallery)?.list()?)
 }
 
+/// Writes every identity of the gallery, sealed under the transfer key (created if missing),
+/// to a new file; returns the number of identities and templates.
+pub fn gallery_export(
+    cfg: &Config,
+    gallery: &Path,
+    key: &Path,
+    out: &Path,
+) -> anyhow::Result<(usize, usize)> {
+    let bundle = open_gallery(cfg, gallery)?.export()?;
+    bundle.write(out, key)?;
+    let templates = bundle.identities.iter().map(|i| i.templates.len()).sum();
+    Ok((bundle.identities.len(), templates))
+}
+
+/// Adds every identity of an export to the gallery (created if missing), sealed under the
+/// gallery's own key; returns the number of identities and templates.
+pub fn gallery_import(
+    cfg: &Config,
+    gallery: &Path,
+    key: &Path,
+    file: &Path,
+) -> anyhow::Result<(usize, usize)> {
+    let bundle = crate::gallery::Bundle::read(file, key)?;
+    let (model_id, dim) = encoder_identity(cfg)?;
+    let mut g = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?;
+    let templates = g.import(&bundle)?;
+    Ok((bundle.identities.len(), templates))
+}
+
 pub fn gallery_remove(cfg: &Config, gallery: &Path, name: &str) -> anyhow::Result<()> {
     Ok(open_gallery(cfg, gallery)?.remove(name)?)
 }

@@ -172,6 +172,22 @@ enum GalleryAction {
     List,
     /// Remove an identity and all its templates.
     Remove { name: String },
+    /// Write every identity and template to a new file, sealed under a transfer key (created,
+    /// mode 0600, if it does not exist), to move them to another device or key.
+    Export {
+        /// Transfer key file; carry it to the other device apart from the export.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Add every identity of an export (none if one is already enrolled here), sealed under
+    /// this gallery's own key.
+    Import {
+        #[arg(long)]
+        key: PathBuf,
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -400,6 +416,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
+                GalleryAction::Export { key, output } => {
+                    let (ids, templates) = app::gallery_export(&cfg, &gallery, &key, &output)?;
+                    report_transfer(cli.json, "exported", ids, templates, &output);
+                }
+                GalleryAction::Import { key, file } => {
+                    let (ids, templates) = app::gallery_import(&cfg, &gallery, &key, &file)
+                        .with_context(|| format!("importing into {}", gallery.display()))?;
+                    report_transfer(cli.json, "imported", ids, templates, &gallery);
+                }
                 GalleryAction::Remove { name } => {
                     app::gallery_remove(&cfg, &gallery, &name)
                         .with_context(|| format!("removing `{name}`"))?;
@@ -470,6 +495,17 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
     }
     anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
+}
+
+fn report_transfer(json: bool, what: &str, identities: usize, templates: usize, file: &Path) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ what: identities, "templates": templates, "file": file })
+        );
+    } else {
+        println!("{what} {identities} identities ({templates} templates): {}", file.display());
+    }
 }
 
 fn verify_journal(journal: &Journal, path: &Path, json: bool) -> anyhow::Result<ExitCode> {

@@ -198,3 +198,120 @@ fn gallery_templates_are_sealed_and_tampering_fails_closed() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(names(&identified(&g)), ["alice"], "nothing stored was lost");
 }
+
+#[test]
+fn gallery_export_moves_identities_under_a_transfer_key() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (g, _) = alice_gallery(a.path());
+    let similarity = |o: &Output| {
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let faces = r["faces"].as_array().unwrap().clone();
+        faces
+            .into_iter()
+            .find_map(|f| f["similarity"].as_f64().filter(|_| f["identity"] == "alice"))
+    };
+    let before = similarity(&identified(&g)).unwrap();
+    let (export, transfer) = (a.path().join("alice.export"), a.path().join("transfer.key"));
+    let o =
+        edgeid(&["gallery", "export", "--gallery", &g, "--key", &s(&transfer), "-o", &s(&export)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!((mode(&export), mode(&transfer)), (0o600, 0o600));
+    let bytes = std::fs::read(&export).unwrap();
+    assert!(!bytes.windows(5).any(|w| w == b"alice"), "names are sealed too");
+    // Never over an existing file.
+    let o =
+        edgeid(&["gallery", "export", "--gallery", &g, "--key", &s(&transfer), "-o", &s(&export)]);
+    assert_refused(&o, "an export is never overwritten");
+    assert_eq!(std::fs::read(&export).unwrap(), bytes);
+
+    // Into a new gallery on "another device" (its own key): alice matches with the same score.
+    let g2 = s(&b.path().join("gallery.db"));
+    let import = |key: &Path, file: &Path| {
+        edgeid(&["gallery", "import", "--gallery", &g2, "--key", &s(key), &s(file)])
+    };
+    let o = import(&transfer, &export);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imported 1 identities (1 templates)"));
+    assert_ne!(
+        std::fs::read(b.path().join("gallery.db.key")).unwrap(),
+        std::fs::read(a.path().join("gallery.db.key")).unwrap()
+    );
+    assert_eq!(similarity(&identified(&g2)), Some(before));
+    let list = |g: &str| edgeid(&["gallery", "list", "--gallery", g, "--json"]).stdout;
+    let listed = list(&g2);
+
+    // Refused as a whole, the gallery unchanged: alice again; a flipped byte; another key.
+    assert_refused(&import(&transfer, &export), "already has [\"alice\"]");
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 40;
+    flipped[last] ^= 0x20;
+    let bad = b.path().join("flipped.export");
+    std::fs::write(&bad, &flipped).unwrap();
+    assert_refused(&import(&transfer, &bad), "does not open with key");
+    assert_refused(&import(&a.path().join("gallery.db.key"), &export), "does not open with key");
+    assert_refused(&import(&transfer, &data("sample1.jpg")), "is not an edgeid gallery export");
+    assert_eq!(list(&g2), listed);
+}
+
+/// A gallery written before templates were sealed (schema 1, plain floats) is sealed in place
+/// the first time it is opened, under a new key, and still identifies the same person.
+#[test]
+fn a_plain_gallery_is_sealed_on_first_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = alice_gallery(dir.path());
+    let (export, transfer) = (dir.path().join("x"), dir.path().join("t.key"));
+    assert!(edgeid(&[
+        "gallery",
+        "export",
+        "--gallery",
+        &g,
+        "--key",
+        &s(&transfer),
+        "-o",
+        &s(&export)
+    ])
+    .status
+    .success());
+    let bundle = edgeid::gallery::Bundle::read(&export, &transfer).unwrap();
+    let plain: Vec<u8> =
+        bundle.identities[0].templates[0].vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+
+    let old = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE identities (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
+         CREATE TABLE templates (id INTEGER PRIMARY KEY,
+             identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+             model_id TEXT NOT NULL, vector BLOB NOT NULL, source TEXT NOT NULL, created_at INTEGER NOT NULL);
+         INSERT INTO identities VALUES (1, 'alice', 1700000000);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO meta VALUES ('schema', '1'), ('model_id', ?1), ('dim', '256')",
+        [&bundle.model_id],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO templates VALUES (1, 1, ?1, ?2, 'sample2.jpg', 1700000000)",
+        rusqlite::params![bundle.model_id, plain],
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    assert_eq!(names(&identified(&s(&old))), ["alice"]);
+    assert_eq!(mode(&dir.path().join("old.db.key")), 0o600);
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    let (schema, blob): (String, Vec<u8>) = conn
+        .query_row(
+            "SELECT (SELECT value FROM meta WHERE key = 'schema'), vector FROM templates",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((schema.as_str(), blob.len()), ("2", 12 + 1024 + 16));
+    drop(conn);
+    let file = std::fs::read(&old).unwrap();
+    assert!(!file.windows(16).any(|w| w == &plain[..16]), "no plain template left in the file");
+}

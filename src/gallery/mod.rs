@@ -21,9 +21,11 @@ use crate::encode::Embedding;
 
 pub mod key;
 pub mod search;
+pub mod transfer;
 
 pub use key::{Key, KeyError};
 use search::Matrix;
+pub use transfer::{Bundle, TransferError};
 
 /// 1: plain little-endian f32 templates. 2: sealed templates and a key check value.
 const SCHEMA_VERSION: i64 = 2;
@@ -49,6 +51,8 @@ pub enum GalleryError {
     Exposed { path: PathBuf, reason: String },
     #[error("gallery {path} was not sealed with key {key}: nothing in it can be read, so nobody matches; point gallery.key at the key it was created with")]
     WrongKey { path: PathBuf, key: PathBuf },
+    #[error("gallery {path} already has {names:?}; remove them (`edgeid gallery remove`) or import into another gallery; nothing was imported")]
+    AlreadyEnrolled { path: PathBuf, names: Vec<String> },
     #[error("gallery {path}: {what} fails its authentication check: the file was altered or damaged; restore it from a backup or an `edgeid gallery export`")]
     Tampered { path: PathBuf, what: String },
 }
@@ -213,6 +217,27 @@ impl Gallery {
         Ok(gallery)
     }
 
+    /// A stored template of `name` in clear, checked for tampering and size.
+    fn open_template(&self, name: &str, sealed: &[u8]) -> Result<Vec<f32>, GalleryError> {
+        let blob = self.key.open(sealed, &self.template_aad(name)).ok_or_else(|| {
+            GalleryError::Tampered {
+                path: self.path.clone(),
+                what: format!("a template of `{name}`"),
+            }
+        })?;
+        if blob.len() != self.dim * 4 {
+            return Err(GalleryError::NotAGallery {
+                path: self.path.clone(),
+                reason: format!(
+                    "a template of `{name}` has {} bytes, expected {}",
+                    blob.len(),
+                    self.dim * 4
+                ),
+            });
+        }
+        Ok(blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
     /// What a template of `name` is bound to: sealed for one encoder and one identity.
     fn template_aad(&self, name: &str) -> Vec<u8> {
         format!("edgeid template v2\0{}\0{name}", self.model_id).into_bytes()
@@ -269,26 +294,7 @@ impl Gallery {
         let (mut names, mut templates) = (Vec::new(), Matrix::new(self.dim));
         for row in rows {
             let (name, sealed) = row.map_err(|e| self.sql(e))?;
-            let blob = self.key.open(&sealed, &self.template_aad(&name)).ok_or_else(|| {
-                GalleryError::Tampered {
-                    path: self.path.clone(),
-                    what: format!("a template of `{name}`"),
-                }
-            })?;
-            if blob.len() != self.dim * 4 {
-                return Err(GalleryError::NotAGallery {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "a template of `{name}` has {} bytes, expected {}",
-                        blob.len(),
-                        self.dim * 4
-                    ),
-                });
-            }
-            let v = blob
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let v = self.open_template(&name, &sealed)?;
             templates.push(&unit(v));
             names.push(name);
         }
@@ -337,6 +343,104 @@ impl Gallery {
             self.names.push(name.to_string());
         }
         Ok(())
+    }
+
+    /// Every identity with its templates in clear, for `edgeid gallery export`.
+    pub fn export(&self) -> Result<Bundle, GalleryError> {
+        let mut identities: Vec<transfer::ExportedIdentity> = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.name, i.created_at, t.vector, t.source, t.created_at FROM identities i
+                 LEFT JOIN templates t ON t.identity_id = i.id ORDER BY i.name, t.id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (name, created_at, sealed, source, t_created) = row.map_err(|e| self.sql(e))?;
+            if identities.last().is_none_or(|i| i.name != name) {
+                identities.push(transfer::ExportedIdentity {
+                    name: name.clone(),
+                    created_at,
+                    templates: Vec::new(),
+                });
+            }
+            if let Some(sealed) = sealed {
+                let vector = self.open_template(&name, &sealed)?;
+                identities.last_mut().expect("pushed").templates.push(transfer::ExportedTemplate {
+                    vector,
+                    source: source.unwrap_or_default(),
+                    created_at: t_created.unwrap_or(created_at),
+                });
+            }
+        }
+        Ok(Bundle { model_id: self.model_id.clone(), dim: self.dim, identities })
+    }
+
+    /// Adds every identity of an export, in one transaction: refused as a whole if the export
+    /// is for another encoder or names someone already enrolled here.
+    pub fn import(&mut self, bundle: &Bundle) -> Result<usize, GalleryError> {
+        if bundle.model_id != self.model_id || bundle.dim != self.dim {
+            return Err(GalleryError::EncoderMismatch {
+                path: self.path.clone(),
+                gallery: self.model_id.clone(),
+                config: format!("{} (the export's)", bundle.model_id),
+            });
+        }
+        let here: Vec<String> = self.list()?.into_iter().map(|i| i.name).collect();
+        let clash: Vec<String> = bundle
+            .identities
+            .iter()
+            .filter(|i| here.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect();
+        if !clash.is_empty() {
+            return Err(GalleryError::AlreadyEnrolled { path: self.path.clone(), names: clash });
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let mut n = 0;
+        for ident in &bundle.identities {
+            tx.execute(
+                "INSERT INTO identities (name, created_at) VALUES (?1, ?2)",
+                params![ident.name, ident.created_at],
+            )
+            .map_err(|e| self.sql(e))?;
+            let id = tx.last_insert_rowid();
+            let aad = self.template_aad(&ident.name);
+            for t in &ident.templates {
+                if t.vector.len() != self.dim {
+                    return Err(GalleryError::NotAGallery {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "the export's template of `{}` has {} values, expected {}",
+                            ident.name,
+                            t.vector.len(),
+                            self.dim
+                        ),
+                    });
+                }
+                let bytes: Vec<u8> = t.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tx.execute(
+                    "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, self.model_id, self.key.seal(&bytes, &aad), t.source, t.created_at],
+                )
+                .map_err(|e| self.sql(e))?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(|e| self.sql(e))?;
+        self.reload()?;
+        Ok(n)
     }
 
     /// The identity whose closest template is most similar to `probe`, if any is enrolled.
