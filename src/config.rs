@@ -22,6 +22,9 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("config {path}: {key} = {value} is out of range ({allowed}); fix the value or remove the key to use the default")]
     OutOfRange { path: PathBuf, key: String, value: String, allowed: String },
+    /// A manifest outside the signed set (`[trust]`); the message is the source's.
+    #[error("config {path}")]
+    Untrusted { path: PathBuf, source: crate::trust::TrustError },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +56,9 @@ pub struct Config {
     /// Generalization audits; absent: `edgeid audit` refuses and the daemon runs none.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Signed manifests; absent: every manifest's model file is still checked by its sha256.
+    #[serde(default)]
+    pub trust: Option<TrustConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -285,6 +291,16 @@ impl Default for GalleryConfig {
     fn default() -> Self {
         GalleryConfig { path: default_gallery_path(), key: None }
     }
+}
+
+/// Only manifests in a set signed with this key run (see [`crate::trust`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// ed25519 public key, 64 hex digits (`edgeid models keygen` prints it).
+    pub public_key: String,
+    /// The signed set (`edgeid models sign`).
+    pub signed_set: PathBuf,
 }
 
 /// One frame source of the daemon.
@@ -524,6 +540,7 @@ impl Config {
         .chain(cfg.mad.smad.iter_mut())
         .chain(cfg.mad.dmad.iter_mut())
         .chain(cfg.gallery.key.iter_mut())
+        .chain(cfg.trust.iter_mut().map(|t| &mut t.signed_set))
         .chain(cfg.tagger.model.iter_mut())
         .chain(cfg.tagger.prototypes.iter_mut())
         {
@@ -552,7 +569,35 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
+        for m in cfg.manifests() {
+            cfg.check_trusted(&m)?;
+        }
         Ok(cfg)
+    }
+
+    /// Every manifest this config runs.
+    pub fn manifests(&self) -> Vec<PathBuf> {
+        let d = &self.detector;
+        let baseline = self.audit.as_ref().filter(|a| !a.baseline_is_pixels()).map(|a| &a.baseline);
+        [&d.pnet, &d.rnet, &d.onet, &self.encoder.manifest]
+            .into_iter()
+            .chain(&self.pad.models)
+            .chain(&self.mad.smad)
+            .chain(&self.mad.dmad)
+            .chain(&self.tagger.model)
+            .chain(baseline)
+            .cloned()
+            .collect()
+    }
+
+    /// With `[trust]`, refuses a manifest that is not in the signed set as it was signed
+    /// (also for manifests given on the command line).
+    pub fn check_trusted(&self, manifest: &Path) -> Result<(), ConfigError> {
+        let Some(t) = &self.trust else { return Ok(()) };
+        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
+        crate::trust::SignedSet::load(&t.signed_set, &t.public_key)
+            .and_then(|set| set.check(manifest))
+            .map_err(untrusted)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

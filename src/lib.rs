@@ -31,3 +31,4 @@ pub mod plot;
 pub mod resize;
 pub mod tag;
 pub mod track;
+pub mod trust;

@@ -64,6 +64,11 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Sign the manifests a device may run (config `[trust]`); needs no config.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Prototype banks for tagging in the encoder's embedding space.
     Prototypes {
         #[command(subcommand)]
@@ -157,6 +162,26 @@ enum JournalAction {
 }
 
 #[derive(Subcommand)]
+enum ModelsAction {
+    /// Write a new ed25519 secret key (mode 0600) and print its public key for
+    /// `trust.public_key`. Keep the secret key off the devices.
+    Keygen {
+        #[arg(long)]
+        secret: PathBuf,
+    },
+    /// Write a signed set of manifests (their sha256, named relative to the set's folder)
+    /// for `trust.signed_set`; prints the public key to check it with.
+    Sign {
+        #[arg(long)]
+        secret: PathBuf,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PrototypesAction {
     /// Build a bank from DIR/<label>/*.jpg|png (each image embedded whole).
     Build {
@@ -208,8 +233,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Run { max_frames } = cli.command {
-        return run_daemon(&cli.config, max_frames, cli.json);
+    match cli.command {
+        Command::Run { max_frames } => return run_daemon(&cli.config, max_frames, cli.json),
+        Command::Models { action } => return models(action, cli.json),
+        _ => {}
     }
     let cfg = Config::load(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
@@ -376,7 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { .. } => unreachable!("handled above"),
+        Command::Run { .. } | Command::Models { .. } => unreachable!("handled above"),
         Command::Journal { journal, action } => {
             let path = journal.unwrap_or_else(|| cfg.daemon.journal.clone());
             let journal = Journal::open_existing(&path)?;
@@ -495,6 +522,24 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
     }
     anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
+}
+
+fn models(action: ModelsAction, json: bool) -> anyhow::Result<ExitCode> {
+    let (public_key, what) = match action {
+        ModelsAction::Keygen { secret } => {
+            (edgeid::trust::keygen(&secret)?, format!("secret key {}", secret.display()))
+        }
+        ModelsAction::Sign { secret, output, manifests } => (
+            edgeid::trust::SignedSet::sign(&output, &manifests, &secret)?,
+            format!("{} manifest(s) signed into {}", manifests.len(), output.display()),
+        ),
+    };
+    if json {
+        println!("{}", serde_json::json!({ "public_key": public_key }));
+    } else {
+        println!("{what}\npublic key (trust.public_key): {public_key}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report_transfer(json: bool, what: &str, identities: usize, templates: usize, file: &Path) {

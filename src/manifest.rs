@@ -209,9 +209,15 @@ impl Manifest {
         let text = std::fs::read_to_string(path).map_err(|source| {
             ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
         })?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| ModelError::ManifestInvalid {
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses and validates manifest text as if read from `path` (which anchors the model
+    /// file's path).
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ModelError> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| ModelError::ManifestInvalid {
             path: path.to_path_buf(),
-            message: crate::config::toml_error(&text, &e),
+            message: crate::config::toml_error(text, &e),
         })?;
         m.path = path.to_path_buf();
         m.validate()?;
@@ -323,4 +329,13 @@ impl Manifest {
 /// Lower-case hexadecimal of a digest, as manifests write sha256.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string (surrounding whitespace ignored), `None` if it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
 }

@@ -367,3 +367,94 @@ fn replace_sha(manifest: &str, digest: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `[trust]`: only manifests in a set signed with the configured key run. An edited manifest,
+/// an altered set, another key, or a manifest left out of the set stop every command.
+#[test]
+fn manifests_outside_the_signed_set_are_refused() {
+    let sb = Sandbox::new();
+    let keys = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let o = edgeid(&["--json", "models", "keygen", "--secret", &s(&keys.path().join(name))]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["public_key"].as_str().unwrap().to_string()
+    };
+    let (public, other) = (keygen("secret.key"), keygen("other.key"));
+    assert_eq!(public.len(), 64);
+    let secret = s(&keys.path().join("secret.key"));
+    let mut manifests: Vec<String> = std::fs::read_dir(sb.path("models"))
+        .unwrap()
+        .map(|e| s(&e.unwrap().path()))
+        .filter(|p| p.ends_with(".toml"))
+        .collect();
+    manifests.sort();
+    let set_path = s(&sb.path("models/manifests.sig"));
+    let sign = |list: &[String]| {
+        let mut args = vec!["models", "sign", "--secret", &secret, "-o", &set_path];
+        args.extend(list.iter().map(String::as_str));
+        let o = edgeid(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    sign(&manifests);
+    let set = std::fs::read_to_string(sb.path("models/manifests.sig")).unwrap();
+    assert!(
+        set.contains("  mobileface.toml\n") && set.lines().last().unwrap().starts_with("ed25519 "),
+        "{set}"
+    );
+    sb.edit("config.toml", |t| {
+        format!("{t}\n[trust]\npublic_key = \"{public}\"\nsigned_set = \"models/manifests.sig\"\n")
+    });
+    let g = s(&sb.path("g.db"));
+    let photo = s(&data("sample2.jpg"));
+    let enrol =
+        || edgeid(&["--config", &sb.config(), "enroll", "--gallery", &g, "--name", "bob", &photo]);
+    let o = enrol();
+    assert!(o.status.success(), "signed manifests run: {}", stderr(&o));
+
+    // One byte of a manifest (a comment): refused by name, though its model file is intact.
+    let original = std::fs::read_to_string(sb.path("models/mobileface.toml")).unwrap();
+    sb.edit("models/mobileface.toml", |t| format!("{t}#\n"));
+    assert_fails_with(
+        &enrol(),
+        &["mobileface.toml changed since it was signed", "sign the new one"],
+    );
+    std::fs::write(sb.path("models/mobileface.toml"), &original).unwrap();
+
+    // The set edited to match: its signature no longer holds.
+    let digest = set.lines().find(|l| l.ends_with("  mobileface.toml")).unwrap()[..64].to_string();
+    let new_digest = sha256_hex(format!("{original}#\n").as_bytes());
+    std::fs::write(sb.path("models/manifests.sig"), set.replace(&digest, &new_digest)).unwrap();
+    sb.edit("models/mobileface.toml", |t| format!("{t}#\n"));
+    assert_fails_with(&enrol(), &["manifests.sig does not verify with trust.public_key"]);
+    std::fs::write(sb.path("models/mobileface.toml"), &original).unwrap();
+    std::fs::write(sb.path("models/manifests.sig"), &set).unwrap();
+
+    // Another public key.
+    sb.edit("config.toml", |t| t.replace(&public, &other));
+    assert_fails_with(&enrol(), &["does not verify"]);
+    sb.edit("config.toml", |t| t.replace(&other, &public));
+
+    // A set without the encoder's manifest.
+    sign(
+        &manifests.iter().filter(|m| !m.ends_with("mobileface.toml")).cloned().collect::<Vec<_>>(),
+    );
+    assert_fails_with(
+        &enrol(),
+        &["mobileface.toml is not in the signed set", "edgeid models sign"],
+    );
+
+    // A secret key others can read is not used.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = edgeid(&[
+        "models",
+        "sign",
+        "--secret",
+        &secret,
+        "-o",
+        &s(&sb.path("x.sig")),
+        &manifests[0],
+    ]);
+    assert_fails_with(&o, &["other users can read it (mode 0644)"]);
+}

@@ -164,6 +164,7 @@ fn load_extractor(cfg: &Config, what: &Path) -> anyhow::Result<Extractor> {
     if what.as_os_str() == "pixels" {
         return Ok(Extractor::Pixels);
     }
+    cfg.check_trusted(what)?;
     Ok(Extractor::load(cfg.backend, &Manifest::load(what)?)?)
 }
 

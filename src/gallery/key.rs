@@ -103,10 +103,16 @@ impl Key {
     }
 }
 
-/// Refuses a file that other users may read or write: `what` names it in the message.
-pub fn check_private(path: &Path) -> Result<(), String> {
+/// The file's mode if it grants any of the `mask` bits (0o077: group or others; 0o007:
+/// others).
+pub fn exposed(path: &Path, mask: u32) -> Option<u32> {
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
-    if mode & 0o007 != 0 {
+    (mode & mask != 0).then_some(mode)
+}
+
+/// Refuses a file that other users may read or write.
+pub fn check_private(path: &Path) -> Result<(), String> {
+    if let Some(mode) = exposed(path, 0o007) {
         return Err(format!(
             "other users can access it (mode {mode:04o}); run `chmod 600 {}`",
             path.display()

@@ -205,7 +205,7 @@ impl Gallery {
             .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| {
                 r.get::<_, String>(0)
             })
-            .map(|hex| unhex(&hex))
+            .map(|hex| crate::manifest::unhex(&hex).unwrap_or_default())
             .map_err(|e| not_gallery(format!("no key check: {e}")))?;
         if gallery.key.open(&check, &gallery.check_aad()).is_none() {
             return Err(GalleryError::WrongKey {
@@ -538,13 +538,6 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
         v.iter_mut().for_each(|x| *x /= norm);
     }
     v
-}
-
-/// Bytes of a hex string (an unreadable one gives nothing, which opens nothing).
-fn unhex(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }
 
 fn unix_now() -> i64 {
