@@ -5,6 +5,8 @@ pub mod convert;
 mod replay;
 mod v4l2;
 
+pub use replay::parse_list;
+
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,6 +94,19 @@ pub fn load_image(path: &Path) -> Result<Frame, ImageError> {
     Ok(Frame::new(image, path.display().to_string()))
 }
 
+/// Largest side of a decoded image, in pixels (a 48-megapixel phone photo is 8000 × 6000).
+pub const MAX_SIDE: u32 = 10_000;
+
+/// What a decoder may allocate: a few bytes of header cannot make a device reserve gigabytes
+/// (a kiosk has little memory, and an image file is untrusted input).
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(512 << 20);
+    limits
+}
+
 /// Decodes encoded image bytes (JPEG, PNG, BMP) into RGB.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     let format = image::guess_format(bytes).map_err(|_| "not a known image format".to_string())?;
@@ -103,10 +118,17 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
             return Err("the JPEG data is truncated: it has no end-of-image marker".into());
         }
     }
-    let reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
-    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let mut image = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    let why = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => {
+            format!("it is over {MAX_SIDE} pixels a side or 512 MiB decoded; scale it down")
+        }
+        e => e.to_string(),
+    };
+    let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    reader.limits(decode_limits());
+    let mut decoder = reader.into_decoder().map_err(why)?;
+    let orientation = decoder.orientation().map_err(why)?;
+    let mut image = image::DynamicImage::from_decoder(decoder).map_err(why)?;
     image.apply_orientation(orientation);
     if image.width() == 0 || image.height() == 0 {
         return Err("the image is empty".into());

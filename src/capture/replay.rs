@@ -20,6 +20,15 @@ pub struct ReplaySource {
     due: Option<Instant>,
 }
 
+/// The images of a list file: one path per line, relative to `dir`; `#` starts a comment.
+pub fn parse_list(text: &str, dir: &Path) -> Vec<PathBuf> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| dir.join(l))
+        .collect()
+}
+
 impl ReplaySource {
     /// A folder (its images, sorted by name) or a list file (one path per line, relative to
     /// the list's folder; `#` starts a comment; a path may repeat to hold a scene longer).
@@ -42,12 +51,7 @@ impl ReplaySource {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 err(format!("cannot read it ({e}); give a folder of images or a list file"))
             })?;
-            let dir = path.parent().unwrap_or(Path::new("."));
-            text.lines()
-                .map(|l| l.split('#').next().unwrap_or("").trim())
-                .filter(|l| !l.is_empty())
-                .map(|l| dir.join(l))
-                .collect()
+            parse_list(&text, path.parent().unwrap_or(Path::new(".")))
         };
         if files.is_empty() {
             return Err(err("it holds no image (jpg, png, bmp)".into()));
