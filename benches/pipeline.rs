@@ -98,5 +98,44 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same stages on tract and on onnxruntime's CPU provider, one thread each (cargo feature
+/// `ort`, `ORT_DYLIB_PATH` set): `cargo bench --features ort --bench pipeline -- backends`.
+#[cfg(feature = "ort")]
+fn backends(c: &mut Criterion) {
+    use edgeid::infer::BackendKind;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let frame = load_image(&root.join("tests/data/sample1.jpg")).expect("photo");
+    let mut group = c.benchmark_group("backends");
+    group.sample_size(20);
+    for backend in [BackendKind::Tract, BackendKind::Ort] {
+        let mut cfg = Config::load(&root.join("configs/default.toml")).expect("config");
+        cfg.backend = backend;
+        let mut pipeline = Pipeline::load(&cfg).expect("models");
+        let faces = pipeline.detect(&frame).expect("detect");
+        let spec = pipeline.encoder.alignment().clone();
+        let aligned = align(&frame.image, &faces[0], &spec).expect("align");
+        let crops = [&faces[..1], &faces[..]];
+        let name = backend.name();
+        group.bench_function(format!("{name}: detect 1280x853 (mtcnn)"), |b| {
+            b.iter(|| pipeline.detect(&frame).unwrap())
+        });
+        group.bench_function(format!("{name}: encode 1 face (mobileface)"), |b| {
+            b.iter(|| pipeline.encoder.encode(&[&aligned.image]).unwrap())
+        });
+        if let Some(pad) = pipeline.pad.as_mut() {
+            group.bench_function(format!("{name}: pad 1 face (2 heads)"), |b| {
+                b.iter(|| pad.score(&frame.image, crops[0]).unwrap())
+            });
+        }
+        group.bench_function(format!("{name}: frame, 3 faces"), |b| {
+            b.iter(|| pipeline.observe(&frame).unwrap())
+        });
+    }
+    group.finish();
+}
+
+#[cfg(feature = "ort")]
+criterion_group!(benches, stages, backends);
+#[cfg(not(feature = "ort"))]
 criterion_group!(benches, stages);
 criterion_main!(benches);

@@ -33,6 +33,8 @@ pub enum ModelError {
         "model file {path} is not a loadable ONNX model: {message}; restore the original file"
     )]
     Unloadable { path: PathBuf, message: String },
+    #[error("backend `{backend}` cannot run {path}: {message}")]
+    Backend { backend: String, path: PathBuf, message: String },
     #[error("model file {path} does not match its manifest: {message}")]
     ShapeMismatch { path: PathBuf, message: String },
     #[error("model {path} has role `{actual}` but is used as `{expected}`; point the config at a {expected} manifest")]

@@ -458,3 +458,25 @@ fn manifests_outside_the_signed_set_are_refused() {
     ]);
     assert_fails_with(&o, &["other users can read it (mode 0644)"]);
 }
+
+/// `backend = "ort"` in a build without the `ort` feature: one message naming the backend and
+/// the fix (tests/backends.rs runs the backend itself, in a build with it).
+#[cfg(not(feature = "ort"))]
+#[test]
+fn an_onnxruntime_backend_needs_the_feature() {
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("backend = \"tract\"", "backend = \"ort-cuda\""));
+    let tmp = tempfile::tempdir().unwrap();
+    let o = edgeid(&[
+        "--config",
+        &sb.config(),
+        "enroll",
+        "--gallery",
+        &s(&tmp.path().join("g.db")),
+        "--name",
+        "bob",
+        &s(&data("sample2.jpg")),
+    ]);
+    assert_fails_with(&o, &["backend `ort-cuda` cannot run", "--features ort"]);
+    assert!(!tmp.path().join("g.db").exists());
+}

@@ -5,12 +5,16 @@
 //! manifest, then plans are built (and cached) for the concrete input shapes the stage uses.
 
 pub mod input;
+#[cfg(feature = "ort")]
+mod onnxruntime;
 mod tract;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Manifest, ModelError};
+use crate::manifest::{shape_to_string, Dim, Manifest, ModelError};
 
+#[cfg(feature = "ort")]
+pub use self::onnxruntime::{OrtSession, LIBRARY_VAR};
 pub use self::tract::TractSession;
 
 /// A dense f32 tensor in row-major order: the plain value that crosses the backend boundary.
@@ -39,6 +43,26 @@ pub enum BackendKind {
     /// tract: pure Rust, CPU, runs anywhere the binary runs.
     #[default]
     Tract,
+    /// onnxruntime, CPU execution provider (cargo feature `ort`; library from `ORT_DYLIB_PATH`).
+    Ort,
+    /// onnxruntime with the CUDA execution provider (Jetson, NVIDIA GPUs).
+    #[serde(rename = "ort-cuda")]
+    OrtCuda,
+    /// onnxruntime with TensorRT, CUDA for what TensorRT does not take.
+    #[serde(rename = "ort-tensorrt")]
+    OrtTensorrt,
+}
+
+impl BackendKind {
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tract => "tract",
+            BackendKind::Ort => "ort",
+            BackendKind::OrtCuda => "ort-cuda",
+            BackendKind::OrtTensorrt => "ort-tensorrt",
+        }
+    }
 }
 
 /// A loaded model ready to run. Outputs come back in the order of the purposes asked for at
@@ -59,5 +83,85 @@ pub fn load(
     let bytes = manifest.verify_file()?;
     match backend {
         BackendKind::Tract => Ok(Box::new(TractSession::load(manifest, &bytes, purposes)?)),
+        #[cfg(feature = "ort")]
+        ort => Ok(Box::new(OrtSession::load(ort, manifest, &bytes, purposes)?)),
+        #[cfg(not(feature = "ort"))]
+        ort => Err(ModelError::Backend {
+            backend: ort.name().into(),
+            path: manifest.model_path(),
+            message: "this edgeid was built without the `ort` feature; rebuild with `cargo build --release --features ort`, or set backend = \"tract\"".into(),
+        }),
     }
+}
+
+/// Refuses a model whose input is not the one its manifest describes (`dims`: the file's
+/// input dimensions, `None` where free).
+fn check_input(manifest: &Manifest, name: &str, dims: &[Option<i64>]) -> Result<(), ModelError> {
+    let mismatch =
+        |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
+    if name != manifest.input.name {
+        return Err(mismatch(format!(
+            "its input is named `{name}`, the manifest says `{}`",
+            manifest.input.name
+        )));
+    }
+    let expected = &manifest.input.shape;
+    if dims.len() != expected.len() {
+        return Err(mismatch(format!(
+            "its input `{name}` has {} dimensions, the manifest says {}",
+            dims.len(),
+            shape_to_string(expected)
+        )));
+    }
+    for (i, (got, want)) in dims.iter().zip(expected).enumerate() {
+        if let (Some(got), Dim::Fixed(want)) = (got, want) {
+            if *got != *want as i64 {
+                return Err(mismatch(format!(
+                    "input `{name}` dimension {i} is {got} in the file, {want} in the manifest {}",
+                    shape_to_string(expected)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a freshly loaded session once (batch 1, free sides at a size every image model
+/// accepts) and checks its outputs' shapes against the manifest, so that a graph that cannot
+/// run is refused at load, not on the first frame.
+fn probe(session: &mut dyn Session, purposes: &[&str]) -> Result<(), ModelError> {
+    let manifest = session.manifest().clone();
+    let mismatch =
+        |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
+    let probe: Vec<usize> = manifest
+        .input
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(n) => *n,
+            Dim::Free(_) if i == 0 => 1,
+            Dim::Free(_) => 48,
+        })
+        .collect();
+    let outputs = session
+        .run(Tensor::zeros(probe.clone()))
+        .map_err(|e| mismatch(format!("it does not run on input {probe:?}: {e:#}")))?;
+    for (p, out) in purposes.iter().zip(&outputs) {
+        let spec = manifest.output(p)?;
+        let fits = spec.shape.len() == out.shape.len()
+            && spec.shape.iter().zip(&out.shape).all(|(w, g)| match w {
+                Dim::Fixed(n) => n == g,
+                Dim::Free(_) => true,
+            });
+        if !fits {
+            return Err(mismatch(format!(
+                "output `{}` has shape {:?} on input {probe:?}, the manifest says {}",
+                spec.name,
+                out.shape,
+                shape_to_string(&spec.shape)
+            )));
+        }
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::{Session, Tensor};
-use crate::manifest::{shape_to_string, Dim, Manifest, ModelError};
+use crate::manifest::{Manifest, ModelError};
 
 /// Plans kept per session; more shapes than this means the caller is not bucketing sizes.
 const MAX_PLANS: usize = 256;
@@ -45,33 +45,10 @@ impl TractSession {
 
         let input_outlet = model.input_outlets().map_err(|e| mismatch(e.to_string()))?[0];
         let input_name = model.node(input_outlet.node).name.clone();
-        if input_name != manifest.input.name {
-            return Err(mismatch(format!(
-                "its input is named `{input_name}`, the manifest says `{}`",
-                manifest.input.name
-            )));
-        }
         let fact = model.input_fact(0).map_err(|e| mismatch(e.to_string()))?;
         let model_dims: Vec<Option<i64>> =
             fact.shape.dims().map(|d| d.concretize().and_then(|d| d.as_i64())).collect();
-        let expected = &manifest.input.shape;
-        if model_dims.len() != expected.len() {
-            return Err(mismatch(format!(
-                "its input `{input_name}` has {} dimensions, the manifest says {}",
-                model_dims.len(),
-                shape_to_string(expected)
-            )));
-        }
-        for (i, (got, want)) in model_dims.iter().zip(expected).enumerate() {
-            if let (Some(got), Dim::Fixed(want)) = (got, want) {
-                if *got != *want as i64 {
-                    return Err(mismatch(format!(
-                        "input `{input_name}` dimension {i} is {got} in the file, {want} in the manifest {}",
-                        shape_to_string(expected)
-                    )));
-                }
-            }
-        }
+        super::check_input(manifest, &input_name, &model_dims)?;
 
         let mut names = Vec::new();
         for p in purposes {
@@ -85,34 +62,7 @@ impl TractSession {
         })?;
 
         let mut session = TractSession { manifest: manifest.clone(), model, plans: HashMap::new() };
-        // Probe: batch 1, free sides at a size every image model accepts.
-        let probe: Vec<usize> = expected
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Free(_) if i == 0 => 1,
-                Dim::Free(_) => 48,
-            })
-            .collect();
-        let outputs = session
-            .run(Tensor::zeros(probe.clone()))
-            .map_err(|e| mismatch(format!("it does not run on input {probe:?}: {e:#}")))?;
-        for ((p, name), out) in purposes.iter().zip(&names).zip(&outputs) {
-            let want = &manifest.output(p)?.shape;
-            let fixed_ok = want.len() == out.shape.len()
-                && want.iter().zip(&out.shape).all(|(w, g)| match w {
-                    Dim::Fixed(n) => n == g,
-                    Dim::Free(_) => true,
-                });
-            if !fixed_ok {
-                return Err(mismatch(format!(
-                    "output `{name}` has shape {:?} on input {probe:?}, the manifest says {}",
-                    out.shape,
-                    shape_to_string(want)
-                )));
-            }
-        }
+        super::probe(&mut session, purposes)?;
         Ok(session)
     }
 
