@@ -90,6 +90,17 @@ fn journal_chain_finds_an_edited_and_a_removed_record() {
     let b = j.verify().unwrap()[0].broken.clone().unwrap();
     assert_eq!(b.id, 4);
     assert!(b.reason.contains("removed"), "{}", b.reason);
+
+    // A column added by a later version (NULL in the records before it) leaves their links
+    // valid; a value nulled out does not.
+    let fresh = dir.path().join("fresh.db");
+    let j = Journal::open(&fresh).unwrap();
+    j.append(&decision(1_700_000_000_000, 0.6, 100.0)).unwrap();
+    let conn = rusqlite::Connection::open(&fresh).unwrap();
+    conn.execute("ALTER TABLE decisions ADD COLUMN note TEXT", []).unwrap();
+    assert!(j.verify().unwrap()[0].broken.is_none());
+    conn.execute("UPDATE decisions SET identity = NULL", []).unwrap();
+    assert!(j.verify().unwrap()[0].broken.as_ref().unwrap().reason.contains("edited"));
 }
 
 /// alice enrolled from sample2 into a new gallery in `dir`; the gallery and key paths.

@@ -1,8 +1,10 @@
 //! The hash chain over a journal table's records.
 //!
-//! A record's hash is SHA-256 over the previous record's hash and every column of the record
-//! (name and value, typed, length-prefixed), read back generically, so a column added later is
-//! covered without touching this code. The first record chains to [`GENESIS`].
+//! A record's hash is SHA-256 over the previous record's hash and every non-NULL column of the
+//! record (name and value, typed, length-prefixed), read back generically: a column added later
+//! is covered without touching this code, and, NULL in older records, leaves their hashes
+//! valid. A value set to or from NULL still changes the hash. The first record chains to
+//! [`GENESIS`].
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
@@ -94,11 +96,12 @@ fn digest(table: &str, prev: &str, row: &rusqlite::Row) -> String {
     let stmt = row.as_ref();
     for i in 0..stmt.column_count() {
         let name = stmt.column_name(i).unwrap_or_default();
-        if name == "prev_hash" || name == "hash" {
+        let value = row.get_ref(i);
+        if name == "prev_hash" || name == "hash" || matches!(value, Ok(ValueRef::Null)) {
             continue;
         }
         field(name.as_bytes());
-        match row.get_ref(i) {
+        match value {
             Ok(ValueRef::Null) | Err(_) => field(b"n"),
             Ok(ValueRef::Integer(x)) => {
                 field(b"i");
