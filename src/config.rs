@@ -569,8 +569,13 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
-        for m in cfg.manifests() {
-            cfg.check_trusted(&m)?;
+        if let Some(t) = &cfg.trust {
+            let untrusted = |source| ConfigError::Untrusted { path: cfg.path.clone(), source };
+            let set =
+                crate::trust::SignedSet::load(&t.signed_set, &t.public_key).map_err(untrusted)?;
+            for m in cfg.manifests() {
+                set.check(&m).map_err(untrusted)?;
+            }
         }
         Ok(cfg)
     }

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -133,11 +132,7 @@ pub fn keygen(secret: &Path) -> Result<String, TrustError> {
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
     let key = SigningKey::from_bytes(&seed);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(secret)
+    let mut file = crate::gallery::key::create_private(secret)
         .map_err(|e| err(format!("cannot be created ({e}); choose a new file name")))?;
     writeln!(file, "{}", hex(&seed)).map_err(|e| err(e.to_string()))?;
     Ok(hex(key.verifying_key().as_bytes()))

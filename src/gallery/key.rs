@@ -66,12 +66,7 @@ impl Key {
             std::fs::create_dir_all(dir).map_err(create)?;
         }
         let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(create)?;
+        let mut file = create_private(path).map_err(create)?;
         writeln!(file, "{}", crate::manifest::hex(&key)).map_err(create)?;
         file.sync_all().map_err(create)?;
         log::info!("created key {}: back it up apart from the gallery", path.display());
@@ -101,6 +96,11 @@ impl Key {
         let (nonce, body) = sealed.split_at(NONCE);
         self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok()
     }
+}
+
+/// Creates a new file only its owner can read and write (never over an existing one).
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 /// The file's mode if it grants any of the `mask` bits (0o077: group or others; 0o007:

@@ -10,7 +10,6 @@
 //! opens nothing, so it fails closed (no match, no access). The file itself is created 0600
 //! and refused if other users may read it.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -112,12 +111,7 @@ impl Gallery {
                     .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
             }
             // Created here, owner-only, before SQLite opens it (its WAL files take this mode).
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| not_gallery(format!("cannot create it: {e}")))?;
+            key::create_private(path).map_err(|e| not_gallery(format!("cannot create it: {e}")))?;
         }
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
