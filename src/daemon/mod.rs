@@ -168,7 +168,17 @@ pub fn run(
             let cfg = cfg.clone();
             let path = config_path.to_path_buf();
             thread::spawn(move || {
-                worker_loop(&path, cfg, models, gallery, &queue, &metrics, &control, tx)
+                // A worker that panics (a bug: frame errors are skipped, not raised) stops
+                // the daemon, so it exits non-zero and systemd restarts it, instead of
+                // capture filling a queue nobody drains. Built with panic = "abort" (the
+                // `device` profile) the process ends at once, to the same effect.
+                let work =
+                    || worker_loop(&path, cfg, models, gallery, &queue, &metrics, &control, tx);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                if outcome.is_err() {
+                    control.stop.store(true, Ordering::SeqCst);
+                }
+                outcome
             })
         };
         handles.push((capture, worker, queue));
@@ -179,8 +189,10 @@ pub fn run(
     let mut failure = None;
     for ((capture, worker, queue), name) in handles.into_iter().zip(&names) {
         let _ = capture.join();
-        if let Err(e) =
-            worker.join().unwrap_or_else(|_| Err(anyhow::anyhow!("worker of {name} panicked")))
+        if let Err(e) = worker
+            .join()
+            .and_then(|outcome| outcome)
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("worker of {name} panicked")))
         {
             failure.get_or_insert(e);
         }
