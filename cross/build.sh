@@ -6,7 +6,7 @@
 #   cross/build.sh armv7               # the same for armv7-unknown-linux-gnueabihf (tract only)
 #   cross/build.sh aarch64 identify    # build, then enrol and identify a sample photo under qemu, compared with native
 #   FEATURES=ort cross/build.sh aarch64   # with the onnxruntime backends (Jetson)
-#   PROFILE=release cross/build.sh armv7   # the release profile: no LTO, builds minutes sooner (CI)
+#   PROFILE=release cross/build.sh armv7   # the release profile: no LTO, builds minutes sooner
 #
 # Needs root for apt-get the first time (or the packages in cross/env.sh already installed),
 # and `rustup target add` (rustup's own download). The binary lands in
