@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Why a model was refused. Callers branch on these (e.g. a daemon keeps running on the old
@@ -192,6 +192,10 @@ pub struct Manifest {
     pub sha256: String,
     #[serde(default)]
     pub description: String,
+    /// The numeric precision of the weights and activations, as the file was built (shown by
+    /// `edgeid bench`; the runtime feeds f32 either way: a QDQ model quantizes inside).
+    #[serde(default)]
+    pub precision: Precision,
     pub input: InputSpec,
     /// Outputs by purpose (`embedding`, `boxes`, `scores`, `landmarks`…).
     pub outputs: BTreeMap<String, OutputSpec>,
@@ -203,6 +207,27 @@ pub struct Manifest {
     pub features: Option<FeaturesSpec>,
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// How a model file stores its numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Fp16,
+    /// Static int8 quantization (QuantizeLinear/DequantizeLinear pairs around int8 weights).
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 impl Manifest {

@@ -137,6 +137,7 @@ impl Dmad {
                     role: m.role.clone(),
                     file: m.file.clone(),
                     sha256: m.sha256.clone(),
+                    precision: Default::default(),
                     description: m.description.clone(),
                     input: InputSpec {
                         name: input.clone(),
