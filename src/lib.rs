@@ -13,6 +13,7 @@ pub mod align;
 pub mod app;
 pub mod audit;
 pub mod augment;
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod daemon;

@@ -120,6 +120,29 @@ enum Command {
         #[arg(long, default_value_t = 0.5)]
         alpha: f32,
     },
+    /// Measure the runtime on this device: per backend, model load time and per-stage latency
+    /// (p50/p95/p99: detect, align, encode, PAD, search, the whole frame), frames per second,
+    /// peak memory; per model, latency on each backend (add variants with --model).
+    Bench {
+        /// A photo with at least one face.
+        image: PathBuf,
+        /// Backend to measure (repeatable): tract, ort, ort-cuda, ort-tensorrt, auto, or all
+        /// (every one this build can load here). Default: the config's.
+        #[arg(long = "backend", value_name = "BACKEND")]
+        backends: Vec<String>,
+        /// Another model manifest to time (repeatable), e.g. models/mobileface-int8.toml.
+        #[arg(long = "model", value_name = "MANIFEST")]
+        models: Vec<PathBuf>,
+        /// Timed runs per figure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Synthetic templates for the search stage.
+        #[arg(long, default_value_t = 10_000)]
+        gallery: usize,
+        /// Also write the report as Markdown with SVG charts beside it.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Run the daemon on the configured sources until SIGINT/SIGTERM (or the sources end).
     Run {
         /// Stop each source after N frames.
@@ -383,6 +406,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}: {} example(s)", p.label, p.examples);
                 }
                 println!("wrote {} (encoder {})", output.display(), bank.encoder);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { image, backends, models, runs, gallery, report } => {
+            let mut kinds = Vec::new();
+            for b in &backends {
+                if b == "all" {
+                    kinds.extend(edgeid::bench::loadable(
+                        &edgeid::bench::all_backends(),
+                        &cfg.encoder.manifest,
+                    )?);
+                } else {
+                    kinds.push(b.parse().map_err(|e: String| anyhow::anyhow!("--backend: {e}"))?);
+                }
+            }
+            anyhow::ensure!(runs >= 1, "--runs must be at least 1");
+            let opts = edgeid::bench::Options { image, runs, backends: kinds, models, gallery };
+            let r = edgeid::bench::run(&cfg, &opts, !cli.json)?;
+            if let Some(path) = &report {
+                let files = edgeid::bench::report::write(&r, path)?;
+                if !cli.json {
+                    let names: Vec<String> =
+                        files.iter().map(|f| f.display().to_string()).collect();
+                    eprintln!("report written: {}", names.join(", "));
+                }
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", edgeid::bench::report::markdown(&r, None));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -196,6 +196,10 @@ pub struct Manifest {
     /// `edgeid bench`; the runtime feeds f32 either way: a QDQ model quantizes inside).
     #[serde(default)]
     pub precision: Precision,
+    /// The id of the model this one was derived from (quantized, pruned), so that a benchmark
+    /// sets the two side by side.
+    #[serde(default)]
+    pub derived_from: Option<String>,
     pub input: InputSpec,
     /// Outputs by purpose (`embedding`, `boxes`, `scores`, `landmarks`…).
     pub outputs: BTreeMap<String, OutputSpec>,

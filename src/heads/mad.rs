@@ -138,6 +138,7 @@ impl Dmad {
                     file: m.file.clone(),
                     sha256: m.sha256.clone(),
                     precision: Default::default(),
+                    derived_from: None,
                     description: m.description.clone(),
                     input: InputSpec {
                         name: input.clone(),

@@ -4,6 +4,8 @@
 //! file is checked against it, the backend parses the graph and checks its shapes against the
 //! manifest, then plans are built (and cached) for the concrete input shapes the stage uses.
 
+pub mod auto;
+pub mod device;
 pub mod input;
 #[cfg(feature = "ort")]
 mod onnxruntime;
@@ -51,6 +53,9 @@ pub enum BackendKind {
     /// onnxruntime with TensorRT, CUDA for what TensorRT does not take.
     #[serde(rename = "ort-tensorrt")]
     OrtTensorrt,
+    /// Per model, the fastest of the backends above that this build and device can load,
+    /// measured at load and cached ([`auto`]).
+    Auto,
 }
 
 impl BackendKind {
@@ -61,7 +66,26 @@ impl BackendKind {
             BackendKind::Ort => "ort",
             BackendKind::OrtCuda => "ort-cuda",
             BackendKind::OrtTensorrt => "ort-tensorrt",
+            BackendKind::Auto => "auto",
         }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BackendKind, String> {
+        let all = [
+            BackendKind::Tract,
+            BackendKind::Ort,
+            BackendKind::OrtCuda,
+            BackendKind::OrtTensorrt,
+            BackendKind::Auto,
+        ];
+        all.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|b| b.name()).collect();
+            format!("unknown backend `{s}`; one of {}", names.join(", "))
+        })
     }
 }
 
@@ -82,9 +106,25 @@ pub fn load(
 ) -> Result<Box<dyn Session>, ModelError> {
     let bytes = manifest.verify_file()?;
     match backend {
-        BackendKind::Tract => Ok(Box::new(TractSession::load(manifest, &bytes, purposes)?)),
+        BackendKind::Auto => {
+            auto::load(manifest, &bytes, purposes, auto::default_cache().as_deref()).map(|l| l.0)
+        }
+        kind => load_bytes(kind, manifest, &bytes, purposes),
+    }
+}
+
+/// Loads a model's (already checked) bytes on one backend.
+fn load_bytes(
+    backend: BackendKind,
+    manifest: &Manifest,
+    bytes: &[u8],
+    purposes: &[&str],
+) -> Result<Box<dyn Session>, ModelError> {
+    match backend {
+        BackendKind::Auto => unreachable!("auto picks among the concrete backends"),
+        BackendKind::Tract => Ok(Box::new(TractSession::load(manifest, bytes, purposes)?)),
         #[cfg(feature = "ort")]
-        ort => Ok(Box::new(OrtSession::load(ort, manifest, &bytes, purposes)?)),
+        ort => Ok(Box::new(OrtSession::load(ort, manifest, bytes, purposes)?)),
         #[cfg(not(feature = "ort"))]
         ort => Err(ModelError::Backend {
             backend: ort.name().into(),

@@ -1,0 +1,343 @@
+//! `edgeid bench`: what the runtime costs on this device, measured the way the daemon spends
+//! it. Per backend: the time to load every model, then per stage of a frame (detect, align,
+//! encode, PAD, 1:N search, the whole frame) the 50th/95th/99th percentile over repeated runs on
+//! a real photo, frames per second and the peak resident memory. Per model (the config's and any
+//! extra manifest, e.g. an int8 variant): load time and latency on each backend, on the model's
+//! timing input (batch 1, fixed sides, 160 for a free side).
+//!
+//! Percentiles, not means: a kiosk's user waits for the slow frames. Compare figures as ratios
+//! within one report: absolute times move with everything else the machine runs.
+
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::align::align;
+use crate::capture::load_image;
+use crate::config::Config;
+use crate::gallery::search::Matrix;
+use crate::infer::auto::{self, Choice};
+use crate::infer::device::Device;
+use crate::infer::{self, BackendKind};
+use crate::manifest::Manifest;
+use crate::pipeline::Pipeline;
+
+pub struct Options {
+    /// A photo with faces: every stage runs on it.
+    pub image: PathBuf,
+    /// Timed runs per stage and model (after a warm-up run).
+    pub runs: usize,
+    /// Backends to measure; empty: the config's.
+    pub backends: Vec<BackendKind>,
+    /// More manifests to time per model (another precision, another encoder).
+    pub models: Vec<PathBuf>,
+    /// Synthetic templates searched by the search stage.
+    pub gallery: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub edgeid: String,
+    pub device: Device,
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    /// Faces found in the photo (by the first backend).
+    pub faces: usize,
+    pub runs: usize,
+    pub gallery: usize,
+    pub backends: Vec<BackendRun>,
+    pub models: Vec<ModelRun>,
+    /// The per-model choices of backend `auto`, when measured.
+    pub auto: Vec<Choice>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendRun {
+    pub backend: BackendKind,
+    /// Loading every model of the config (reading, hash check, parsing, first plan).
+    pub load_ms: f64,
+    pub stages: Vec<Stage>,
+    /// 1000 / the whole frame's median.
+    pub fps: f64,
+    /// The process's peak resident memory while this backend loaded and ran (MiB), when the
+    /// kernel tells it (`/proc/self/status`); the peak is reset between backends.
+    pub peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRun {
+    pub model: String,
+    pub file: String,
+    pub precision: &'static str,
+    /// The model it was derived from (the manifest's `derived_from`).
+    pub derived_from: Option<String>,
+    pub backend: BackendKind,
+    pub input: Vec<usize>,
+    pub load_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Every backend this build has; `--backend all` keeps those that load here.
+pub fn all_backends() -> Vec<BackendKind> {
+    let mut b = vec![BackendKind::Tract];
+    if cfg!(feature = "ort") {
+        b.extend([BackendKind::Ort, BackendKind::OrtCuda, BackendKind::OrtTensorrt]);
+    }
+    b
+}
+
+/// Percentile `q` (0..1) of sorted milliseconds, nearest rank.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Times `f` `runs` times after one warm-up run.
+fn time<T>(
+    stage: &str,
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<Stage> {
+    f().with_context(|| format!("bench stage {stage}"))?;
+    let mut ms: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            // black_box: the result is dropped unread; the work must not be optimised away.
+            f().map(|r| {
+                std::hint::black_box(r);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    ms.sort_by(f64::total_cmp);
+    Ok(Stage {
+        stage: stage.into(),
+        p50_ms: percentile(&ms, 0.5),
+        p95_ms: percentile(&ms, 0.95),
+        p99_ms: percentile(&ms, 0.99),
+    })
+}
+
+/// Peak resident memory in MiB (`VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak to the current resident memory (Linux `clear_refs` 5), so that each
+/// backend's peak is its own; false where the kernel refuses.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Unit vectors for the search stage: a fixed xorshift sequence, the same every run.
+fn synthetic_gallery(dim: usize, n: usize) -> Matrix {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut m = Matrix::new(dim);
+    let mut v = vec![0f32; dim];
+    for _ in 0..n {
+        for x in v.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *x = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        m.push(&v);
+    }
+    m
+}
+
+/// The manifests the config runs (detector stages, encoder, PAD and S-MAD heads, the object
+/// tagger), then `extra`, without repeats.
+fn manifests(cfg: &Config, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let d = &cfg.detector;
+    let mut all =
+        vec![d.pnet.clone(), d.rnet.clone(), d.onet.clone(), cfg.encoder.manifest.clone()];
+    if cfg.pad.enabled {
+        all.extend(cfg.pad.models.iter().cloned());
+    }
+    if cfg.mad.enabled {
+        all.extend(cfg.mad.smad.iter().cloned());
+    }
+    if cfg.tagger.enabled {
+        all.extend(cfg.tagger.model.iter().cloned());
+    }
+    all.extend(extra.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|p| seen.insert(p.clone()));
+    all
+}
+
+/// Measures every stage and model on each backend. `progress` prints a line per step on
+/// stderr.
+pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<BenchReport> {
+    let started = Instant::now();
+    let say = |s: String| {
+        if progress {
+            eprintln!("{s}");
+        }
+    };
+    let frame = load_image(&opts.image)?;
+    let backends = if opts.backends.is_empty() { vec![cfg.backend] } else { opts.backends.clone() };
+    let mut runs = Vec::new();
+    let mut faces_found = None;
+    for &backend in &backends {
+        say(format!("bench: {} — loading the models", backend.name()));
+        let mut cfg = cfg.clone();
+        cfg.backend = backend;
+        reset_peak_rss();
+        let t = Instant::now();
+        let mut p = Pipeline::load(&cfg).with_context(|| format!("backend {}", backend.name()))?;
+        let load_ms = t.elapsed().as_secs_f64() * 1e3;
+        let faces = p.detect(&frame)?;
+        anyhow::ensure!(
+            !faces.is_empty(),
+            "{}: no face found; bench needs a photo with at least one face",
+            opts.image.display()
+        );
+        faces_found.get_or_insert(faces.len());
+        let spec = p.encoder.alignment().clone();
+        let crops: Vec<_> =
+            faces.iter().filter_map(|f| align(&frame.image, f, &spec)).map(|a| a.image).collect();
+        let crop_refs: Vec<_> = crops.iter().collect();
+        let gallery = synthetic_gallery(p.encoder.dim(), opts.gallery);
+        let probes = p.encoder.encode(&crop_refs)?;
+        let n = opts.runs;
+        say(format!("bench: {} — {} face(s), {n} runs per stage", backend.name(), faces.len()));
+        let mut stages = vec![
+            time("detect", n, || p.detect(&frame))?,
+            time("align", n, || {
+                Ok(faces.iter().filter_map(|f| align(&frame.image, f, &spec)).count())
+            })?,
+            time("encode", n, || p.encoder.encode(&crop_refs))?,
+        ];
+        if let Some(pad) = p.pad.as_mut() {
+            stages.push(time("pad", n, || pad.score(&frame.image, &faces))?);
+        }
+        stages.push(time("search", n, || {
+            Ok(probes.iter().map(|e| gallery.best(&e.0)).collect::<Vec<_>>())
+        })?);
+        let frame_stage = time("frame", n, || {
+            let seen = p.observe(&frame)?;
+            Ok(seen.iter().map(|o| gallery.best(&o.embedding.0)).collect::<Vec<_>>())
+        })?;
+        let fps = 1e3 / frame_stage.p50_ms;
+        stages.push(frame_stage);
+        drop(p);
+        runs.push(BackendRun { backend, load_ms, stages, fps, peak_rss_mib: peak_rss_mib() });
+    }
+
+    let mut models = Vec::new();
+    for path in manifests(cfg, &opts.models) {
+        let manifest = Manifest::load(&path)?;
+        let input = auto::timing_input(&manifest);
+        let purposes: Vec<&str> = manifest.outputs.keys().map(String::as_str).collect();
+        for &backend in backends.iter().filter(|b| **b != BackendKind::Auto) {
+            let t = Instant::now();
+            let mut session = infer::load(backend, &manifest, &purposes)
+                .with_context(|| format!("backend {}", backend.name()))?;
+            let load_ms = t.elapsed().as_secs_f64() * 1e3;
+            let s = time(&manifest.id, opts.runs, || session.run(input.clone()))?;
+            say(format!("bench: {} on {}: {:.2} ms (p50)", manifest.id, backend.name(), s.p50_ms));
+            models.push(ModelRun {
+                model: manifest.id.clone(),
+                file: manifest.file.display().to_string(),
+                precision: manifest.precision.name(),
+                derived_from: manifest.derived_from.clone(),
+                backend,
+                input: input.shape.clone(),
+                load_ms,
+                p50_ms: s.p50_ms,
+                p95_ms: s.p95_ms,
+                p99_ms: s.p99_ms,
+            });
+        }
+    }
+    Ok(BenchReport {
+        edgeid: env!("CARGO_PKG_VERSION").into(),
+        device: Device::probe(),
+        image: opts.image.display().to_string(),
+        width: frame.image.width(),
+        height: frame.image.height(),
+        faces: faces_found.unwrap_or(0),
+        runs: opts.runs,
+        gallery: opts.gallery,
+        backends: runs,
+        models,
+        auto: auto::choices(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Keeps the backends of `wanted` that can load a model here (`--backend all`), naming the
+/// ones left out and why.
+pub fn loadable(wanted: &[BackendKind], probe: &Path) -> anyhow::Result<Vec<BackendKind>> {
+    let manifest = Manifest::load(probe)?;
+    let purposes: Vec<&str> = manifest.outputs.keys().map(String::as_str).collect();
+    Ok(wanted
+        .iter()
+        .copied()
+        .filter(|&b| match infer::load(b, &manifest, &purposes) {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("bench: backend {} left out: {e}", b.name());
+                false
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let ms: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&ms, 0.5), 50.0);
+        assert_eq!(percentile(&ms, 0.95), 95.0);
+        assert_eq!(percentile(&ms, 0.99), 99.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn synthetic_templates_are_unit_vectors() {
+        let m = synthetic_gallery(8, 3);
+        assert_eq!(m.len(), 3);
+        for i in 0..3 {
+            let n: f32 = m.row(i).iter().map(|x| x * x).sum();
+            assert!((n - 1.0).abs() < 1e-5);
+        }
+    }
+}
