@@ -234,9 +234,13 @@ pub fn bars(
         // Category names under their groups, placed in pixels (plotters labels a numeric axis
         // at round numbers, not at group centres).
         let style = TextStyle::from(("sans-serif", 13)).pos(Pos::new(HPos::Center, VPos::Top));
+        // Names wider than their group (~7 px a character) go on two staggered rows.
+        let group_px = chart.backend_coord(&(1.0, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0;
+        let stagger = categories.iter().any(|c| c.chars().count() as i32 * 7 > group_px);
         for (i, name) in categories.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f32 + 0.5, 0.0));
-            root.draw(&Text::new(name.clone(), (x, y + 8), style.clone()))?;
+            let dy = if stagger && i % 2 == 1 { 22 } else { 6 };
+            root.draw(&Text::new(name.clone(), (x, y + dy), style.clone()))?;
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())

@@ -190,7 +190,7 @@ pub fn write(r: &BenchReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let models = charts.save(
         "models",
         plot::bars(
-            "Per-model p50 relative to tract (lower is faster)",
+            "Per-model speed relative to tract (tract p50 ÷ p50; higher is faster)",
             "× tract",
             &short,
             &series,
