@@ -1,5 +1,6 @@
 //! Per-stage latency on a real photo with the bundled models: detection (the whole MTCNN
-//! cascade), alignment, encoding, 1:N search, and the whole frame. `cargo bench`.
+//! cascade), alignment, encoding (fp32 and int8), 1:N search, and the whole frame.
+//! `cargo bench`; `edgeid bench` reports the same stages with percentiles on a device.
 //!
 //! Compare numbers as ratios within one run: these machines are shared and noisy.
 
@@ -9,9 +10,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use edgeid::align::align;
 use edgeid::capture::load_image;
 use edgeid::config::Config;
-use edgeid::encode::Embedding;
+use edgeid::encode::{Embedding, Encoder};
 use edgeid::gallery::search::Matrix;
 use edgeid::gallery::Gallery;
+use edgeid::manifest::Manifest;
 use edgeid::pipeline::Pipeline;
 
 fn stages(c: &mut Criterion) {
@@ -32,6 +34,12 @@ fn stages(c: &mut Criterion) {
         .bench_function("align 112x112", |b| b.iter(|| align(&frame.image, &face, &spec).unwrap()));
     group.bench_function("encode 1 face (mobileface)", |b| {
         b.iter(|| pipeline.encoder.encode(&[&aligned.image]).unwrap())
+    });
+    // The int8 variant of the encoder (static QDQ) on the same crop.
+    let int8 = Manifest::load(&root.join("models/mobileface-int8.toml")).expect("int8 manifest");
+    let mut int8 = Encoder::load(cfg.backend, &int8).expect("int8 encoder");
+    group.bench_function("encode 1 face (mobileface int8)", |b| {
+        b.iter(|| int8.encode(&[&aligned.image]).unwrap())
     });
     group.bench_function("frame: detect+align+encode 3 faces", |b| {
         b.iter(|| pipeline.observe(&frame).unwrap())

@@ -414,7 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for b in &backends {
                 if b == "all" {
                     kinds.extend(edgeid::bench::loadable(
-                        &edgeid::bench::all_backends(),
+                        &edgeid::infer::BackendKind::built(),
                         &cfg.encoder.manifest,
                     )?);
                 } else {

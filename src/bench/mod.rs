@@ -93,15 +93,6 @@ pub struct ModelRun {
     pub p99_ms: f64,
 }
 
-/// Every backend this build has; `--backend all` keeps those that load here.
-pub fn all_backends() -> Vec<BackendKind> {
-    let mut b = vec![BackendKind::Tract];
-    if cfg!(feature = "ort") {
-        b.extend([BackendKind::Ort, BackendKind::OrtCuda, BackendKind::OrtTensorrt]);
-    }
-    b
-}
-
 /// Percentile `q` (0..1) of sorted milliseconds, nearest rank.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

@@ -1,8 +1,8 @@
 //! Backend `auto`: each model runs on whichever backend is fastest for it on this device.
 //!
-//! Which runtime wins depends on the model and the machine (onnxruntime is 1.7-2.7× faster than
-//! tract on the bundled models on x86-64; on a Jetson the CUDA provider wins for the big models
-//! and may lose for the tiny heads, where copies dominate), so it is measured, not assumed: at
+//! Which runtime wins depends on the model and the machine (onnxruntime's CPU provider ran the
+//! bundled models 1.6-2.8× faster than tract on one x86-64 machine; on a GPU, the copies to and
+//! from the device may outweigh the gain for the tiny heads), so it is measured, not assumed: at
 //! load, every backend this build and device can load runs the model on its timing input and
 //! the one with the lowest median is kept. The choice is cached per model file (sha256) and
 //! device (see [`Device::fingerprint`]), so later starts load one backend only; it is logged,
@@ -74,15 +74,6 @@ pub fn default_cache() -> Option<PathBuf> {
     Some(dir.join("backends.json"))
 }
 
-/// Every backend this build knows, the pure-Rust one first (it always loads).
-fn candidates() -> Vec<BackendKind> {
-    let mut c = vec![BackendKind::Tract];
-    if cfg!(feature = "ort") {
-        c.extend([BackendKind::Ort, BackendKind::OrtCuda, BackendKind::OrtTensorrt]);
-    }
-    c
-}
-
 /// The input a model is timed on: its fixed dimensions, batch 1, and 160 for a free side
 /// (a middle P-Net pyramid level for a 640×480 camera).
 pub fn timing_input(manifest: &Manifest) -> Tensor {
@@ -143,7 +134,9 @@ pub fn load(
         .entries
         .iter()
         .find(|e| {
-            e.sha256 == manifest.sha256 && e.device == device && candidates().contains(&e.backend)
+            e.sha256 == manifest.sha256
+                && e.device == device
+                && BackendKind::built().contains(&e.backend)
         })
         .cloned();
     if let Some(e) = hit {
@@ -172,7 +165,7 @@ pub fn load(
     let mut best: Option<(f64, Box<dyn Session>)> = None;
     let mut timings = Vec::new();
     let mut first_error = None;
-    for kind in candidates() {
+    for kind in BackendKind::built() {
         let mut session = match super::load_bytes(kind, manifest, bytes, purposes) {
             Ok(s) => s,
             Err(e) => {
@@ -183,6 +176,9 @@ pub fn load(
         };
         match median_ms(session.as_mut(), &input, RUNS) {
             Ok(ms) => {
+                // Whole microseconds: finer is noise, and the value then reads back from the
+                // cache's JSON exactly as it was measured.
+                let ms = (ms * 1e3).round() / 1e3;
                 timings.push(Timing { backend: kind, median_ms: ms });
                 if best.as_ref().is_none_or(|(b, _)| ms < *b) {
                     best = Some((ms, session));

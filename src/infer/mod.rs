@@ -71,19 +71,33 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// Every backend a config may name.
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::Tract,
+        BackendKind::Ort,
+        BackendKind::OrtCuda,
+        BackendKind::OrtTensorrt,
+        BackendKind::Auto,
+    ];
+
+    /// The runtimes this build has, the pure-Rust one (which always loads) first; whether
+    /// each loads here depends on the device (library, GPU).
+    pub fn built() -> Vec<BackendKind> {
+        let mut b = vec![BackendKind::Tract];
+        if cfg!(feature = "ort") {
+            b.extend([BackendKind::Ort, BackendKind::OrtCuda, BackendKind::OrtTensorrt]);
+        }
+        b
+    }
+}
+
 impl std::str::FromStr for BackendKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<BackendKind, String> {
-        let all = [
-            BackendKind::Tract,
-            BackendKind::Ort,
-            BackendKind::OrtCuda,
-            BackendKind::OrtTensorrt,
-            BackendKind::Auto,
-        ];
-        all.into_iter().find(|b| b.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|b| b.name()).collect();
+        BackendKind::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = BackendKind::ALL.iter().map(|b| b.name()).collect();
             format!("unknown backend `{s}`; one of {}", names.join(", "))
         })
     }
