@@ -316,9 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(path) = &report {
                 let files = edgeid::eval::report::write(&r, path)?;
                 if !cli.json {
-                    let names: Vec<String> =
-                        files.iter().map(|f| f.display().to_string()).collect();
-                    eprintln!("report written: {}", names.join(", "));
+                    print_written(&files);
                 }
             }
             if cli.json {
@@ -350,9 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 let files = edgeid::audit::report::write(&history, path)?;
                 if !cli.json {
-                    let names: Vec<String> =
-                        files.iter().map(|f| f.display().to_string()).collect();
-                    eprintln!("report written: {}", names.join(", "));
+                    print_written(&files);
                 }
             }
             let drifted = r.drift.as_ref().is_some_and(|d| d.alert);
@@ -427,9 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(path) = &report {
                 let files = edgeid::bench::report::write(&r, path)?;
                 if !cli.json {
-                    let names: Vec<String> =
-                        files.iter().map(|f| f.display().to_string()).collect();
-                    eprintln!("report written: {}", names.join(", "));
+                    print_written(&files);
                 }
             }
             if cli.json {
@@ -657,6 +651,12 @@ fn fmt_entry(e: &edgeid::journal::Entry) -> String {
         bona_fide,
         d["frames_used"]
     )
+}
+
+/// Names the files a `--report` wrote, on stderr.
+fn print_written(files: &[PathBuf]) {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    eprintln!("report written: {}", names.join(", "));
 }
 
 fn fmt_box(b: &[f32; 4]) -> String {

@@ -11,14 +11,14 @@
 //! rewritten; one that cannot be written only costs the measurement at the next start.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::device::Device;
 use super::{BackendKind, Session, Tensor};
-use crate::manifest::{Dim, Manifest, ModelError};
+use crate::manifest::{Manifest, ModelError};
 
 /// Timed runs per backend after two warm-up runs.
 const RUNS: usize = 7;
@@ -77,21 +77,10 @@ pub fn default_cache() -> Option<PathBuf> {
 /// The input a model is timed on: its fixed dimensions, batch 1, and 160 for a free side
 /// (a middle P-Net pyramid level for a 640×480 camera).
 pub fn timing_input(manifest: &Manifest) -> Tensor {
-    let shape = manifest
-        .input
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(i, d)| match d {
-            Dim::Fixed(n) => *n,
-            Dim::Free(_) if i == 0 => 1,
-            Dim::Free(_) => 160,
-        })
-        .collect();
+    let shape = super::concrete_shape(manifest, 160);
     // Mid-grey rather than zeros, so that no kernel takes a shortcut on zeros.
-    let mut t = Tensor::zeros(shape);
-    t.data.iter_mut().for_each(|v| *v = 0.5);
-    t
+    let n = shape.iter().product();
+    Tensor::new(shape, vec![0.5; n])
 }
 
 /// Median milliseconds of `runs` runs on `input`, after two warm-up runs (plans built,
@@ -108,6 +97,12 @@ pub fn median_ms(session: &mut dyn Session, input: &Tensor, runs: usize) -> anyh
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// This device's fingerprint, read once per process (every model's load asks for it).
+fn fingerprint() -> &'static str {
+    static FINGERPRINT: OnceLock<String> = OnceLock::new();
+    FINGERPRINT.get_or_init(|| Device::probe().fingerprint())
 }
 
 fn registry() -> &'static Mutex<Vec<Choice>> {
@@ -128,7 +123,7 @@ pub fn load(
     purposes: &[&str],
     cache: Option<&Path>,
 ) -> Result<(Box<dyn Session>, Choice), ModelError> {
-    let device = Device::probe().fingerprint();
+    let device = fingerprint().to_string();
     let mut stored = cache.map(read_cache).unwrap_or_default();
     let hit = stored
         .entries

@@ -180,14 +180,10 @@ fn check_input(manifest: &Manifest, name: &str, dims: &[Option<i64>]) -> Result<
     Ok(())
 }
 
-/// Runs a freshly loaded session once (batch 1, free sides at a size every image model
-/// accepts) and checks its outputs' shapes against the manifest, so that a graph that cannot
-/// run is refused at load, not on the first frame.
-fn probe(session: &mut dyn Session, purposes: &[&str]) -> Result<(), ModelError> {
-    let manifest = session.manifest().clone();
-    let mismatch =
-        |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
-    let probe: Vec<usize> = manifest
+/// The manifest's input shape made concrete: its fixed dimensions, batch 1 for a free first
+/// dimension, `side` for any other free one.
+pub fn concrete_shape(manifest: &Manifest, side: usize) -> Vec<usize> {
+    manifest
         .input
         .shape
         .iter()
@@ -195,9 +191,19 @@ fn probe(session: &mut dyn Session, purposes: &[&str]) -> Result<(), ModelError>
         .map(|(i, d)| match d {
             Dim::Fixed(n) => *n,
             Dim::Free(_) if i == 0 => 1,
-            Dim::Free(_) => 48,
+            Dim::Free(_) => side,
         })
-        .collect();
+        .collect()
+}
+
+/// Runs a freshly loaded session once (batch 1, free sides at a size every image model
+/// accepts) and checks its outputs' shapes against the manifest, so that a graph that cannot
+/// run is refused at load, not on the first frame.
+fn probe(session: &mut dyn Session, purposes: &[&str]) -> Result<(), ModelError> {
+    let manifest = session.manifest().clone();
+    let mismatch =
+        |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
+    let probe = concrete_shape(&manifest, 48);
     let outputs = session
         .run(Tensor::zeros(probe.clone()))
         .map_err(|e| mismatch(format!("it does not run on input {probe:?}: {e:#}")))?;
