@@ -15,8 +15,8 @@ use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Dim, Manifest, ModelError};
 use crate::resize::resize_rgb;
 
-/// Largest R-Net/O-Net batch run at once; batches are padded to a power of two so that only a
-/// handful of plans are ever built.
+/// Largest R-Net/O-Net batch run at once (fewer where the backend prefers it); batches are
+/// padded to a power of two so that only a handful of plans are ever built.
 const MAX_BATCH: usize = 128;
 
 /// Tunable detection parameters (from the config; the model facts come from the manifests).
@@ -428,7 +428,7 @@ fn crops_for(
 fn run_batches(session: &mut Box<dyn Session>, crops: &[RgbImage]) -> anyhow::Result<Vec<Tensor>> {
     let spec = session.manifest().input.clone();
     let mut merged: Vec<Tensor> = Vec::new();
-    for chunk in crops.chunks(MAX_BATCH) {
+    for chunk in crops.chunks(MAX_BATCH.min(session.max_batch()).max(1)) {
         let (w, h) = (chunk[0].width() as usize, chunk[0].height() as usize);
         let n = chunk.len().next_power_of_two();
         let mut data = Vec::with_capacity(n * w * h * 3);

@@ -109,6 +109,11 @@ pub trait Session: Send {
     fn run(&mut self, input: Tensor) -> anyhow::Result<Vec<Tensor>>;
     /// The manifest this session was loaded from.
     fn manifest(&self) -> &Manifest;
+    /// The largest batch worth running at once on this backend: callers with many small
+    /// inputs (R-Net/O-Net crops) split them into batches of at most this many.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Loads the model a manifest describes, checking the file's hash and the graph's shapes, and
