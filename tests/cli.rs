@@ -177,8 +177,8 @@ fn broken_models_are_refused_by_name() {
     let run = |sb: &Sandbox| enrol_bob(sb, &g);
 
     let sb = Sandbox::new();
-    std::fs::remove_file(sb.path("models/mtcnn-rnet.onnx")).unwrap();
-    assert_fails_with(&run(&sb), &["mtcnn-rnet.onnx", "is missing", "mtcnn-rnet.toml"]);
+    std::fs::remove_file(sb.path("models/mtcnn-rnet-tuned.onnx")).unwrap();
+    assert_fails_with(&run(&sb), &["mtcnn-rnet-tuned.onnx", "is missing", "mtcnn-rnet-tuned.toml"]);
 
     let sb = Sandbox::new();
     let mut bytes = std::fs::read(sb.path("models/mobileface.onnx")).unwrap();
@@ -189,17 +189,21 @@ fn broken_models_are_refused_by_name() {
 
     // Garbage whose hash the manifest agrees with: refused when parsed.
     let sb = Sandbox::new();
-    std::fs::write(sb.path("models/mtcnn-onet.onnx"), b"not a model at all").unwrap();
+    std::fs::write(sb.path("models/mtcnn-onet-tuned.onnx"), b"not a model at all").unwrap();
     let digest = sha256_hex(b"not a model at all");
-    sb.edit("models/mtcnn-onet.toml", |t| replace_sha(&t, &digest));
-    assert_fails_with(&run(&sb), &["mtcnn-onet.onnx", "not a loadable ONNX model"]);
+    sb.edit("models/mtcnn-onet-tuned.toml", |t| replace_sha(&t, &digest));
+    assert_fails_with(&run(&sb), &["mtcnn-onet-tuned.onnx", "not a loadable ONNX model"]);
 
     // The R-Net file behind the O-Net manifest: shapes disagree.
     let sb = Sandbox::new();
-    std::fs::copy(sb.path("models/mtcnn-rnet.onnx"), sb.path("models/mtcnn-onet.onnx")).unwrap();
-    let digest = sha256_hex(&std::fs::read(sb.path("models/mtcnn-onet.onnx")).unwrap());
-    sb.edit("models/mtcnn-onet.toml", |t| replace_sha(&t, &digest));
-    assert_fails_with(&run(&sb), &["mtcnn-onet.onnx", "does not match its manifest", "input"]);
+    std::fs::copy(sb.path("models/mtcnn-rnet-tuned.onnx"), sb.path("models/mtcnn-onet-tuned.onnx"))
+        .unwrap();
+    let digest = sha256_hex(&std::fs::read(sb.path("models/mtcnn-onet-tuned.onnx")).unwrap());
+    sb.edit("models/mtcnn-onet-tuned.toml", |t| replace_sha(&t, &digest));
+    assert_fails_with(
+        &run(&sb),
+        &["mtcnn-onet-tuned.onnx", "does not match its manifest", "input"],
+    );
 
     let sb = Sandbox::new();
     sb.edit("models/mobileface.toml", |t| t.replace("dim = 256", "dim = \"big\""));

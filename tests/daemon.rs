@@ -71,7 +71,7 @@ fn replay_journals_one_decision_per_person() {
         assert_eq!(e.decision["frames_used"], 4);
         assert_eq!(e.decision["match_threshold"].as_f64().unwrap() as f32, 0.44);
         assert_eq!(e.decision["encoder"], "mobileface-256@80c1c6f0");
-        assert!(e.decision["detector"].as_str().unwrap().starts_with("mtcnn-pnet@"));
+        assert!(e.decision["detector"].as_str().unwrap().starts_with("mtcnn-pnet-tuned@"));
     }
     // The same, read through the command line.
     let out =

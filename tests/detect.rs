@@ -113,3 +113,47 @@ fn background_has_no_face() {
     let faces = det.detect(&edgeid::capture::Frame::new(crop, "crop")).unwrap();
     assert!(faces.iter().all(|f| f.score < config().detector.min_score), "{faces:?}");
 }
+
+/// The configs run the graphs models/tools/tune.py rewrote for tract; on every photo they find
+/// what the graphs they were derived from find: the same faces, boxes and landmarks (to a
+/// hundredth of a pixel) and scores (to 1e-5). The rewrites are exact in real arithmetic, so
+/// only float rounding may differ.
+#[test]
+fn tuned_graphs_detect_as_their_sources() {
+    let cfg = config();
+    let d = &cfg.detector;
+    let tuned = [&d.pnet, &d.rnet, &d.onet].map(|p| Manifest::load(p).unwrap());
+    let sources = tuned.clone().map(|m| {
+        let source = m.derived_from.clone().expect("a tuned manifest names its source");
+        let file = m.file.file_name().unwrap().to_str().unwrap().replace("-tuned", "");
+        let path = common::root().join("models").join(file).with_extension("toml");
+        let s = Manifest::load(&path).unwrap();
+        assert_eq!(s.id, source, "{} is derived from {}", m.id, source);
+        assert_ne!(s.id, m.id);
+        s
+    });
+    let params = cfg.mtcnn_params();
+    let mut a =
+        Mtcnn::load(cfg.backend, [&tuned[0], &tuned[1], &tuned[2]], params.clone()).unwrap();
+    let mut b = Mtcnn::load(cfg.backend, [&sources[0], &sources[1], &sources[2]], params).unwrap();
+    let (mut faces, mut worst_px, mut worst_score) = (0, 0.0f32, 0.0f32);
+    for name in SAMPLES {
+        let f = frame(name);
+        let (x, y) = (a.detect(&f).unwrap(), b.detect(&f).unwrap());
+        assert_eq!(x.len(), y.len(), "{name}: face count");
+        for (p, q) in x.iter().zip(&y) {
+            let points = p
+                .bbox
+                .iter()
+                .zip(&q.bbox)
+                .chain(p.landmarks.iter().flatten().zip(q.landmarks.iter().flatten()));
+            worst_px = points.fold(worst_px, |w, (u, v)| w.max((u - v).abs()));
+            worst_score = worst_score.max((p.score - q.score).abs());
+        }
+        faces += x.len();
+    }
+    println!("tuned vs source graphs: {faces} faces, largest difference {worst_px:.2e} px, score {worst_score:.2e}");
+    assert_eq!(faces, 20);
+    assert!(worst_px <= 0.01, "{worst_px} px");
+    assert!(worst_score <= 1e-5, "{worst_score}");
+}
