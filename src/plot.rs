@@ -237,8 +237,12 @@ pub fn bars(
         // Names wider than their group (~7 px a character) go on two staggered rows.
         let group_px = chart.backend_coord(&(1.0, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0;
         let stagger = categories.iter().any(|c| c.chars().count() as i32 * 7 > group_px);
+        let width = root.dim_in_pixel().0 as i32;
         for (i, name) in categories.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f32 + 0.5, 0.0));
+            // A name at either end is moved inwards so that it is not cut at the image's edge.
+            let half = name.chars().count() as i32 * 7 / 2 + 2;
+            let x = x.clamp(half.min(width / 2), (width - half).max(width / 2));
             let dy = if stagger && i % 2 == 1 { 22 } else { 6 };
             root.draw(&Text::new(name.clone(), (x, y + dy), style.clone()))?;
         }

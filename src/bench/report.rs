@@ -85,7 +85,7 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
         }
         let _ = writeln!(
             md,
-            "\n\"tract ÷ this\": how many times faster than tract on the same model; \"source ÷ this\": how many times faster than the model it was derived from (`derived_from`: fp32 → int8) on the same backend."
+            "\n\"tract ÷ this\": how many times faster than tract on the same model; \"source ÷ this\": how many times faster than the model it was derived from (`derived_from`: a graph rewritten by models/tools/tune.py from its source, an int8 model from its fp32 one) on the same backend."
         );
         if let Some((_, models)) = charts {
             let _ = writeln!(md, "\n![per-model speed relative to tract]({models})");
