@@ -15,9 +15,10 @@ much of their time in ops that tract runs as several passes over memory:
   boolean tensor). max(x, 0) + alpha * min(x, 0) is the same function and tract fuses it into
   two chained element-wise passes (as it already does for MobileFace, exported that way).
 
-Nothing else changes: inputs, outputs, their names, shapes and meaning stay those of the source,
-so the same manifest describes both (only file, sha256 and id differ). Needs `pip install onnx
-numpy`.
+A Softmax whose logits come from elsewhere is left as it is. Nothing else changes: inputs,
+outputs, their names, shapes and meaning stay those of the source, so when a manifest sits beside
+the source it is copied beside the output with only the file, sha256, id and description changed
+and `derived_from` naming the source. Needs `pip install onnx numpy`.
 """
 import hashlib
 import os
