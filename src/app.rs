@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::decide::{judge, Evidence, Outcome, Policy};
 use crate::detect::Face;
 use crate::encode::Encoder;
-use crate::gallery::{Gallery, Identity};
+use crate::gallery::{alignment_key, Crop, Gallery, Identity, Template};
 use crate::manifest::Manifest;
 use crate::morph::{morph, MorphOptions};
 use crate::pipeline::Pipeline;
@@ -22,8 +22,8 @@ use crate::tag::{embed_whole, PrototypeBank, TagReport, Tagger};
 /// Why enrolment refused an image, for callers that branch on it.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
-    #[error("no face found in {path} (faces of at least {min_px} px scoring at least {min_score}); use a photo where the face is visible, frontal and at least {min_px} px wide")]
-    NoFace { path: PathBuf, min_px: f32, min_score: f32 },
+    #[error("no face found in {path} (faces scoring at least {min_score}); use a photo where the face is visible, frontal and at least 40 px wide")]
+    NoFace { path: PathBuf, min_score: f32 },
     #[error("the name `{0}` is not valid: give a non-empty name of at most 200 characters")]
     BadName(String),
     #[error("morph suspected: the face in {path} {why}; enrol a genuine, unedited photo of the person (or turn mad.enabled off to skip morph checks)")]
@@ -192,7 +192,17 @@ pub fn enroll(
                 });
             }
         }
-        embeddings.push((obs.embedding, frame.source.clone()));
+        let crop = if cfg.gallery.keep_crops {
+            let mut png = Vec::new();
+            obs.aligned
+                .image
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .context("encoding the enrolment crop as PNG")?;
+            Some(Crop { png, alignment: alignment_key(pipeline.encoder.alignment()) })
+        } else {
+            None
+        };
+        embeddings.push(Template { embedding: obs.embedding, source: frame.source.clone(), crop });
         templates.push(EnrolledFace {
             image: frame.source,
             face: obs.face,
@@ -204,7 +214,7 @@ pub fn enroll(
         Some(g) => g,
         None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
     };
-    gallery.enroll(name, &embeddings)?;
+    gallery.enroll_templates(name, &embeddings)?;
     Ok(EnrollReport {
         gallery: gallery.path().to_path_buf(),
         name: name.to_string(),
@@ -224,11 +234,7 @@ fn largest_face(
     let count = faces.len();
     let largest =
         faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())).ok_or_else(|| {
-            EnrollError::NoFace {
-                path: path.to_path_buf(),
-                min_px: cfg.detector.min_face_px,
-                min_score: cfg.detector.min_score,
-            }
+            EnrollError::NoFace { path: path.to_path_buf(), min_score: cfg.detector.min_score() }
         })?;
     Ok((frame, largest, count))
 }
@@ -411,6 +417,36 @@ pub fn gallery_import(
     let mut g = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?;
     let templates = g.import(&bundle)?;
     Ok((bundle.identities.len(), templates))
+}
+
+/// What `edgeid gallery reencode` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReencodeReport {
+    pub gallery: PathBuf,
+    pub from: String,
+    pub to: String,
+    pub identities: usize,
+    pub templates: usize,
+}
+
+/// Encodes every template of a gallery again, from its kept enrolment crops, under the
+/// config's encoder, in one transaction (all or nothing).
+pub fn gallery_reencode(cfg: &Config, gallery: &Path) -> anyhow::Result<ReencodeReport> {
+    let (from, old_dim) = Gallery::stored_encoder(gallery)?;
+    let manifest = Manifest::load(&cfg.encoder.manifest)?;
+    let (to, dim) = (manifest.id.clone(), manifest.embedding_dim()?);
+    let mut g = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &from, old_dim, false)?;
+    let identities = g.list()?.len();
+    let templates = if from == to {
+        0
+    } else {
+        let mut encoder = Encoder::load(cfg.backend, &manifest)?;
+        let alignment = alignment_key(encoder.alignment());
+        g.reencode(&to, dim, &alignment, |crop| {
+            encoder.encode(&[crop])?.pop().context("the encoder returned no embedding")
+        })?
+    };
+    Ok(ReencodeReport { gallery: gallery.into(), from, to, identities, templates })
 }
 
 pub fn gallery_remove(cfg: &Config, gallery: &Path, name: &str) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
-use crate::detect::MtcnnParams;
+use crate::detect::{BlazeFaceParams, MtcnnParams};
 use crate::heads::Fusion;
 use crate::infer::BackendKind;
 
@@ -33,6 +33,7 @@ pub struct Config {
     /// Inference runtime for every model.
     #[serde(default)]
     pub backend: BackendKind,
+    #[serde(deserialize_with = "detector_with_kind")]
     pub detector: DetectorConfig,
     pub encoder: EncoderConfig,
     pub recognition: RecognitionConfig,
@@ -64,9 +65,52 @@ pub struct Config {
     pub path: PathBuf,
 }
 
+/// The face detector, by kind (`kind = "blazeface"` or `"mtcnn"`; read by
+/// `detector_with_kind`). A table without `kind` that names `pnet` is read as MTCNN, so configs
+/// written before detectors had kinds still load.
+#[derive(Debug, Clone)]
+pub enum DetectorConfig {
+    Mtcnn(MtcnnConfig),
+    Blazeface(BlazefaceConfig),
+}
+
+impl DetectorConfig {
+    /// Faces below this final score are not reported.
+    pub fn min_score(&self) -> f32 {
+        match self {
+            DetectorConfig::Mtcnn(c) => c.min_score,
+            DetectorConfig::Blazeface(c) => c.min_score,
+        }
+    }
+
+    /// The smallest face side the detector is set up to find, in frame pixels, if it has one.
+    pub fn min_face_px(&self) -> Option<f32> {
+        match self {
+            DetectorConfig::Mtcnn(c) => Some(c.min_face_px),
+            DetectorConfig::Blazeface(_) => None,
+        }
+    }
+
+    /// The detector's manifests.
+    pub fn manifests(&self) -> Vec<&PathBuf> {
+        match self {
+            DetectorConfig::Mtcnn(c) => vec![&c.pnet, &c.rnet, &c.onet],
+            DetectorConfig::Blazeface(c) => vec![&c.model],
+        }
+    }
+
+    fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            DetectorConfig::Mtcnn(c) => vec![&mut c.pnet, &mut c.rnet, &mut c.onet],
+            DetectorConfig::Blazeface(c) => vec![&mut c.model],
+        }
+    }
+}
+
+/// The MTCNN cascade (`kind = "mtcnn"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DetectorConfig {
+pub struct MtcnnConfig {
     /// Manifests of the three MTCNN stages.
     pub pnet: PathBuf,
     pub rnet: PathBuf,
@@ -94,6 +138,58 @@ pub struct DetectorConfig {
     /// Faces below this final score are not reported.
     #[serde(default = "default_min_score")]
     pub min_score: f32,
+}
+
+impl MtcnnConfig {
+    pub fn params(&self) -> MtcnnParams {
+        MtcnnParams {
+            min_face_px: self.min_face_px,
+            scale_factor: self.scale_factor,
+            thresholds: self.stage_thresholds,
+            nms: self.nms,
+            mirror_landmarks: self.mirror_landmarks,
+            refine_landmarks: self.refine_landmarks,
+        }
+    }
+}
+
+/// BlazeFace, MediaPipe's single-shot detector (`kind = "blazeface"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlazefaceConfig {
+    /// Its manifest (role `detector`, `stage = "ssd"`).
+    pub model: PathBuf,
+    /// Faces below this score are not reported (MediaPipe uses 0.5).
+    #[serde(default = "default_blazeface_score")]
+    pub min_score: f32,
+    /// IoU above which two boxes are one face (weighted NMS; MediaPipe uses 0.3).
+    #[serde(default = "default_blazeface_nms")]
+    pub nms: f32,
+    /// Besides the whole frame, run on tiles × tiles overlapping squares (0 or 1: the whole
+    /// frame only; each tile is one more pass) for faces too small at full-frame scale.
+    #[serde(default)]
+    pub tiles: u32,
+    /// Share of a tile's side that overlaps its neighbour.
+    #[serde(default = "default_tile_overlap")]
+    pub tile_overlap: f32,
+}
+
+impl BlazefaceConfig {
+    pub fn params(&self) -> BlazeFaceParams {
+        BlazeFaceParams {
+            score_threshold: self.min_score,
+            nms: self.nms,
+            tiles: self.tiles,
+            tile_overlap: self.tile_overlap,
+        }
+    }
+}
+
+fn default_blazeface_score() -> f32 {
+    0.5
+}
+fn default_blazeface_nms() -> f32 {
+    0.3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +369,12 @@ pub struct GalleryConfig {
     /// The key file that seals the gallery's templates (created with the gallery, mode 0600).
     /// Unset: beside the gallery, `<gallery>.key`. Keep it apart from the gallery's backups.
     pub key: Option<PathBuf>,
+    /// Keep each enrolment's aligned face crop (112×112 PNG), sealed like the templates, so
+    /// that `edgeid gallery reencode` can move the gallery to another encoder without the
+    /// original photos. Off: only templates are kept (less personal data; an encoder change
+    /// then means enrolling everyone again).
+    #[serde(default = "default_true")]
+    pub keep_crops: bool,
 }
 
 impl GalleryConfig {
@@ -289,7 +391,7 @@ impl GalleryConfig {
 
 impl Default for GalleryConfig {
     fn default() -> Self {
-        GalleryConfig { path: default_gallery_path(), key: None }
+        GalleryConfig { path: default_gallery_path(), key: None, keep_crops: true }
     }
 }
 
@@ -527,22 +629,18 @@ impl Config {
         cfg.path = path.to_path_buf();
         cfg.validate()?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.detector.pnet,
-            &mut cfg.detector.rnet,
-            &mut cfg.detector.onet,
-            &mut cfg.encoder.manifest,
-            &mut cfg.gallery.path,
-            &mut cfg.daemon.journal,
-        ]
-        .into_iter()
-        .chain(cfg.pad.models.iter_mut())
-        .chain(cfg.mad.smad.iter_mut())
-        .chain(cfg.mad.dmad.iter_mut())
-        .chain(cfg.gallery.key.iter_mut())
-        .chain(cfg.trust.iter_mut().map(|t| &mut t.signed_set))
-        .chain(cfg.tagger.model.iter_mut())
-        .chain(cfg.tagger.prototypes.iter_mut())
+        for p in cfg
+            .detector
+            .manifests_mut()
+            .into_iter()
+            .chain([&mut cfg.encoder.manifest, &mut cfg.gallery.path, &mut cfg.daemon.journal])
+            .chain(cfg.pad.models.iter_mut())
+            .chain(cfg.mad.smad.iter_mut())
+            .chain(cfg.mad.dmad.iter_mut())
+            .chain(cfg.gallery.key.iter_mut())
+            .chain(cfg.trust.iter_mut().map(|t| &mut t.signed_set))
+            .chain(cfg.tagger.model.iter_mut())
+            .chain(cfg.tagger.prototypes.iter_mut())
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -582,10 +680,11 @@ impl Config {
 
     /// Every manifest this config runs.
     pub fn manifests(&self) -> Vec<PathBuf> {
-        let d = &self.detector;
         let baseline = self.audit.as_ref().filter(|a| !a.baseline_is_pixels()).map(|a| &a.baseline);
-        [&d.pnet, &d.rnet, &d.onet, &self.encoder.manifest]
+        self.detector
+            .manifests()
             .into_iter()
+            .chain([&self.encoder.manifest])
             .chain(&self.pad.models)
             .chain(&self.mad.smad)
             .chain(&self.mad.dmad)
@@ -606,32 +705,50 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let d = &self.detector;
         let unit = "between 0 and 1, exclusive";
-        self.check(
-            "detector.min_face_px",
-            d.min_face_px,
-            |v| (12.0..=4096.0).contains(&v),
-            "12 to 4096 pixels",
-        )?;
-        self.check(
-            "detector.scale_factor",
-            d.scale_factor,
-            |v| (0.5..=0.9).contains(&v),
-            "0.5 to 0.9",
-        )?;
-        for (i, t) in d.stage_thresholds.iter().enumerate() {
-            self.check(
-                &format!("detector.stage_thresholds[{i}]"),
-                *t,
-                |v| v > 0.0 && v < 1.0,
-                unit,
-            )?;
+        match &self.detector {
+            DetectorConfig::Mtcnn(d) => {
+                self.check(
+                    "detector.min_face_px",
+                    d.min_face_px,
+                    |v| (12.0..=4096.0).contains(&v),
+                    "12 to 4096 pixels",
+                )?;
+                self.check(
+                    "detector.scale_factor",
+                    d.scale_factor,
+                    |v| (0.5..=0.9).contains(&v),
+                    "0.5 to 0.9",
+                )?;
+                for (i, t) in d.stage_thresholds.iter().enumerate() {
+                    self.check(
+                        &format!("detector.stage_thresholds[{i}]"),
+                        *t,
+                        |v| v > 0.0 && v < 1.0,
+                        unit,
+                    )?;
+                }
+                for (i, t) in d.nms.iter().enumerate() {
+                    self.check(&format!("detector.nms[{i}]"), *t, |v| v > 0.0 && v < 1.0, unit)?;
+                }
+            }
+            DetectorConfig::Blazeface(d) => {
+                self.check("detector.nms", d.nms, |v| v > 0.0 && v < 1.0, unit)?;
+                self.check(
+                    "detector.tiles",
+                    d.tiles as f32,
+                    |v| v <= 8.0,
+                    "0 to 8 tiles per side",
+                )?;
+                self.check(
+                    "detector.tile_overlap",
+                    d.tile_overlap,
+                    |v| (0.0..0.9).contains(&v),
+                    "0 to 0.9",
+                )?;
+            }
         }
-        for (i, t) in d.nms.iter().enumerate() {
-            self.check(&format!("detector.nms[{i}]"), *t, |v| v > 0.0 && v < 1.0, unit)?;
-        }
-        self.check("detector.min_score", d.min_score, |v| v > 0.0 && v < 1.0, unit)?;
+        self.check("detector.min_score", self.detector.min_score(), |v| v > 0.0 && v < 1.0, unit)?;
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,
@@ -810,18 +927,50 @@ impl Config {
             })
         }
     }
+}
 
-    pub fn mtcnn_params(&self) -> MtcnnParams {
-        let d = &self.detector;
-        MtcnnParams {
-            min_face_px: d.min_face_px,
-            scale_factor: d.scale_factor,
-            thresholds: d.stage_thresholds,
-            nms: d.nms,
-            mirror_landmarks: d.mirror_landmarks,
-            refine_landmarks: d.refine_landmarks,
+/// Reads the `[detector]` table by its `kind`, taking a table without `kind` that names `pnet`
+/// as `kind = "mtcnn"` (configs written before detectors had kinds). The kind's own table is
+/// then read as a plain struct, so that a bad key is named in the error (serde's tagged enums
+/// lose the key of an error inside them).
+fn detector_with_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DetectorConfig, D::Error> {
+    use serde::de::Error;
+    let mut table = toml::Table::deserialize(d)?;
+    let kinds = "\"blazeface\" or \"mtcnn\"";
+    let kind = match table.remove("kind") {
+        Some(toml::Value::String(k)) => k,
+        Some(other) => {
+            return Err(D::Error::custom(format!("detector.kind = {other} must be {kinds}")))
         }
+        None if table.contains_key("pnet") => "mtcnn".into(),
+        None => {
+            return Err(D::Error::custom(format!("the [detector] table needs `kind`: {kinds}")))
+        }
+    };
+    let text = toml::to_string(&table).map_err(D::Error::custom)?;
+    fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().replace('\n', " ");
+            let line = e
+                .span()
+                .and_then(|s| {
+                    text.lines().nth(text[..s.start.min(text.len())].matches('\n').count())
+                })
+                .unwrap_or("")
+                .trim();
+            if line.is_empty() {
+                message
+            } else {
+                format!("{message} at `detector.{line}`")
+            }
+        })
     }
+    match kind.as_str() {
+        "mtcnn" => parse(&text).map(DetectorConfig::Mtcnn),
+        "blazeface" => parse(&text).map(DetectorConfig::Blazeface),
+        other => Err(format!("detector.kind = \"{other}\" is not a detector kind; use {kinds}")),
+    }
+    .map_err(D::Error::custom)
 }
 
 /// toml's error as one line with its line number (its Display spans several lines with a

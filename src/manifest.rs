@@ -143,6 +143,52 @@ pub struct DetectorSpec {
     /// P-Net only: output stride and receptive cell of the fully-convolutional proposal map.
     pub stride: Option<usize>,
     pub cell: Option<usize>,
+    /// Single-shot detectors (`stage = "ssd"`): their anchors and keypoints.
+    pub ssd: Option<SsdSpec>,
+}
+
+/// A single-shot detector with MediaPipe-style SSD anchors (BlazeFace): one score and one
+/// regression row per anchor, the anchors computed from the strides, not stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsdSpec {
+    /// One entry per anchor layer; consecutive layers of the same stride share one grid.
+    pub strides: Vec<usize>,
+    /// Anchors each layer places on every cell of its grid.
+    pub anchors_per_layer: usize,
+    /// Anchor centres at `(cell + anchor_offset) / grid side`.
+    pub anchor_offset: f32,
+    /// Keypoints per face in each regression row, after the box (`[dx, dy, w, h]`).
+    pub keypoints: usize,
+    /// Which keypoints are the eye on the image's left, the eye on its right, the nose tip and
+    /// the centre of the mouth.
+    pub eyes_nose_mouth: [usize; 4],
+    /// Logits are clipped to ±this before the sigmoid.
+    pub logit_clip: f32,
+}
+
+impl SsdSpec {
+    /// The anchor centres, normalised to the input square, in the model's output order.
+    pub fn anchors(&self, side: usize) -> Vec<[f32; 2]> {
+        let mut anchors = Vec::new();
+        let mut layer = 0;
+        while layer < self.strides.len() {
+            let stride = self.strides[layer];
+            let same = self.strides[layer..].iter().take_while(|&&s| s == stride).count();
+            let grid = side.div_ceil(stride);
+            for y in 0..grid {
+                for x in 0..grid {
+                    let c = [
+                        (x as f32 + self.anchor_offset) / grid as f32,
+                        (y as f32 + self.anchor_offset) / grid as f32,
+                    ];
+                    anchors.extend(std::iter::repeat_n(c, same * self.anchors_per_layer));
+                }
+            }
+            layer += same;
+        }
+        anchors
+    }
 }
 
 /// A head that scores a face crop (PAD, S-MAD…).

@@ -5,7 +5,7 @@ use anyhow::Context;
 use crate::align::{align, AlignedFace};
 use crate::capture::Frame;
 use crate::config::Config;
-use crate::detect::{Face, Mtcnn};
+use crate::detect::{self, Face, FaceDetector};
 use crate::encode::{Embedding, Encoder};
 use crate::heads::mad::Mad;
 use crate::heads::{Pad, PadScore};
@@ -22,7 +22,7 @@ pub struct Observation {
 }
 
 pub struct Pipeline {
-    pub detector: Mtcnn,
+    pub detector: Box<dyn FaceDetector>,
     pub encoder: Encoder,
     pub pad: Option<Pad>,
     /// Morph heads, when MAD is enabled.
@@ -33,10 +33,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads every model the config names, checking each against its manifest.
     pub fn load(cfg: &Config) -> Result<Pipeline, ModelError> {
-        let d = &cfg.detector;
-        let (p, r, o) =
-            (Manifest::load(&d.pnet)?, Manifest::load(&d.rnet)?, Manifest::load(&d.onet)?);
-        let detector = Mtcnn::load(cfg.backend, [&p, &r, &o], cfg.mtcnn_params())?;
+        let detector = detect::load(cfg.backend, &cfg.detector)?;
         let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
         let pad = if cfg.pad.enabled {
             let manifests =
@@ -53,7 +50,7 @@ impl Pipeline {
         } else {
             None
         };
-        Ok(Pipeline { detector, encoder, pad, mad, min_score: d.min_score })
+        Ok(Pipeline { detector, encoder, pad, mad, min_score: cfg.detector.min_score() })
     }
 
     /// Faces scoring at least the configured `min_score`, best first.

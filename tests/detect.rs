@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{config, frame, SAMPLES};
-use edgeid::detect::{iou, Face, Mtcnn};
+use common::{config, frame, labels, legacy_config, mtcnn, SAMPLES};
+use edgeid::detect::{iou, Face, FaceDetector, Mtcnn};
 use edgeid::manifest::Manifest;
 use serde::Deserialize;
 
@@ -22,14 +22,14 @@ fn reference() -> std::collections::BTreeMap<String, Vec<RefFace>> {
 }
 
 fn detector(mirror: bool, refine: bool) -> Mtcnn {
-    let cfg = config();
-    let d = &cfg.detector;
+    let cfg = legacy_config();
+    let d = mtcnn(&cfg);
     let (p, r, o) = (
         Manifest::load(&d.pnet).unwrap(),
         Manifest::load(&d.rnet).unwrap(),
         Manifest::load(&d.onet).unwrap(),
     );
-    let mut params = cfg.mtcnn_params();
+    let mut params = d.params();
     params.mirror_landmarks = mirror;
     params.refine_landmarks = refine;
     Mtcnn::load(cfg.backend, [&p, &r, &o], params).unwrap()
@@ -81,7 +81,7 @@ fn plain_cascade_finds_the_reference_faces() {
 #[test]
 fn default_detector_finds_every_face_in_every_photo() {
     let mut det = detector(true, true);
-    let min_score = config().detector.min_score;
+    let min_score = legacy_config().detector.min_score();
     let reference = reference();
     let mut total = 0;
     for name in SAMPLES {
@@ -111,7 +111,7 @@ fn background_has_no_face() {
     // The lower left of sample1 holds clothes and background, no face (checked by eye).
     let crop = image::imageops::crop_imm(&f.image, 0, 600, 250, 253).to_image();
     let faces = det.detect(&edgeid::capture::Frame::new(crop, "crop")).unwrap();
-    assert!(faces.iter().all(|f| f.score < config().detector.min_score), "{faces:?}");
+    assert!(faces.iter().all(|f| f.score < legacy_config().detector.min_score()), "{faces:?}");
 }
 
 /// The configs run the graphs models/tools/tune.py rewrote for tract; on every photo they find
@@ -120,8 +120,8 @@ fn background_has_no_face() {
 /// only float rounding may differ.
 #[test]
 fn tuned_graphs_detect_as_their_sources() {
-    let cfg = config();
-    let d = &cfg.detector;
+    let cfg = legacy_config();
+    let d = mtcnn(&cfg);
     let tuned = [&d.pnet, &d.rnet, &d.onet].map(|p| Manifest::load(p).unwrap());
     let sources = tuned.clone().map(|m| {
         let source = m.derived_from.clone().expect("a tuned manifest names its source");
@@ -132,7 +132,7 @@ fn tuned_graphs_detect_as_their_sources() {
         assert_ne!(s.id, m.id);
         s
     });
-    let params = cfg.mtcnn_params();
+    let params = d.params();
     let mut a =
         Mtcnn::load(cfg.backend, [&tuned[0], &tuned[1], &tuned[2]], params.clone()).unwrap();
     let mut b = Mtcnn::load(cfg.backend, [&sources[0], &sources[1], &sources[2]], params).unwrap();
@@ -156,4 +156,61 @@ fn tuned_graphs_detect_as_their_sources() {
     assert_eq!(faces, 20);
     assert!(worst_px <= 0.01, "{worst_px} px");
     assert!(worst_score <= 1e-5, "{worst_score}");
+}
+
+/// The default detector (BlazeFace full-range) on the bundled photos: every hand-labelled face
+/// found (22, two of which MTCNN misses), nothing else, and every face of the MTCNN reference
+/// found. BlazeFace's boxes are tighter than MTCNN's (no forehead), hence the lower IoU bar there.
+#[test]
+fn blazeface_finds_every_labelled_face_and_every_mtcnn_face() {
+    let cfg = config();
+    assert!(matches!(cfg.detector, edgeid::config::DetectorConfig::Blazeface(_)));
+    let mut det = edgeid::detect::load(cfg.backend, &cfg.detector).unwrap();
+    let (labels, reference) = (labels(), reference());
+    let (mut found, mut worst_label, mut worst_ref) = (0, 1.0f32, 1.0f32);
+    for name in SAMPLES {
+        let faces: Vec<Face> = det
+            .detect(&frame(name))
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.score >= cfg.detector.min_score())
+            .collect();
+        let mine: Vec<_> = labels.iter().filter(|l| l.photo == name).collect();
+        assert_eq!(faces.len(), mine.len(), "{name}: {faces:?}");
+        for l in &mine {
+            let best = faces.iter().map(|f| iou(&f.bbox, &l.bbox)).fold(0.0, f32::max);
+            worst_label = worst_label.min(best);
+        }
+        for (_, _, o) in pair_up(&faces, &reference[name]) {
+            worst_ref = worst_ref.min(o);
+        }
+        // Every keypoint inside its face's box: the decoding maps them back to the frame.
+        for f in &faces {
+            for p in &f.landmarks {
+                assert!(p[0] >= f.bbox[0] && p[0] <= f.bbox[2], "{name}: {f:?}");
+                assert!(p[1] >= f.bbox[1] && p[1] <= f.bbox[3], "{name}: {f:?}");
+            }
+        }
+        found += faces.len();
+    }
+    println!("BlazeFace: {found} faces; lowest IoU with a hand label {worst_label:.3}, with an MTCNN reference face {worst_ref:.3}");
+    assert_eq!(found, 22);
+    assert!(worst_label >= 0.7, "{worst_label}");
+    assert!(worst_ref >= 0.4, "{worst_ref}");
+}
+
+/// Tiling adds passes over parts of the frame; the weighted NMS merges what the passes find
+/// twice, so the bundled photos give the same 22 faces.
+#[test]
+fn blazeface_tiles_find_the_same_faces_once() {
+    let mut cfg = config();
+    let edgeid::config::DetectorConfig::Blazeface(b) = &mut cfg.detector else { panic!() };
+    b.tiles = 2;
+    let min_score = b.min_score;
+    let mut det = edgeid::detect::load(cfg.backend, &cfg.detector).unwrap();
+    let found: usize = SAMPLES
+        .iter()
+        .map(|n| det.detect(&frame(n)).unwrap().iter().filter(|f| f.score >= min_score).count())
+        .sum();
+    assert_eq!(found, 22);
 }

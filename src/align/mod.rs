@@ -1,4 +1,4 @@
-//! Face alignment: the five landmarks are mapped onto the encoder's template by the
+//! Face alignment: the landmarks are mapped onto the encoder's template by the
 //! least-squares similarity transform (Umeyama), and the crop is warped bilinearly.
 //!
 //! Precision matters here more than anywhere: shifting an aligned MobileFace crop by 4 px
@@ -106,7 +106,8 @@ pub struct AlignedFace {
 
 /// Aligns one face onto the template of the encoder's manifest.
 pub fn align(frame: &RgbImage, face: &Face, spec: &AlignmentSpec) -> Option<AlignedFace> {
-    let transform = Similarity::estimate(&face.landmarks, &spec.template)?;
+    let (src, dst) = face.correspondences(&spec.template);
+    let transform = Similarity::estimate(&src, &dst)?;
     let image = warp(frame, &transform.inverse(), spec.size[0] as u32, spec.size[1] as u32);
     Some(AlignedFace { image, transform })
 }

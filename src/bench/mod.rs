@@ -170,9 +170,8 @@ fn synthetic_gallery(dim: usize, n: usize) -> Matrix {
 /// The manifests the config runs (detector stages, encoder, PAD and S-MAD heads, the object
 /// tagger), then `extra`, without repeats.
 fn manifests(cfg: &Config, extra: &[PathBuf]) -> Vec<PathBuf> {
-    let d = &cfg.detector;
-    let mut all =
-        vec![d.pnet.clone(), d.rnet.clone(), d.onet.clone(), cfg.encoder.manifest.clone()];
+    let mut all: Vec<PathBuf> = cfg.detector.manifests().into_iter().cloned().collect();
+    all.push(cfg.encoder.manifest.clone());
     if cfg.pad.enabled {
         all.extend(cfg.pad.models.iter().cloned());
     }

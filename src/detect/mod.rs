@@ -1,12 +1,60 @@
-//! Face detection: from a frame to face boxes with five landmarks.
+//! Face detection: from a frame to face boxes with landmarks.
+//!
+//! Every detector implements [`FaceDetector`]; the config's `[detector]` table names its kind,
+//! and [`load`] builds it. Adding a detector is one file here plus one variant of
+//! [`crate::config::DetectorConfig`].
 
+mod blazeface;
 mod mtcnn;
 mod nms;
 
 use serde::Serialize;
 
+use crate::capture::Frame;
+use crate::config::DetectorConfig;
+use crate::infer::BackendKind;
+use crate::manifest::{Manifest, ModelError};
+
+pub use blazeface::{BlazeFace, BlazeFaceParams};
 pub use mtcnn::{Mtcnn, MtcnnParams};
-pub use nms::{iou, nms, Overlap};
+pub use nms::{iou, nms, weighted_nms, Overlap};
+
+/// A face detector: a frame in, its faces out, best first.
+pub trait FaceDetector: Send {
+    /// Finds the faces in a frame, best first (before the config's `min_score` filter).
+    fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>>;
+    /// The model id(s) of the detector, journaled with every decision.
+    fn model_id(&self) -> &str;
+}
+
+/// Builds the detector the config names, checking every manifest it uses.
+pub fn load(
+    backend: BackendKind,
+    cfg: &DetectorConfig,
+) -> Result<Box<dyn FaceDetector>, ModelError> {
+    Ok(match cfg {
+        DetectorConfig::Mtcnn(c) => {
+            let (p, r, o) =
+                (Manifest::load(&c.pnet)?, Manifest::load(&c.rnet)?, Manifest::load(&c.onet)?);
+            Box::new(Mtcnn::load(backend, [&p, &r, &o], c.params())?)
+        }
+        DetectorConfig::Blazeface(c) => {
+            Box::new(BlazeFace::load(backend, &Manifest::load(&c.model)?, c.params())?)
+        }
+    })
+}
+
+/// Which points [`Face::landmarks`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandmarkSet {
+    /// Left eye, right eye, nose, left and right mouth corners (MTCNN, RetinaFace).
+    #[default]
+    Five,
+    /// Left eye, right eye, nose and the centre of the mouth, which stands in both mouth slots
+    /// (BlazeFace places no mouth corners).
+    MouthCentre,
+}
 
 /// A detected face in frame pixel coordinates (0-based, `x2`/`y2` exclusive).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,8 +64,11 @@ pub struct Face {
     pub bbox: [f32; 4],
     /// Detector confidence, 0..1.
     pub score: f32,
-    /// Left eye, right eye, nose, left and right mouth corners, as `[x, y]`.
+    /// Left eye, right eye, nose, left and right mouth corners, as `[x, y]` ("left" as the
+    /// image shows it); see `points` for detectors that place fewer.
     pub landmarks: [[f32; 2]; 5],
+    /// Which points `landmarks` holds.
+    pub points: LandmarkSet,
 }
 
 impl Face {
@@ -29,5 +80,21 @@ impl Face {
     }
     pub fn area(&self) -> f32 {
         self.width().max(0.0) * self.height().max(0.0)
+    }
+
+    /// The measured landmarks paired with where they belong on a five-point template (eyes,
+    /// nose, mouth corners): all five, or for a mouth centre the mean of the two corners, so
+    /// that each measured point weighs once in the fit.
+    pub fn correspondences(&self, template: &[[f32; 2]]) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
+        match self.points {
+            LandmarkSet::Five => (self.landmarks.to_vec(), template.to_vec()),
+            LandmarkSet::MouthCentre => {
+                let mouth = [
+                    (template[3][0] + template[4][0]) / 2.0,
+                    (template[3][1] + template[4][1]) / 2.0,
+                ];
+                (self.landmarks[..4].to_vec(), vec![template[0], template[1], template[2], mouth])
+            }
+        }
     }
 }

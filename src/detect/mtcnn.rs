@@ -8,7 +8,7 @@ use anyhow::{ensure, Context};
 use image::RgbImage;
 
 use super::nms::{nms, Overlap};
-use super::Face;
+use super::{Face, FaceDetector, LandmarkSet};
 use crate::capture::Frame;
 use crate::infer::input::{batch_shape, map_at, map_size, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
@@ -59,6 +59,21 @@ struct Candidate {
     b: [f32; 4],
     score: f32,
     reg: [f32; 4],
+}
+
+impl FaceDetector for Mtcnn {
+    /// Finds the faces in a frame, best first.
+    fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>> {
+        let img = &frame.image;
+        let proposals = self.propose(img).context("P-Net")?;
+        let refined = self.refine(img, proposals).context("R-Net")?;
+        self.output(img, refined).context("O-Net")
+    }
+
+    /// The model ids of the three stages, joined by `+`.
+    fn model_id(&self) -> &str {
+        &self.id
+    }
 }
 
 impl Mtcnn {
@@ -120,19 +135,6 @@ impl Mtcnn {
         let onet = stage(2, &["boxes", "landmarks", "scores"])?;
         let id = manifests.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join("+");
         Ok(Mtcnn { pnet, rnet, onet, stride, cell, params, id })
-    }
-
-    /// The model ids of the three stages, joined by `+`.
-    pub fn model_id(&self) -> &str {
-        &self.id
-    }
-
-    /// Finds the faces in a frame, best first.
-    pub fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>> {
-        let img = &frame.image;
-        let proposals = self.propose(img).context("P-Net")?;
-        let refined = self.refine(img, proposals).context("R-Net")?;
-        self.output(img, refined).context("O-Net")
     }
 
     /// The pyramid scales: the first maps `min_face_px` onto P-Net's cell, the last keeps the
@@ -266,6 +268,7 @@ impl Mtcnn {
                     bbox: [b[0] - 1.0, b[1] - 1.0, b[2], b[3]],
                     score: cands[i].score,
                     landmarks: kept_points[i],
+                    points: LandmarkSet::Five,
                 }
             })
             .collect();

@@ -50,6 +50,24 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], threshold: f32, kind: Overlap) ->
     keep
 }
 
+/// Weighted NMS (MediaPipe's `WEIGHTED` suppression): the best remaining box and every box that
+/// overlaps it by more than `threshold` (IoU of half-open boxes) form one cluster, removed
+/// together. Returns the clusters, best first, each led by its best box; the caller averages
+/// each cluster by score, which steadies the box and keypoints of an anchor-based detector
+/// whose neighbouring anchors all fire on one face.
+pub fn weighted_nms(boxes: &[[f32; 4]], scores: &[f32], threshold: f32) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..boxes.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut clusters = Vec::new();
+    while let Some(&best) = order.first() {
+        let (cluster, rest): (Vec<usize>, Vec<usize>) =
+            order.iter().partition(|&&i| i == best || iou(&boxes[best], &boxes[i]) > threshold);
+        clusters.push(cluster);
+        order = rest;
+    }
+    clusters
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +80,17 @@ mod tests {
         assert_eq!(nms(&boxes, &scores, 0.5, Overlap::Union), vec![3, 1, 2]);
         // Measured against the smaller box, 3 is fully inside 1 and goes.
         assert_eq!(nms(&boxes, &scores, 0.7, Overlap::Min), vec![3, 2]);
+    }
+
+    #[test]
+    fn weighted_nms_clusters_overlapping_boxes_behind_the_best() {
+        let boxes =
+            [[0., 0., 10., 10.], [1., 0., 11., 10.], [30., 30., 40., 40.], [0., 5., 10., 15.]];
+        let scores = [0.6, 0.9, 0.8, 0.7];
+        // 0 and 1 overlap by 9/11 = 0.82; 3 overlaps 1 by 45/155 = 0.29, below 0.3.
+        assert_eq!(weighted_nms(&boxes, &scores, 0.3), vec![vec![1, 0], vec![2], vec![3]]);
+        // At 0.2, 3 joins 1's cluster too.
+        assert_eq!(weighted_nms(&boxes, &scores, 0.2), vec![vec![1, 3, 0], vec![2]]);
     }
 
     #[test]

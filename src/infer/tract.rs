@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use tract_onnx::prelude::{
-    tvec, Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable,
-    IntoTValue, Tensor as TractTensor,
+    tract_ndarray, tvec, Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt,
+    IntoRunnable, IntoTValue, Tensor as TractTensor,
 };
 use tract_onnx::tract_core::model::TypedSimpleState;
 
@@ -26,7 +26,8 @@ const MAX_PLANS: usize = 256;
 pub struct TractSession {
     manifest: Manifest,
     model: InferenceModel,
-    plans: HashMap<Vec<usize>, TypedSimpleState>,
+    /// One run state (its plan inside) per concrete input shape.
+    states: HashMap<Vec<usize>, TypedSimpleState>,
 }
 
 impl TractSession {
@@ -62,25 +63,31 @@ impl TractSession {
             ))
         })?;
 
-        let mut session = TractSession { manifest: manifest.clone(), model, plans: HashMap::new() };
+        let mut session =
+            TractSession { manifest: manifest.clone(), model, states: HashMap::new() };
         super::probe(&mut session, purposes)?;
         Ok(session)
     }
 
-    fn plan(&mut self, shape: &[usize]) -> anyhow::Result<&mut TypedSimpleState> {
-        if !self.plans.contains_key(shape) {
-            if self.plans.len() >= MAX_PLANS {
-                self.plans.clear();
+    /// The run state for `shape`, planned on first use.
+    fn state(&mut self, shape: &[usize]) -> anyhow::Result<&mut TypedSimpleState> {
+        if !self.states.contains_key(shape) {
+            if self.states.len() >= MAX_PLANS {
+                self.states.clear();
             }
-            let plan = self
+            let state = self
                 .model
                 .clone()
-                .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?
-                .into_optimized()?
-                .into_runnable()?;
-            self.plans.insert(shape.to_vec(), plan.spawn()?);
+                .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+                .and_then(|plan| plan.spawn())
+                .with_context(|| {
+                    format!("planning {} for input {shape:?}", self.manifest.file.display())
+                })?;
+            self.states.insert(shape.to_vec(), state);
         }
-        Ok(self.plans.get_mut(shape).expect("inserted above"))
+        Ok(self.states.get_mut(shape).expect("inserted above"))
     }
 }
 
@@ -106,11 +113,10 @@ fn without_denormals<T>(f: impl FnOnce() -> T) -> T {
 
 impl Session for TractSession {
     fn run(&mut self, input: Tensor) -> anyhow::Result<Vec<Tensor>> {
-        let file = self.manifest.file.clone();
-        let state = self
-            .plan(&input.shape)
-            .with_context(|| format!("planning {} for input {:?}", file.display(), input.shape))?;
-        let tensor = TractTensor::from_shape(&input.shape, &input.data)?;
+        let state = self.state(&input.shape)?;
+        // The input's buffer becomes tract's tensor as it is, without a copy.
+        let tensor: TractTensor =
+            tract_ndarray::ArrayD::from_shape_vec(input.shape, input.data)?.into();
         let outputs = without_denormals(|| state.run(tvec!(tensor.into_tvalue())))?;
         outputs
             .iter()

@@ -12,7 +12,7 @@ use delaunator::{triangulate, Point};
 use image::RgbImage;
 
 use crate::align::{bilinear, Similarity};
-use crate::detect::Face;
+use crate::detect::{Face, LandmarkSet};
 
 /// How a morph is made.
 #[derive(Debug, Clone, Copy)]
@@ -63,15 +63,28 @@ pub fn morph(
     let (ox, oy) = ((w - crop[0] as f32 * s) / 2.0, (h - crop[1] as f32 * s) / 2.0);
     let canon: Vec<[f32; 2]> = template.iter().map(|p| [p[0] * s + ox, p[1] * s + oy]).collect();
 
-    let ta = Similarity::estimate(&fa.landmarks, &canon).ok_or(MorphError::Landmarks('A'))?;
-    let tb = Similarity::estimate(&fb.landmarks, &canon).ok_or(MorphError::Landmarks('B'))?;
-    let project = |t: &Similarity, pts: &[[f32; 2]; 5]| -> Vec<[f64; 2]> {
+    // A detector without mouth corners gives the mouth centre: then both faces (and the
+    // template) use it, so that every point of the warp is distinct and matched.
+    let centre = fa.points == LandmarkSet::MouthCentre || fb.points == LandmarkSet::MouthCentre;
+    let points = |l: &[[f32; 2]]| -> Vec<[f32; 2]> {
+        if centre {
+            let m = [(l[3][0] + l[4][0]) / 2.0, (l[3][1] + l[4][1]) / 2.0];
+            vec![l[0], l[1], l[2], m]
+        } else {
+            l.to_vec()
+        }
+    };
+    let canon = points(&canon);
+    let (la, lb) = (points(&fa.landmarks), points(&fb.landmarks));
+    let ta = Similarity::estimate(&la, &canon).ok_or(MorphError::Landmarks('A'))?;
+    let tb = Similarity::estimate(&lb, &canon).ok_or(MorphError::Landmarks('B'))?;
+    let project = |t: &Similarity, pts: &[[f32; 2]]| -> Vec<[f64; 2]> {
         pts.iter().map(|p| t.apply([p[0] as f64, p[1] as f64])).collect()
     };
     // Landmarks of each face in the portrait, then the fixed points (same for both).
     let fixed = anchor_points(&canon, w as f64, h as f64);
-    let mut pa = project(&ta, &fa.landmarks);
-    let mut pb = project(&tb, &fb.landmarks);
+    let mut pa = project(&ta, &la);
+    let mut pb = project(&tb, &lb);
     pa.extend(&fixed);
     pb.extend(&fixed);
     let al = opts.alpha as f64;
@@ -164,7 +177,7 @@ mod tests {
     use super::*;
 
     fn face(landmarks: [[f32; 2]; 5]) -> Face {
-        Face { bbox: [0.0, 0.0, 100.0, 100.0], score: 1.0, landmarks }
+        Face { bbox: [0.0, 0.0, 100.0, 100.0], score: 1.0, landmarks, points: Default::default() }
     }
 
     const TEMPLATE: [[f32; 2]; 5] =

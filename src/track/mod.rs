@@ -162,7 +162,12 @@ mod tests {
     fn sighting(x: f32, e: [f32; 2], seq: u64) -> Sighting {
         Sighting {
             tags: None,
-            face: Face { bbox: [x, 0.0, x + 100.0, 100.0], score: 0.99, landmarks: [[0.0; 2]; 5] },
+            face: Face {
+                bbox: [x, 0.0, x + 100.0, 100.0],
+                score: 0.99,
+                landmarks: [[0.0; 2]; 5],
+                points: Default::default(),
+            },
             embedding: Embedding(e.to_vec()),
             sharpness: 100.0,
             seq,

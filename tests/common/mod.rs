@@ -22,6 +22,19 @@ pub fn config() -> Config {
     Config::load(&root().join("configs/default.toml")).expect("default config loads")
 }
 
+/// The previous default (MTCNN and MobileFace-256), for tests pinned on those models.
+pub fn legacy_config() -> Config {
+    Config::load(&root().join("configs/mtcnn-mobileface.toml")).expect("legacy config loads")
+}
+
+/// The MTCNN section of a config that runs MTCNN.
+pub fn mtcnn(cfg: &Config) -> edgeid::config::MtcnnConfig {
+    match &cfg.detector {
+        edgeid::config::DetectorConfig::Mtcnn(c) => c.clone(),
+        other => panic!("not an MTCNN config: {other:?}"),
+    }
+}
+
 pub fn frame(name: &str) -> Frame {
     load_image(&data(name)).expect("sample photo decodes")
 }
@@ -30,6 +43,46 @@ pub fn frame(name: &str) -> Frame {
 pub fn pipeline() -> std::sync::MutexGuard<'static, Pipeline> {
     static P: OnceLock<Mutex<Pipeline>> = OnceLock::new();
     P.get_or_init(|| Mutex::new(Pipeline::load(&config()).expect("bundled models load")))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// One hand-labelled face of the bundled photos (tests/data/labels.csv).
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub photo: String,
+    pub bbox: [f32; 4],
+    pub identity: String,
+}
+
+/// The hand labels of the bundled photos: who is who, judged by eye.
+pub fn labels() -> Vec<Label> {
+    let text = std::fs::read_to_string(data("labels.csv")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("photo,") && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = |i: usize| f[i].parse::<f32>().unwrap();
+            Label { photo: f[0].into(), bbox: [n(1), n(2), n(3), n(4)], identity: f[5].into() }
+        })
+        .collect()
+}
+
+/// The hand-labelled development set built by tools/labelled.py (var/labelled).
+pub fn labelled_set() -> PathBuf {
+    let dir = root().join("var/labelled");
+    assert!(
+        dir.join("obama").is_dir(),
+        "{} is missing: build it with `python3 tools/labelled.py` (needs Pillow and PyPI)",
+        dir.display()
+    );
+    dir
+}
+
+/// One pipeline of the previous default (MTCNN, MobileFace-256) per test binary.
+pub fn legacy_pipeline() -> std::sync::MutexGuard<'static, Pipeline> {
+    static P: OnceLock<Mutex<Pipeline>> = OnceLock::new();
+    P.get_or_init(|| Mutex::new(Pipeline::load(&legacy_config()).expect("bundled models load")))
         .lock()
         .unwrap_or_else(|e| e.into_inner())
 }
@@ -45,9 +98,16 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
+        Setup::from("default.toml", replay, fps, looping, http)
+    }
+    /// The same from the previous default (MTCNN and MobileFace-256), for tests pinned on it.
+    pub fn legacy(replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
+        Setup::from("mtcnn-mobileface.toml", replay, fps, looping, http)
+    }
+    fn from(config: &str, replay: &str, fps: f32, looping: bool, http: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let models = root().join("models");
-        let text = std::fs::read_to_string(root().join("configs/default.toml"))
+        let text = std::fs::read_to_string(root().join("configs").join(config))
             .unwrap()
             .replace("../models/", &format!("{}/", models.display()))
             .replace("path = \"../tests/data/replay.txt\"", &format!("path = {:?}", replay))
@@ -95,7 +155,7 @@ pub fn face_and_background_crops(
     let mut n = [0usize; 2];
     for name in names {
         let f = frame(name);
-        let faces = pipeline().detect(&f).unwrap();
+        let faces = legacy_pipeline().detect(&f).unwrap();
         let (w, h) = f.image.dimensions();
         for (i, face) in faces.iter().enumerate() {
             let b = face.bbox;
