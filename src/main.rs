@@ -236,6 +236,10 @@ enum GalleryAction {
         key: PathBuf,
         file: PathBuf,
     },
+    /// Encode every identity again under the config's encoder, from the face crops kept at
+    /// enrolment (gallery.keep_crops), in one transaction: all templates move or none. For a
+    /// change of encoder; the photos are not needed.
+    Reencode,
 }
 
 fn main() -> ExitCode {
@@ -498,6 +502,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let (ids, templates) = app::gallery_import(&cfg, &gallery, &key, &file)
                         .with_context(|| format!("importing into {}", gallery.display()))?;
                     report_transfer(cli.json, "imported", ids, templates, &gallery);
+                }
+                GalleryAction::Reencode => {
+                    let r = app::gallery_reencode(&cfg, &gallery)
+                        .with_context(|| format!("re-encoding {}", gallery.display()))?;
+                    if cli.json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else if r.templates == 0 && r.from == r.to {
+                        println!("{}: already encoded with {}", r.gallery.display(), r.to);
+                    } else {
+                        println!(
+                            "{}: {} template(s) of {} identities re-encoded from {} to {}",
+                            r.gallery.display(),
+                            r.templates,
+                            r.identities,
+                            r.from,
+                            r.to
+                        );
+                    }
                 }
                 GalleryAction::Remove { name } => {
                     app::gallery_remove(&cfg, &gallery, &name)

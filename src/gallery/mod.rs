@@ -35,8 +35,12 @@ pub enum GalleryError {
     Missing { path: PathBuf },
     #[error("gallery {path} is not an edgeid gallery ({reason}); point --gallery at a gallery file or a new path")]
     NotAGallery { path: PathBuf, reason: String },
-    #[error("gallery {path} was built with encoder `{gallery}`, but the config uses `{config}`; use the encoder it was built with or enrol into a new gallery")]
-    EncoderMismatch { path: PathBuf, gallery: String, config: String },
+    #[error("gallery {path} was built with encoder `{gallery}`, but the config uses `{config}`; its templates cannot be compared across encoders and it is left unchanged. {how}")]
+    EncoderMismatch { path: PathBuf, gallery: String, config: String, how: String },
+    #[error("gallery {path} cannot be re-encoded: {missing} of its templates were enrolled without their face crop (before edgeid kept them, or with gallery.keep_crops = false), so there is nothing to encode again; it is left unchanged. Keep using it with a config whose encoder is `{gallery}` (a gallery from before edgeid's default became MobileFaceNet-192: configs/mtcnn-mobileface.toml), or re-enrol its people from their photos into a new gallery")]
+    NoCrops { path: PathBuf, gallery: String, missing: usize },
+    #[error("gallery {path} cannot be re-encoded: {reason}; it is left unchanged")]
+    Reencode { path: PathBuf, reason: String },
     #[error(
         "gallery {path}: no identity named `{name}`; `edgeid gallery list` shows who is enrolled"
     )]
@@ -73,6 +77,62 @@ pub struct Match {
     /// The matched template (unit length), for heads that compare it with the probe (D-MAD).
     #[serde(skip)]
     pub reference: Vec<f32>,
+}
+
+/// One template to enrol: the embedding, where it came from, and optionally the aligned face
+/// crop it was encoded from.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub embedding: Embedding,
+    pub source: String,
+    pub crop: Option<Crop>,
+}
+
+/// An aligned enrolment crop, kept (sealed) so that the gallery survives an encoder change.
+#[derive(Debug, Clone)]
+pub struct Crop {
+    /// The crop as PNG.
+    pub png: Vec<u8>,
+    /// The alignment it was cut with ([`alignment_key`]), bound into its seal: it can only be
+    /// encoded again by an encoder that expects the same crop.
+    pub alignment: String,
+}
+
+/// A short, stable description of an alignment (crop size and template points), to tell
+/// whether a kept crop fits another encoder.
+pub fn alignment_key(a: &crate::manifest::AlignmentSpec) -> String {
+    let points: Vec<String> =
+        a.template.iter().map(|p| format!("{:.2},{:.2}", p[0], p[1])).collect();
+    format!("{}x{} {}", a.size[0], a.size[1], points.join(" "))
+}
+
+fn template_aad(model_id: &str, name: &str) -> Vec<u8> {
+    format!("edgeid template v2\0{model_id}\0{name}").into_bytes()
+}
+
+fn check_aad(model_id: &str) -> Vec<u8> {
+    format!("edgeid key check v2\0{model_id}").into_bytes()
+}
+
+fn crop_aad(name: &str, alignment: &str) -> Vec<u8> {
+    format!("edgeid crop v1\0{alignment}\0{name}").into_bytes()
+}
+
+fn has_crop_column(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('templates')")?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(names.iter().any(|n| n == "crop"))
+}
+
+/// (templates, templates without a crop).
+fn crop_counts(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
+    let total: i64 = conn.query_row("SELECT count(*) FROM templates", [], |r| r.get(0))?;
+    let missing: i64 = if has_crop_column(conn)? {
+        conn.query_row("SELECT count(*) FROM templates WHERE crop IS NULL", [], |r| r.get(0))?
+    } else {
+        total
+    };
+    Ok((total as usize, missing as usize))
 }
 
 pub struct Gallery {
@@ -144,7 +204,8 @@ impl Gallery {
                      model_id TEXT NOT NULL,
                      vector BLOB NOT NULL,
                      source TEXT NOT NULL,
-                     created_at INTEGER NOT NULL);
+                     created_at INTEGER NOT NULL,
+                     crop BLOB);
                  COMMIT;",
             )
             .map_err(sql)?;
@@ -164,11 +225,22 @@ impl Gallery {
         };
         let stored_model = meta("model_id")?;
         if stored_model != model_id {
+            let (templates, missing) = crop_counts(&conn).map_err(sql)?;
+            let how = if templates > 0 && missing == 0 {
+                format!("It keeps the face crops it was enrolled from: re-encode it under this config with `edgeid gallery reencode --gallery {}` (all or nothing), or keep using it with a config whose encoder is `{stored_model}`", path.display())
+            } else {
+                format!("It holds no face crops to encode again: keep using it with a config whose encoder is `{stored_model}` (a gallery from before edgeid's default became MobileFaceNet-192: configs/mtcnn-mobileface.toml), or re-enrol its people from their photos into a new gallery under this config")
+            };
             return Err(GalleryError::EncoderMismatch {
                 path: path.to_path_buf(),
                 gallery: stored_model,
                 config: model_id.to_string(),
+                how,
             });
+        }
+        // Galleries from before enrolment crops were kept gain the (empty) column.
+        if !has_crop_column(&conn).map_err(sql)? {
+            conn.execute_batch("ALTER TABLE templates ADD COLUMN crop BLOB").map_err(sql)?;
         }
         // Checked once the file is known to be a gallery (another file gets that message).
         key::check_private(path)
@@ -234,11 +306,11 @@ impl Gallery {
 
     /// What a template of `name` is bound to: sealed for one encoder and one identity.
     fn template_aad(&self, name: &str) -> Vec<u8> {
-        format!("edgeid template v2\0{}\0{name}", self.model_id).into_bytes()
+        template_aad(&self.model_id, name)
     }
 
     fn check_aad(&self) -> Vec<u8> {
-        format!("edgeid key check v2\0{}", self.model_id).into_bytes()
+        check_aad(&self.model_id)
     }
 
     /// Schema 1 (a new file, or one written before templates were sealed) to 2: every
@@ -303,14 +375,37 @@ impl Gallery {
         name: &str,
         embeddings: &[(Embedding, String)],
     ) -> Result<(), GalleryError> {
+        let templates: Vec<Template> = embeddings
+            .iter()
+            .map(|(embedding, source)| Template {
+                embedding: embedding.clone(),
+                source: source.clone(),
+                crop: None,
+            })
+            .collect();
+        self.enroll_templates(name, &templates)
+    }
+
+    /// Enrols templates under a name in one transaction: either all are stored or none. A
+    /// template's crop is kept sealed beside it, so that the gallery can be encoded again
+    /// under another encoder ([`Gallery::reencode`]).
+    pub fn enroll_templates(
+        &mut self,
+        name: &str,
+        templates: &[Template],
+    ) -> Result<(), GalleryError> {
         let now = unix_now();
         let aad = self.template_aad(name);
-        let sealed: Vec<Vec<u8>> = embeddings
+        let sealed: Vec<Vec<u8>> = templates
             .iter()
-            .map(|(e, _)| {
-                let bytes: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+            .map(|t| {
+                let bytes: Vec<u8> = t.embedding.0.iter().flat_map(|x| x.to_le_bytes()).collect();
                 self.key.seal(&bytes, &aad)
             })
+            .collect();
+        let crops: Vec<Option<Vec<u8>>> = templates
+            .iter()
+            .map(|t| t.crop.as_ref().map(|c| self.key.seal(&c.png, &crop_aad(name, &c.alignment))))
             .collect();
         let tx = self
             .conn
@@ -323,20 +418,115 @@ impl Gallery {
             )?;
             let id: i64 =
                 tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| r.get(0))?;
-            for ((_, source), blob) in embeddings.iter().zip(&sealed) {
+            for ((t, blob), crop) in templates.iter().zip(&sealed).zip(&crops) {
                 tx.execute(
-                    "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, self.model_id, blob, source, now],
+                    "INSERT INTO templates (identity_id, model_id, vector, source, created_at, crop) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, self.model_id, blob, t.source, now, crop],
                 )?;
             }
             Ok(())
         })();
         result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
-        for (e, _) in embeddings {
-            self.templates.push(&unit(e.0.clone()));
+        for t in templates {
+            self.templates.push(&unit(t.embedding.0.clone()));
             self.names.push(name.to_string());
         }
         Ok(())
+    }
+
+    /// The encoder model id and embedding size a gallery file was built with, read without
+    /// opening it for use (no key needed).
+    pub fn stored_encoder(path: &Path) -> Result<(String, usize), GalleryError> {
+        if !path.exists() {
+            return Err(GalleryError::Missing { path: path.to_path_buf() });
+        }
+        let not_gallery =
+            |reason: String| GalleryError::NotAGallery { path: path.to_path_buf(), reason };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| not_gallery(e.to_string()))?;
+        let meta = |key: &str| -> Result<String, GalleryError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .map_err(|e| not_gallery(format!("no `{key}` in its meta table: {e}")))
+        };
+        let model = meta("model_id")?;
+        let dim =
+            meta("dim")?.parse().map_err(|_| not_gallery("its `dim` is not a number".into()))?;
+        Ok((model, dim))
+    }
+
+    /// Encodes every template again from its kept crop under another encoder (`model_id`,
+    /// `dim`, whose alignment must be the one the crops were cut with), in one transaction:
+    /// every template and the gallery's encoder change together, or nothing does. Returns the
+    /// number of templates re-encoded.
+    pub fn reencode(
+        &mut self,
+        model_id: &str,
+        dim: usize,
+        alignment: &str,
+        mut encode: impl FnMut(&image::RgbImage) -> anyhow::Result<Embedding>,
+    ) -> Result<usize, GalleryError> {
+        let refuse = |reason: String| GalleryError::Reencode { path: self.path.clone(), reason };
+        let rows: Vec<(i64, String, Option<Vec<u8>>)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT t.id, i.name, t.crop FROM templates t JOIN identities i ON i.id = t.identity_id ORDER BY t.id")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+        };
+        let missing = rows.iter().filter(|r| r.2.is_none()).count();
+        if missing > 0 {
+            return Err(GalleryError::NoCrops {
+                path: self.path.clone(),
+                gallery: self.model_id.clone(),
+                missing,
+            });
+        }
+        // Everything is computed before the transaction opens: a crop that fails to open or
+        // encode leaves the file as it was.
+        let mut updates = Vec::with_capacity(rows.len());
+        for (id, name, sealed) in &rows {
+            let png = self
+                .key
+                .open(sealed.as_deref().expect("checked above"), &crop_aad(name, alignment))
+                .ok_or_else(|| {
+                    refuse(format!("a crop of `{name}` was not cut for the new encoder's alignment ({alignment}), or fails its authentication check"))
+                })?;
+            let crop = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .map_err(|e| refuse(format!("a crop of `{name}` does not decode: {e}")))?
+                .to_rgb8();
+            let e =
+                encode(&crop).map_err(|e| refuse(format!("encoding a crop of `{name}`: {e:#}")))?;
+            if e.0.len() != dim {
+                return Err(refuse(format!(
+                    "the encoder gave {} values, its manifest says {dim}",
+                    e.0.len()
+                )));
+            }
+            let bytes: Vec<u8> = e.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+            updates.push((*id, self.key.seal(&bytes, &template_aad(model_id, name))));
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        for (id, blob) in &updates {
+            tx.execute(
+                "UPDATE templates SET vector = ?1, model_id = ?2 WHERE id = ?3",
+                params![blob, model_id, id],
+            )
+            .map_err(|e| self.sql(e))?;
+        }
+        let check = self.key.seal(b"edgeid", &check_aad(model_id));
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('model_id', ?1), ('dim', ?2), ('key_check', ?3)",
+            params![model_id, dim.to_string(), crate::manifest::hex(&check)],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        self.model_id = model_id.to_string();
+        self.dim = dim;
+        self.reload()?;
+        Ok(updates.len())
     }
 
     /// Every identity with its templates in clear, for `edgeid gallery export`.
@@ -389,6 +579,7 @@ impl Gallery {
                 path: self.path.clone(),
                 gallery: self.model_id.clone(),
                 config: format!("{} (the export's)", bundle.model_id),
+                how: "Import it into a gallery of the export's encoder".into(),
             });
         }
         let here: Vec<String> = self.list()?.into_iter().map(|i| i.name).collect();
