@@ -77,7 +77,9 @@ pub enum ImageError {
     Missing { path: PathBuf },
     #[error("image {path} cannot be read: {source}")]
     Unreadable { path: PathBuf, source: std::io::Error },
-    #[error("image {path} cannot be decoded ({reason}); give a complete JPEG, PNG or BMP file")]
+    #[error(
+        "image {path} cannot be decoded ({reason}); give a complete JPEG, PNG, WebP or BMP file"
+    )]
     Undecodable { path: PathBuf, reason: String },
 }
 
@@ -107,7 +109,7 @@ fn decode_limits() -> image::Limits {
     limits
 }
 
-/// Decodes encoded image bytes (JPEG, PNG, BMP) into RGB.
+/// Decodes encoded image bytes (JPEG, PNG, WebP, BMP) into RGB.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     let format = image::guess_format(bytes).map_err(|_| "not a known image format".to_string())?;
     // A JPEG cut short still decodes into a grey-filled picture; a face engine must not

@@ -182,9 +182,19 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
     let mut seen: Vec<String> = Vec::new();
     for (label, path) in &jobs {
         bar.inc(1);
-        let frame = load_image(path)?;
-        let faces = pipeline.detect(&frame)?;
-        let largest = faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area()));
+        // A file that cannot be read or decoded is a failure to acquire, as a capture that
+        // yields no face would be: the evaluation goes on with the rest.
+        let frame = match load_image(path) {
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                log::warn!("{e}; counted as a failure to acquire");
+                None
+            }
+        };
+        let largest = match &frame {
+            Some(f) => pipeline.detect(f)?.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())),
+            None => None,
+        };
         let first_of_identity = !label.contains('/') && label != "morphs" && !seen.contains(label);
         if first_of_identity {
             seen.push(label.clone());
@@ -196,6 +206,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
             }
             continue;
         };
+        let frame = frame.expect("a face was found in it");
         let Some(o) = pipeline.encode_faces(&frame, vec![face])?.pop() else {
             not_acquired.push(path.display().to_string());
             continue;
