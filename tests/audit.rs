@@ -35,7 +35,7 @@ fn table(r: &AuditReport) {
 /// encoder accuracies to the last digit.
 #[test]
 fn the_bundled_encoder_against_the_nanodet_backbone() {
-    let setup = Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    let setup = Setup::legacy(&data("replay.txt").display().to_string(), 0.0, false, "");
     let report = setup.journal().with_file_name("audit.md");
     let report_arg = report.display().to_string();
     let (out, r) = audit(&setup, &["--report", &report_arg]);
@@ -135,7 +135,7 @@ fn damaged_encoder(dir: &Path) -> std::path::PathBuf {
 /// update is flagged (exit status 2, a warning, the journal's alert flag).
 #[test]
 fn a_damaged_encoder_is_flagged_by_the_retention_alert() {
-    let setup = Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    let setup = Setup::legacy(&data("replay.txt").display().to_string(), 0.0, false, "");
     let previous = root().join("models/mobileface.toml").display().to_string();
     let (out, same) = audit(&setup, &["--baseline", &previous]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -166,7 +166,7 @@ fn a_damaged_encoder_is_flagged_by_the_retention_alert() {
 /// from about 120 to about 60 pixels, match scores stay. The audit flags face size only.
 #[test]
 fn drift_of_the_journal_is_measured_and_flagged() {
-    let setup = Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    let setup = Setup::legacy(&data("replay.txt").display().to_string(), 0.0, false, "");
     let text = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(setup.config(), text.replace("drift_window = 200", "drift_window = 20"))
         .unwrap();
@@ -199,7 +199,7 @@ fn drift_of_the_journal_is_measured_and_flagged() {
 /// faces task without fitting anything on the audit set; tasks without prototypes get none.
 #[test]
 fn zero_shot_with_a_prototype_bank() {
-    let setup = Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    let setup = Setup::legacy(&data("replay.txt").display().to_string(), 0.0, false, "");
     let dir = tempfile::tempdir().unwrap();
     let (faces, background) = (dir.path().join("face"), dir.path().join("non-face"));
     std::fs::create_dir_all(&faces).unwrap();

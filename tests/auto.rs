@@ -80,7 +80,7 @@ fn auto_times_every_backend_caches_the_choice_and_reuses_it() {
 fn identify_with_backend_auto_logs_each_choice() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("auto.toml");
-    let text = std::fs::read_to_string(root().join("configs/default.toml"))
+    let text = std::fs::read_to_string(root().join("configs/mtcnn-mobileface.toml"))
         .unwrap()
         .replace("backend = \"tract\"", "backend = \"auto\"")
         .replace("../models/", &format!("{}/", root().join("models").display()))

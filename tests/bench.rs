@@ -59,10 +59,10 @@ fn bench_reports_every_stage_and_model() {
     if cfg!(target_os = "linux") {
         assert!(backends[0]["peak_rss_mib"].as_f64().unwrap() > 10.0);
     }
-    // The config's seven models (three MTCNN stages, encoder, two PAD heads, the object
-    // tagger) and the int8 encoder, which names its fp32 source.
+    // The config's five models (BlazeFace, encoder, two PAD heads, the object tagger) and the
+    // int8 encoder, which names its fp32 source.
     let models = r["models"].as_array().unwrap();
-    assert_eq!(models.len(), 8, "{models:?}");
+    assert_eq!(models.len(), 6, "{models:?}");
     let int8 = models.iter().find(|m| m["precision"] == "int8").unwrap();
     assert_eq!(int8["derived_from"], "mobileface-256@80c1c6f0");
     assert_eq!(int8["input"], serde_json::json!([1, 112, 112, 3]));

@@ -59,3 +59,72 @@ fn mjpeg_frames_without_huffman_tables_decode() {
     assert!(err.contains("truncated"), "{err}");
     assert!(PixelFormat::Mjpeg.to_rgb(b"garbage", 0, 0).is_err());
 }
+
+/// The largest face of a frame, encoded.
+fn largest_embedding(f: &Frame) -> Vec<f32> {
+    let obs = pipeline().observe(f).unwrap();
+    obs.into_iter().max_by(|a, b| a.face.area().total_cmp(&b.face.area())).unwrap().embedding.0
+}
+
+/// A JPEG whose pixels are stored turned a quarter to the left, with EXIF orientation 6 ("turn
+/// 90° clockwise to show"), as a phone held sideways writes it.
+fn sideways_jpeg(img: &image::RgbImage) -> Vec<u8> {
+    let turned = image::imageops::rotate270(img);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(&turned)
+        .unwrap();
+    // APP1 "Exif": a little-endian TIFF header and one IFD entry, Orientation (0x0112) = 6.
+    let tiff: [u8; 26] = [
+        b'I', b'I', 42, 0, 8, 0, 0, 0, // header, IFD at 8
+        1, 0, // one entry
+        0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, // Orientation, SHORT, 1 value: 6
+        0, 0, 0, 0, // no next IFD
+    ];
+    let mut app1 = vec![0xFF, 0xE1];
+    let len = (2 + 6 + tiff.len()) as u16;
+    app1.extend(len.to_be_bytes());
+    app1.extend(b"Exif\0\0");
+    app1.extend(tiff);
+    [&jpeg[..2], &app1[..], &jpeg[2..]].concat()
+}
+
+/// A phone photo taken sideways is read upright (its EXIF orientation applied), so its face is
+/// found and encoded as the upright photo's.
+#[test]
+fn exif_rotated_photo_is_read_upright() {
+    let upright = frame("sample3.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sideways.jpg");
+    std::fs::write(&path, sideways_jpeg(&upright.image)).unwrap();
+    let read = edgeid::capture::load_image(&path).unwrap();
+    assert_eq!(read.image.dimensions(), upright.image.dimensions(), "turned back upright");
+    let sim = edgeid::encode::cosine(&largest_embedding(&read), &largest_embedding(&upright));
+    println!("EXIF-rotated sample3: largest face similarity to the upright photo {sim:.3}");
+    assert!(sim >= 0.9, "{sim}");
+    // Without its orientation the same pixels are another picture: the check above is not
+    // passed by accident.
+    let raw = image::load_from_memory(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!((raw.width(), raw.height()), (upright.height(), upright.width()));
+}
+
+/// A WebP photo (as browsers and phones send them) is read, pixel for pixel (lossless).
+#[test]
+fn webp_photo_is_read() {
+    let original = frame("sample1.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sample1.webp");
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .encode(
+            original.image.as_raw(),
+            original.width(),
+            original.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    std::fs::write(&path, webp).unwrap();
+    let read = edgeid::capture::load_image(&path).unwrap();
+    assert_eq!(read.image, original.image);
+    assert_eq!(pipeline().detect(&read).unwrap().len(), 3);
+}

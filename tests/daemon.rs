@@ -50,7 +50,7 @@ fn journal_count(path: &Path) -> i64 {
 /// decision per face, alice granted in sample1 and sample2, every other face unknown.
 #[test]
 fn replay_journals_one_decision_per_person() {
-    let s = Setup::new(&replay_list(), 0.0, false, "");
+    let s = Setup::legacy(&replay_list(), 0.0, false, "");
     s.enrol("alice", "sample2.jpg");
     let summary = daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap();
     assert_eq!(summary.cameras[0].frames_in, 24);
@@ -99,7 +99,7 @@ fn stored_crops_are_opt_in() {
     let tmp = tempfile::tempdir().unwrap();
     let list = tmp.path().join("one.txt");
     std::fs::write(&list, format!("{}\n", data("sample2.jpg").display()).repeat(3)).unwrap();
-    let s = Setup::new(&list.display().to_string(), 0.0, false, "");
+    let s = Setup::legacy(&list.display().to_string(), 0.0, false, "");
     let cfg = std::fs::read_to_string(s.config())
         .unwrap()
         .replace("store_crops = false", "store_crops = true");
@@ -133,7 +133,7 @@ fn free_port() -> u16 {
 #[test]
 fn sigkill_loses_no_committed_decision() {
     let port = free_port();
-    let s = Setup::new(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
     s.enrol("alice", "sample2.jpg");
     let mut child = s.spawn(&["run"]);
     wait_for("3 decisions", Duration::from_secs(120), || journal_count(&s.journal()) >= 3);
@@ -172,7 +172,7 @@ fn sigkill_loses_no_committed_decision() {
 /// SIGTERM drains and exits 0.
 #[test]
 fn sighup_reloads_the_gallery_and_sigterm_drains() {
-    let s = Setup::new(&replay_list(), 0.0, true, "");
+    let s = Setup::legacy(&replay_list(), 0.0, true, "");
     s.enrol("alice", "sample2.jpg");
     let mut child = s.spawn(&["run"]);
     let pid = child.id().to_string();
@@ -201,7 +201,7 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
 fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
     // The pipeline's speed on that frame, measured here.
     let f = common::frame("sample5.jpg");
-    let mut p = common::pipeline();
+    let mut p = common::legacy_pipeline();
     p.observe(&f).unwrap();
     let t = Instant::now();
     for _ in 0..3 {
@@ -213,7 +213,7 @@ fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
     let tmp = tempfile::tempdir().unwrap();
     let list = tmp.path().join("camera.txt");
     std::fs::write(&list, format!("{}\n", data("sample5.jpg").display())).unwrap();
-    let s = Setup::new(&list.display().to_string(), fps, true, "");
+    let s = Setup::legacy(&list.display().to_string(), fps, true, "");
     s.enrol("alice", "sample2.jpg");
     let summary = |frames: &str| -> serde_json::Value {
         let out = s.spawn(&["--json", "run", "--max-frames", frames]).wait_with_output().unwrap();
@@ -255,7 +255,7 @@ fn twice_the_pipeline_speed_drops_frames_and_keeps_memory_bounded() {
 #[test]
 fn the_daemon_audits_on_its_schedule() {
     let port = free_port();
-    let s = Setup::new(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
     let text = std::fs::read_to_string(s.config()).unwrap();
     let text = text.replace("every_hours = 0\n", "every_hours = 0.001\n");
     let text = text

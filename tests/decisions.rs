@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, data, frame, pipeline, SAMPLES};
+use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::Identifier;
 use edgeid::decide::Outcome;
 
@@ -11,10 +11,10 @@ use edgeid::decide::Outcome;
 /// score above the configured threshold (measured 0.71 to 0.88 with mean fusion).
 #[test]
 fn pad_scores_every_face() {
-    let threshold = config().pad.threshold;
+    let threshold = legacy_config().pad.threshold;
     let mut lives = Vec::new();
     for name in SAMPLES {
-        for o in pipeline().observe(&frame(name)).unwrap() {
+        for o in legacy_pipeline().observe(&frame(name)).unwrap() {
             let pad = o.pad.expect("PAD is enabled in the default config");
             assert_eq!(pad.heads.len(), 2);
             let mean = pad.heads.iter().map(|h| h.1).sum::<f32>() / 2.0;
@@ -50,7 +50,7 @@ fn identify(
 fn each_requirement_denies_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.db");
-    let cfg = config();
+    let cfg = legacy_config();
     edgeid::app::enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
 
     let faces = identify(&cfg, &gallery, "sample1.jpg");
@@ -87,7 +87,7 @@ fn a_single_frame_is_low_quality() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("one.txt");
     std::fs::write(&list, format!("{}\n", data("sample2.jpg").display())).unwrap();
-    let setup = common::Setup::new(&list.display().to_string(), 0.0, false, "");
+    let setup = common::Setup::legacy(&list.display().to_string(), 0.0, false, "");
     setup.enrol("alice", "sample2.jpg");
     let cfg_path = setup.config();
     let cfg = edgeid::config::Config::load(&cfg_path).unwrap();

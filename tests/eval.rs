@@ -1,43 +1,37 @@
-//! `edgeid eval` on a dataset built from the repository's photos: each face cropped with some
-//! room around it, plus everyday changes of that crop, one folder per person; a background crop
-//! (a failure to acquire); morphs of three pairs. The metric arithmetic itself is checked on
-//! hand-made score lists in src/eval/metrics.rs.
+//! `edgeid eval` on a dataset built from the repository's photos and their hand labels
+//! (tests/data/labels.csv: who is who, judged by eye, never by the encoder under test): each
+//! labelled face cut out with some room around it, plus everyday changes of that cut, one folder
+//! per person; a background crop (a failure to acquire); an unreadable file (also one); morphs
+//! of three pairs. The metric arithmetic itself is checked on hand-made score lists in
+//! src/eval/metrics.rs. Also: the shipped threshold on the hand-labelled set, the default
+//! models end to end, and galleries moved to them.
 
 mod common;
 
 use std::path::Path;
 
-use common::{config, frame, pipeline, SAMPLES};
+use common::{config, frame, labels, legacy_config};
 use edgeid::augment::Change;
-use edgeid::encode::cosine;
 use edgeid::eval::dataset::evaluate;
 use image::imageops;
 
 /// Builds the dataset in `dir`; returns the number of bona fide images per identity.
-fn build(dir: &Path) -> Vec<usize> {
-    let threshold = config().recognition.match_threshold;
-    // (identity, crop) for every face; faces of two photos that match are one person.
-    let mut faces: Vec<(String, Vec<f32>, image::RgbImage)> = Vec::new();
-    for name in SAMPLES {
-        let f = frame(name);
+fn build(dir: &Path) -> Vec<(String, usize)> {
+    // (identity, crop) for every hand-labelled face.
+    let mut faces: Vec<(String, image::RgbImage)> = Vec::new();
+    for l in labels() {
+        let f = frame(&l.photo);
         let (w, h) = f.image.dimensions();
-        for (i, o) in pipeline().observe(&f).unwrap().into_iter().enumerate() {
-            let b = o.face.bbox;
-            let (fw, fh) = (b[2] - b[0], b[3] - b[1]);
-            let x0 = (b[0] - fw * 0.6).max(0.0) as u32;
-            let y0 = (b[1] - fh * 0.6).max(0.0) as u32;
-            let x1 = ((b[2] + fw * 0.6) as u32).min(w);
-            let y1 = ((b[3] + fh * 0.6) as u32).min(h);
-            let crop = imageops::crop_imm(&f.image, x0, y0, x1 - x0, y1 - y0).to_image();
-            let same = faces.iter().find(|(_, e, _)| cosine(e, &o.embedding.0) >= threshold);
-            let id = match same {
-                Some((id, _, _)) => id.clone(),
-                None => format!("{}_{i}", name.trim_end_matches(".jpg")),
-            };
-            faces.push((id, o.embedding.0, crop));
-        }
+        let b = l.bbox;
+        let (fw, fh) = (b[2] - b[0], b[3] - b[1]);
+        let x0 = (b[0] - fw * 0.6).max(0.0) as u32;
+        let y0 = (b[1] - fh * 0.6).max(0.0) as u32;
+        let x1 = ((b[2] + fw * 0.6) as u32).min(w);
+        let y1 = ((b[3] + fh * 0.6) as u32).min(h);
+        let crop = imageops::crop_imm(&f.image, x0, y0, x1 - x0, y1 - y0).to_image();
+        faces.push((l.identity, crop));
     }
-    for (k, (id, _, crop)) in faces.iter().enumerate() {
+    for (k, (id, crop)) in faces.iter().enumerate() {
         let d = dir.join(id);
         std::fs::create_dir_all(&d).unwrap();
         crop.save(d.join(format!("{k:02}_a.png"))).unwrap();
@@ -52,6 +46,8 @@ fn build(dir: &Path) -> Vec<usize> {
         .to_image()
         .save(dir.join(first).join("zz_background.png"))
         .unwrap();
+    // A file that is no image (a photo whose upload broke off): counted, not fatal.
+    std::fs::write(dir.join(first).join("zz_broken.jpg"), b"\xFF\xD8\xFF\xE0 not a JPEG").unwrap();
     let morphs = dir.join("morphs");
     std::fs::create_dir_all(&morphs).unwrap();
     let ids: Vec<&String> = {
@@ -70,9 +66,9 @@ fn build(dir: &Path) -> Vec<usize> {
         let out = morphs.join(format!("{}+{}.png", ids[a], ids[b]));
         edgeid::app::make_morph(&config(), &first_png(&pa), &first_png(&pb), &out, 0.5).unwrap();
     }
-    let mut per_id: Vec<usize> = Vec::new();
+    let mut per_id: Vec<(String, usize)> = Vec::new();
     for id in ids {
-        per_id.push(faces.iter().filter(|f| &f.0 == id).count() * 4);
+        per_id.push((id.clone(), faces.iter().filter(|f| &f.0 == id).count() * 4));
     }
     per_id
 }
@@ -83,7 +79,7 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     // can rebuild: target/tmp/eval-dataset.
     let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-dataset");
     let _ = std::fs::remove_dir_all(&data);
-    let per_id = build(&data);
+    let mut per_id = build(&data);
     let cfg = config();
     let r = evaluate(&cfg, &data, false).unwrap();
     let json = serde_json::to_string_pretty(&serde_json::json!({
@@ -95,14 +91,40 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     .unwrap();
     println!("{json}");
 
-    assert_eq!(r.counts.identities, 18);
-    assert_eq!(r.counts.images, 20 * 4 + 1 + 3);
-    assert_eq!(r.counts.not_acquired.len(), 1, "{:?}", r.counts.not_acquired);
-    assert!(r.counts.not_acquired[0].ends_with("zz_background.png"));
-    assert!(r.counts.not_enrolled.is_empty());
+    assert_eq!(r.counts.identities, 20);
+    assert_eq!(r.counts.images, 22 * 4 + 2 + 3);
+    // Besides the background and the broken file, BlazeFace misses the profile face of sample2
+    // once it is cut out of its photo (it finds it in the whole photo) with each of its
+    // changes, and the mirror image of one face of sample4: measured, pinned here.
+    let missed: Vec<&str> = r
+        .counts
+        .not_acquired
+        .iter()
+        .map(|p| p.strip_prefix(&format!("{}/", data.display())).unwrap_or(p))
+        .collect();
+    assert_eq!(
+        missed,
+        [
+            "s1-left/zz_background.png",
+            "s1-left/zz_broken.jpg",
+            "s2-profile/04_a.png",
+            "s2-profile/04_b0.png",
+            "s2-profile/04_b1.png",
+            "s2-profile/04_b2.png",
+            "s4-d/12_b2.png"
+        ]
+    );
+    for (id, k) in per_id.iter_mut() {
+        match id.as_str() {
+            "s2-profile" => *k = 0,
+            "s4-d" => *k -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(r.counts.not_enrolled, ["s2-profile"]);
 
-    let n: usize = per_id.iter().sum();
-    let genuine: usize = per_id.iter().map(|k| k * (k - 1) / 2).sum();
+    let n: usize = per_id.iter().map(|p| p.1).sum();
+    let genuine: usize = per_id.iter().map(|(_, k)| k * k.saturating_sub(1) / 2).sum();
     assert_eq!(r.verification.genuine, genuine);
     assert_eq!(r.verification.impostor, n * (n - 1) / 2 - genuine);
     let v = &r.verification;
@@ -119,16 +141,21 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     assert!(v.at_fmr[0].supported && !v.at_fmr[2].supported);
 
     let i = &r.identification;
-    assert_eq!(i.enrolled, 9);
+    assert_eq!(i.enrolled, 10);
     assert_eq!(i.mated_searches + i.non_mated_searches + i.enrolled, n);
 
     let pad = r.pad.as_ref().unwrap();
     assert_eq!(pad.bona_fide, n);
     assert!(pad.attacks.is_empty(), "no attack images here");
 
+    // The default config ships no D-MAD head (models/README.md): morphs are scored by the
+    // gallery (MMPMR) only; the previous default's D-MAD head still scores them.
     let m = r.morphs.as_ref().unwrap();
     assert_eq!(m.morphs, 3);
-    assert!(m.dmad_morph_pairs > 0 && m.dmad_bona_fide_pairs > 0);
+    assert_eq!((m.dmad_morph_pairs, m.dmad_bona_fide_pairs), (0, 0));
+    let legacy = evaluate(&legacy_config(), &data, false).unwrap();
+    let lm = legacy.morphs.as_ref().unwrap();
+    assert!(lm.dmad_morph_pairs > 0 && lm.dmad_bona_fide_pairs > 0);
 
     // The command line gives the same figures, and writes the report (kept under target/ so it
     // can be read after the run: target/tmp/eval-report/report.md).
@@ -153,11 +180,17 @@ fn eval_reports_every_rate_on_a_real_dataset() {
     println!("{md}");
     assert!(md.contains(&format!("Equal error rate: **{:.2}%**", 100.0 * v.eer)), "{md}");
     assert!(
-        md.contains(&format!("| failure to acquire (no face found) | 1.19% (1 of {}) |", n + 4))
+        md.contains(&format!(
+            "| failure to acquire (no face found) | {:.2}% (7 of {}) |",
+            700.0 / r.counts.images as f32,
+            r.counts.images
+        )),
+        "{md}"
     );
     assert!(md.contains("| 1e-4 | ") && md.contains("no: needs at least 10000"));
     assert!(md.contains(&format!("MMPMR at {:.4}", cfg.recognition.match_threshold)));
-    for chart in ["det", "scores", "pad", "dmad"] {
+    assert!(!md.contains("report-dmad.svg"), "no D-MAD head, no D-MAD chart");
+    for chart in ["det", "scores", "pad"] {
         assert!(md.contains(&format!("](report-{chart}.svg)")), "{chart} not linked");
         let svg = std::fs::read_to_string(report_dir.join(format!("report-{chart}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}");
@@ -227,4 +260,186 @@ fn calibrate_writes_the_threshold_for_a_target_fmr() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("impostor pairs cannot show an FMR of 1e-4"), "{err}");
     assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), written);
+}
+
+/// The shipped threshold (configs/default.toml, set with `edgeid calibrate` on this set) on the
+/// hand-labelled development set built by tools/labelled.py: no impostor pair matches, and
+/// every genuine pair but one matches with a wide margin. The one is written down in the
+/// config: the woman with heavy stage make-up in sample1 against her plain photo in sample2.
+#[test]
+fn shipped_threshold_on_the_hand_labelled_set() {
+    let cfg = config();
+    let t = cfg.recognition.match_threshold;
+    let r = evaluate(&cfg, &common::labelled_set(), false).unwrap();
+    let v = &r.verification;
+    let highest_impostor = v.impostor_scores.iter().copied().fold(f32::MIN, f32::max);
+    let mut genuine = v.genuine_scores.clone();
+    genuine.sort_by(f32::total_cmp);
+    println!(
+        "threshold {t}: {} genuine pairs {genuine:?}; {} impostor pairs, highest {highest_impostor:.4} (margin {:.4}); EER {:.4}; FNMR at FMR 1e-2 {:.3}",
+        v.genuine,
+        v.impostor,
+        t - highest_impostor,
+        v.eer,
+        v.at_fmr[0].false_reject
+    );
+    assert_eq!((r.counts.identities, r.counts.images), (22, 26));
+    assert_eq!((v.genuine, v.impostor), (5, 295));
+    assert!(highest_impostor < t, "{highest_impostor}");
+    assert_eq!(v.fmr, 0.0);
+    // The heavy make-up pair, below the threshold; the other four well above it.
+    assert!(genuine[0] < t - 0.1, "{genuine:?}");
+    assert!(genuine[1] >= t + 0.15, "{genuine:?}");
+    assert_eq!(v.fnmr, 0.2);
+}
+
+/// The default models end to end through the binary: the blonde woman enrolled from sample3
+/// is named in sample1 and granted; the two others are not.
+#[test]
+fn default_models_name_the_same_person_in_another_photo() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("g.db");
+    let run = |config: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(["--config", config])
+            .args(args)
+            .arg("--gallery")
+            .arg(&gallery)
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let default = "configs/default.toml";
+    let o = run(default, &["enroll", "--name", "blonde", "tests/data/sample3.jpg"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(default, &["identify", "tests/data/sample1.jpg"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!("{out}");
+    assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
+    assert_eq!(out.matches("→ granted").count(), 1, "{out}");
+    assert_eq!(out.matches("unknown (nearest").count(), 2, "{out}");
+
+    // A gallery enrolled under the previous default (MobileFace-256) is refused by the new
+    // one with one message that says what to do, and is left as it was: it still names alice
+    // under the config it was made with.
+    let old = dir.path().join("old.db");
+    let legacy = "configs/mtcnn-mobileface.toml";
+    let with = |config: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(["--config", config])
+            .args(args)
+            .arg("--gallery")
+            .arg(&old)
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    assert!(with(legacy, &["enroll", "--name", "alice", "tests/data/sample2.jpg"])
+        .status
+        .success());
+    let before = std::fs::read(&old).unwrap();
+    let o = with(default, &["identify", "tests/data/sample1.jpg"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    for part in [
+        "mobileface-256@80c1c6f0",
+        "mobilefacenet-192@d730d00e",
+        "edgeid gallery reencode",
+        "left unchanged",
+    ] {
+        assert!(lines[0].contains(part), "`{part}` missing: {err}");
+    }
+    assert_eq!(std::fs::read(&old).unwrap(), before);
+    let o = with(legacy, &["identify", "tests/data/sample1.jpg"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("alice (similarity"));
+}
+
+/// A gallery enrolled under MobileFace-256 (which keeps each enrolment's aligned crop, sealed)
+/// moves to MobileFaceNet-192 with `edgeid gallery reencode` and still names the same people;
+/// a gallery without crops, or with a crop that fails its seal, is refused whole and left as
+/// it was.
+#[test]
+fn gallery_reencoded_to_the_new_encoder_names_the_same_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legacy, default) = ("configs/mtcnn-mobileface.toml", "configs/default.toml");
+    let run = |config: &str, gallery: &Path, args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(["--config", config])
+            .args(args)
+            .arg("--gallery")
+            .arg(gallery)
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        (o.status.code(), out.into_owned(), err.into_owned())
+    };
+    let g = dir.path().join("g.db");
+    for (name, photo) in [("blonde", "tests/data/sample3.jpg"), ("s5", "tests/data/sample5.jpg")] {
+        let (code, _, err) = run(legacy, &g, &["enroll", "--name", name, photo]);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    // Under the new encoder it is refused, with the way out named.
+    let (code, _, err) = run(default, &g, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("edgeid gallery reencode --gallery"), "{err}");
+
+    // A copy whose second crop was altered: refused as a whole, nothing changed.
+    let bad = dir.path().join("bad.db");
+    std::fs::copy(&g, &bad).unwrap();
+    std::fs::copy(dir.path().join("g.db.key"), dir.path().join("bad.db.key")).unwrap();
+    {
+        let c = rusqlite::Connection::open(&bad).unwrap();
+        let mut crop: Vec<u8> =
+            c.query_row("SELECT crop FROM templates WHERE id = 2", [], |r| r.get(0)).unwrap();
+        crop[40] ^= 0x01;
+        c.execute("UPDATE templates SET crop = ?1 WHERE id = 2", [crop]).unwrap();
+    }
+    let (code, _, err) = run(default, &bad, &["gallery", "reencode"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("a crop of `s5`") && err.contains("left unchanged"), "{err}");
+    let (code, out, _) = run(legacy, &bad, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("blonde (similarity"), "still the old encoder's gallery: {out}");
+
+    // The real one moves, all templates at once, and names the same person.
+    let (code, out, err) = run(default, &g, &["gallery", "reencode"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("2 template(s) of 2 identities re-encoded from mobileface-256@80c1c6f0 to mobilefacenet-192@d730d00e"),
+        "{out}"
+    );
+    let (code, out, err) = run(default, &g, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(0), "{err}");
+    println!("{out}");
+    assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
+    assert_eq!(out.matches("→ granted").count(), 1, "{out}");
+    let (code, out, _) = run(default, &g, &["identify", "tests/data/sample5.jpg"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.matches("s5 (similarity").count(), 1, "{out}");
+    // Again: nothing to do.
+    let (_, out, _) = run(default, &g, &["gallery", "reencode"]);
+    assert!(out.contains("already encoded with mobilefacenet-192@d730d00e"), "{out}");
+
+    // Enrolled without crops (gallery.keep_crops = false): refused, with what to do instead.
+    let no_crops = dir.path().join("nocrops.toml");
+    let text = std::fs::read_to_string(common::root().join(legacy))
+        .unwrap()
+        .replace("../models/", &format!("{}/", common::root().join("models").display()))
+        .replace("[gallery]\n", "[gallery]\nkeep_crops = false\n");
+    std::fs::write(&no_crops, text).unwrap();
+    let g3 = dir.path().join("g3.db");
+    let (code, _, err) =
+        run(no_crops.to_str().unwrap(), &g3, &["enroll", "--name", "x", "tests/data/sample3.jpg"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(default, &g3, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("holds no face crops") && err.contains("re-enrol"), "{err}");
+    assert!(err.contains("configs/mtcnn-mobileface.toml"), "{err}");
+    let (code, _, err) = run(default, &g3, &["gallery", "reencode"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("1 of its templates were enrolled without their face crop"), "{err}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, data, root, SAMPLES};
+use common::{data, legacy_config, root, SAMPLES};
 use edgeid::config::Config;
 use edgeid::encode::{cosine, Encoder};
 use edgeid::infer::BackendKind;
@@ -62,7 +62,7 @@ fn identities(cfg: &Config) -> Vec<(Option<String>, Option<String>, f32)> {
 
 #[test]
 fn int8_names_the_same_faces_as_fp32() {
-    let mut fp32 = config();
+    let mut fp32 = legacy_config();
     // The D-MAD head reads fp32 MobileFace embeddings only; leave it out of both runs.
     fp32.mad.enabled = false;
     let mut int8 = fp32.clone();

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{config, data, frame, pipeline};
+use common::{data, frame, legacy_config, legacy_pipeline};
 use edgeid::app::{enroll, make_morph, open_gallery, EnrollError, Identifier};
 use edgeid::augment::Change;
 use edgeid::decide::Outcome;
@@ -17,7 +17,8 @@ use edgeid::decide::Outcome;
 /// The morph of alice (sample2) and bob (sample3), written into `dir`.
 fn alice_bob_morph(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("alice_bob.jpg");
-    let r = make_morph(&config(), &data("sample2.jpg"), &data("sample3.jpg"), &out, 0.5).unwrap();
+    let r = make_morph(&legacy_config(), &data("sample2.jpg"), &data("sample3.jpg"), &out, 0.5)
+        .unwrap();
     assert_eq!(r.alpha, 0.5);
     out
 }
@@ -33,12 +34,13 @@ fn near(face: &edgeid::detect::Face, x: f32, y: f32) -> bool {
 fn a_morph_of_two_enrolled_people_is_refused_at_enrolment() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.db");
-    let cfg = config();
+    let cfg = legacy_config();
     enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
     enroll(&cfg, &gallery, "bob", &[data("sample3.jpg")]).unwrap();
     let morph = alice_bob_morph(dir.path());
 
-    let observed = pipeline().observe(&edgeid::capture::load_image(&morph).unwrap()).unwrap();
+    let observed =
+        legacy_pipeline().observe(&edgeid::capture::load_image(&morph).unwrap()).unwrap();
     assert_eq!(observed.len(), 1, "one face on the morph");
     let g = open_gallery(&cfg, &gallery).unwrap();
     let scores = g.identities_matching(&observed[0].embedding, -1.0);
@@ -73,7 +75,7 @@ fn a_morph_of_two_enrolled_people_is_refused_at_enrolment() {
 #[test]
 fn a_morph_reference_is_caught_by_dmad_at_verification() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config();
+    let cfg = legacy_config();
     let morph = alice_bob_morph(dir.path());
     let attacked = dir.path().join("attacked.db");
     enroll(&cfg, &attacked, "alice", &[morph]).unwrap();
@@ -167,7 +169,7 @@ fn morph_command_writes_a_face_and_refuses_bad_input() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (240, 300));
-    assert_eq!(pipeline().detect(&frame_of(&out)).unwrap().len(), 1);
+    assert_eq!(legacy_pipeline().detect(&frame_of(&out)).unwrap().len(), 1);
 
     let o = run(&["morph", &a.display().to_string(), &b.display().to_string(), "-o", "m.gif"]);
     assert!(!o.status.success());
@@ -195,7 +197,7 @@ fn frame_of(p: &Path) -> edgeid::capture::Frame {
 fn the_onnx_dmad_head_scores_like_the_linear_one() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.db");
-    let cfg = config();
+    let cfg = legacy_config();
     enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
     let mut onnx = cfg.clone();
     onnx.mad.dmad = Some(common::root().join("models/dmad-baseline-onnx.toml"));
@@ -234,7 +236,7 @@ fn smad_heads_screen_references_at_enrolment() {
         );
     let manifest = dir.path().join("smad.toml");
     std::fs::write(&manifest, text).unwrap();
-    let mut cfg = config();
+    let mut cfg = legacy_config();
     cfg.mad.smad = vec![manifest];
     let report = enroll(&cfg, &dir.path().join("a.db"), "alice", &[data("sample2.jpg")]).unwrap();
     let smad = &report.templates[0].smad;

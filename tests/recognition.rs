@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, frame, pipeline, SAMPLES};
+use common::{frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::capture::Frame;
 use edgeid::detect::{iou, Face};
 use edgeid::encode::Embedding;
@@ -20,7 +20,7 @@ fn matching(faces: &[(Face, Embedding)], expected: &[f32; 4]) -> Option<(f32, Em
 }
 
 fn observe(f: &Frame) -> Vec<(Face, Embedding)> {
-    pipeline().observe(f).unwrap().into_iter().map(|o| (o.face, o.embedding)).collect()
+    legacy_pipeline().observe(f).unwrap().into_iter().map(|o| (o.face, o.embedding)).collect()
 }
 
 fn with_image(source: &str, image: RgbImage) -> Frame {
@@ -49,7 +49,7 @@ type BoxMap = Box<dyn Fn(&[f32; 4]) -> [f32; 4]>;
 /// stay at or above the match threshold against the original.
 #[test]
 fn the_same_face_under_everyday_changes_stays_above_the_threshold() {
-    let threshold = config().recognition.match_threshold;
+    let threshold = legacy_config().recognition.match_threshold;
     let mut worst: Vec<(String, f32)> = Vec::new();
     let mut all = Vec::new();
     for name in SAMPLES {
@@ -119,7 +119,7 @@ fn the_same_face_under_everyday_changes_stays_above_the_threshold() {
 /// different person; across photos, the pairs listed in `SAME_PERSON` are the same person.
 #[test]
 fn different_people_stay_below_the_threshold() {
-    let threshold = config().recognition.match_threshold;
+    let threshold = legacy_config().recognition.match_threshold;
     let mut faces: Vec<(String, Embedding)> = Vec::new();
     for name in SAMPLES {
         for (f, e) in observe(&frame(name)) {
@@ -196,7 +196,7 @@ fn embeddings_match_onnxruntime() {
     )
     .unwrap();
     assert_eq!(parity.embeddings.len(), 20);
-    let mut p = pipeline();
+    let mut p = legacy_pipeline();
     let mut worst = 1.0f32;
     for (file, reference) in &parity.embeddings {
         let crop = image::open(root.join("crops").join(file)).unwrap().to_rgb8();
@@ -217,7 +217,7 @@ fn embeddings_match_onnxruntime() {
 fn enrol_sample2_identify_sample1_names_one_face() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("gallery.db");
-    let cfg = config();
+    let cfg = legacy_config();
     let report =
         edgeid::app::enroll(&cfg, &gallery, "alice", &[common::data("sample2.jpg")]).unwrap();
     assert_eq!(report.templates.len(), 1);

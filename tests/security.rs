@@ -14,7 +14,7 @@ use edgeid::journal::Journal;
 fn edgeid(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgeid"))
         .arg("--config")
-        .arg(root().join("configs/default.toml"))
+        .arg(root().join("configs/mtcnn-mobileface.toml"))
         .args(args)
         .output()
         .unwrap()
@@ -184,7 +184,7 @@ fn gallery_templates_are_sealed_and_tampering_fails_closed() {
     let real_key = std::fs::read(&key).unwrap();
     std::fs::copy(&other_key, &key).unwrap();
     assert_refused(&identified(&g), "was not sealed with key");
-    let setup = common::Setup::new(&s(&data("replay.txt")), 0.0, false, "");
+    let setup = common::Setup::legacy(&s(&data("replay.txt")), 0.0, false, "");
     std::fs::copy(&g, setup.gallery()).unwrap();
     std::fs::copy(&key, setup.gallery().with_extension("db.key")).unwrap();
     let run = setup.spawn(&["run"]).wait_with_output().unwrap();

@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{config, data, frame, pipeline, SAMPLES};
+use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::{build_prototypes, Identifier};
 use edgeid::config::Config;
 use edgeid::tag::{TagReport, Tagger};
 
 fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
-    let mut cfg = config();
+    let mut cfg = legacy_config();
     cfg.tagger.tiles = tiles;
     cfg.tagger.min_score = min_score;
     let t = Tagger::new(&cfg).unwrap();
@@ -21,7 +21,7 @@ fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
 /// at 416×416 (0.60-0.79 there; the resize filter differs, so allow a little either side).
 #[test]
 fn every_photo_is_tagged_person() {
-    let (_, mut t) = tagger(0, config().tagger.min_score);
+    let (_, mut t) = tagger(0, legacy_config().tagger.min_score);
     let mut scores = Vec::new();
     for name in SAMPLES {
         let r = t.tag(&frame(name).image).unwrap();
@@ -62,7 +62,7 @@ fn tiling_finds_more_people_and_the_wine_glass_is_recorded() {
     println!("wine glass in sample1: whole frame {g0:.3}, 2×2 tiles {g2:.3} (tag threshold 0.3)");
     assert!((0.1..0.2).contains(&g0), "{g0}");
     // The miss, recorded: tiling does not lift it to the threshold.
-    assert!(g2 < config().tagger.min_score);
+    assert!(g2 < legacy_config().tagger.min_score);
 }
 
 /// A prototype bank built from example crops (faces vs background, from sample1-3) tags the
@@ -81,14 +81,14 @@ fn prototype_bank_tags_held_out_crops() {
     };
     let n_train = crops(&["sample1.jpg", "sample2.jpg", "sample3.jpg"], &train);
     let n_test = crops(&["sample4.jpg", "sample5.jpg", "sample6.jpg"], &test);
-    let cfg = config();
+    let cfg = legacy_config();
     let bank_path = dir.path().join("bank.json");
     let bank = build_prototypes(&cfg, &train, &bank_path).unwrap();
     assert_eq!(bank.prototypes.len(), 2);
     assert_eq!(bank.prototypes[0].examples + bank.prototypes[1].examples, n_train[0] + n_train[1]);
 
     let mut correct = [0usize; 2];
-    let mut p = pipeline();
+    let mut p = legacy_pipeline();
     for (k, label) in ["face", "background"].iter().enumerate() {
         for entry in std::fs::read_dir(test.join(label)).unwrap() {
             let img = image::open(entry.unwrap().path()).unwrap().to_rgb8();
@@ -123,7 +123,7 @@ fn prototype_bank_tags_held_out_crops() {
 fn tags_never_change_a_decision() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.db");
-    let cfg = config();
+    let cfg = legacy_config();
     edgeid::app::enroll(&cfg, &gallery, "alice", &[data("sample2.jpg")]).unwrap();
     let plain =
         Identifier::new(&cfg, &gallery, None).unwrap().identify(&data("sample1.jpg")).unwrap();
@@ -154,7 +154,7 @@ fn the_daemon_journals_tags_with_each_decision() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("three.txt");
     std::fs::write(&list, format!("{}\n", data("sample3.jpg").display()).repeat(3)).unwrap();
-    let setup = common::Setup::new(&list.display().to_string(), 0.0, false, "");
+    let setup = common::Setup::legacy(&list.display().to_string(), 0.0, false, "");
     setup.enrol("beth", "sample3.jpg");
     let text = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(setup.config(), text.replace("in_daemon = false", "in_daemon = true")).unwrap();
