@@ -779,10 +779,14 @@ impl Config {
             |v| (0.0..=1.0).contains(&v),
             "a score from 0 to 1",
         )?;
-        if self.mad.enabled && self.mad.dmad.is_none() && self.mad.smad.is_empty() {
+        if self.mad.enabled
+            && self.mad.dmad.is_none()
+            && self.mad.smad.is_empty()
+            && !self.mad.gallery_check
+        {
             return Err(ConfigError::Invalid {
                 path: self.path.clone(),
-                message: "mad.enabled = true but neither mad.dmad nor mad.smad names a head; name one or set enabled = false".into(),
+                message: "mad.enabled = true but no morph check is on (no mad.dmad, no mad.smad, gallery_check = false); name a head, turn gallery_check on, or set enabled = false".into(),
             });
         }
         if self.policy.require_bona_fide && !(self.mad.enabled && self.mad.dmad.is_some()) {
