@@ -990,3 +990,45 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         None => message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REST: &str = "[encoder]\nmanifest = \"e.toml\"\n[recognition]\nmatch_threshold = 0.5\n";
+
+    fn parse(detector: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("[detector]\n{detector}\n{REST}"), Path::new("/etc/edgeid/c.toml"))
+    }
+
+    #[test]
+    fn detector_kinds_and_the_table_from_before_kinds() {
+        // Written before detectors had kinds: still MTCNN.
+        let c = parse("pnet = \"p.toml\"\nrnet = \"r.toml\"\nonet = \"o.toml\"").unwrap();
+        let DetectorConfig::Mtcnn(m) = &c.detector else { panic!("{:?}", c.detector) };
+        assert_eq!(m.pnet, Path::new("/etc/edgeid/p.toml"));
+        assert_eq!(c.detector.min_score(), 0.9);
+        let c = parse("kind = \"blazeface\"\nmodel = \"b.toml\"\ntiles = 2").unwrap();
+        let DetectorConfig::Blazeface(b) = &c.detector else { panic!("{:?}", c.detector) };
+        assert_eq!(
+            (b.model.as_path(), b.tiles, b.min_score),
+            (Path::new("/etc/edgeid/b.toml"), 2, 0.5)
+        );
+        assert_eq!(c.manifests()[0], Path::new("/etc/edgeid/b.toml"));
+    }
+
+    #[test]
+    fn a_bad_detector_key_is_named() {
+        let err = |d: &str| parse(d).unwrap_err().to_string();
+        let e = err("kind = \"blazeface\"\nmodel = \"b.toml\"\nnms = \"high\"");
+        assert!(e.contains("`detector.nms = \"high\"`"), "{e}");
+        let e = err("kind = \"blazeface\"\nmodel = \"b.toml\"\npnet = \"p.toml\"");
+        assert!(e.contains("unknown field `pnet`"), "{e}");
+        let e = err("kind = \"retina\"\nmodel = \"b.toml\"");
+        assert!(e.contains("detector.kind = \"retina\" is not a detector kind"), "{e}");
+        let e = err("model = \"b.toml\"");
+        assert!(e.contains("needs `kind`"), "{e}");
+        let e = err("kind = \"blazeface\"\nmodel = \"b.toml\"\nnms = 1.5");
+        assert!(e.contains("detector.nms = 1.5 is out of range"), "{e}");
+    }
+}

@@ -37,7 +37,7 @@ pub enum GalleryError {
     NotAGallery { path: PathBuf, reason: String },
     #[error("gallery {path} was built with encoder `{gallery}`, but the config uses `{config}`; its templates cannot be compared across encoders and it is left unchanged. {how}")]
     EncoderMismatch { path: PathBuf, gallery: String, config: String, how: String },
-    #[error("gallery {path} cannot be re-encoded: {missing} of its templates were enrolled without their face crop (before edgeid kept them, or with gallery.keep_crops = false), so there is nothing to encode again; it is left unchanged. Keep using it with a config whose encoder is `{gallery}` (a gallery from before edgeid's default became MobileFaceNet-192: configs/mtcnn-mobileface.toml), or re-enrol its people from their photos into a new gallery")]
+    #[error("gallery {path} cannot be re-encoded: {missing} of its templates were enrolled without their face crop (before edgeid kept them, or with gallery.keep_crops = false), so there is nothing to encode again; it is left unchanged. Keep using it with a config whose encoder is `{gallery}` (configs/mtcnn-mobileface.toml runs mobileface-256@80c1c6f0, edgeid's default encoder until 2026-11), or re-enrol its people from their photos into a new gallery")]
     NoCrops { path: PathBuf, gallery: String, missing: usize },
     #[error("gallery {path} cannot be re-encoded: {reason}; it is left unchanged")]
     Reencode { path: PathBuf, reason: String },
@@ -229,7 +229,7 @@ impl Gallery {
             let how = if templates > 0 && missing == 0 {
                 format!("It keeps the face crops it was enrolled from: re-encode it under this config with `edgeid gallery reencode --gallery {}` (all or nothing), or keep using it with a config whose encoder is `{stored_model}`", path.display())
             } else {
-                format!("It holds no face crops to encode again: keep using it with a config whose encoder is `{stored_model}` (a gallery from before edgeid's default became MobileFaceNet-192: configs/mtcnn-mobileface.toml), or re-enrol its people from their photos into a new gallery under this config")
+                format!("It holds no face crops to encode again: keep using it with a config whose encoder is `{stored_model}` (configs/mtcnn-mobileface.toml runs mobileface-256@80c1c6f0, edgeid's default encoder until 2026-11), or re-enrol its people from their photos into a new gallery under this config")
             };
             return Err(GalleryError::EncoderMismatch {
                 path: path.to_path_buf(),
