@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{config, frame, SAMPLES};
+use common::{config, frame, legacy_config, SAMPLES};
 use edgeid::detect::iou;
 use edgeid::infer::BackendKind;
 use edgeid::pipeline::Pipeline;
@@ -17,10 +17,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
-#[test]
-fn onnxruntime_agrees_with_tract_on_every_face() {
-    let tract_cfg = config();
-    let mut ort_cfg = config();
+/// Every face of the six photos through both backends with `tract_cfg`'s models: the same
+/// faces (as many as `expected`), boxes, embeddings and live scores.
+fn agree(tract_cfg: edgeid::config::Config, expected: usize) {
+    let mut ort_cfg = tract_cfg.clone();
     ort_cfg.backend = BackendKind::Ort;
     let mut tract = Pipeline::load(&tract_cfg).unwrap();
     let mut ort = Pipeline::load(&ort_cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -39,12 +39,26 @@ fn onnxruntime_agrees_with_tract_on_every_face() {
         }
     }
     println!(
-        "{faces} faces: box IoU >= {worst_iou:.4}, embedding cosine >= {worst_cos:.6}, live score within {worst_live:.5}"
+        "{} / {}: {faces} faces: box IoU >= {worst_iou:.4}, embedding cosine >= {worst_cos:.6}, live score within {worst_live:.5}",
+        tract.detector.model_id(),
+        tract.encoder.model_id()
     );
-    assert_eq!(faces, 20);
+    assert_eq!(faces, expected);
     assert!(worst_iou > 0.99, "box IoU {worst_iou}");
     assert!(worst_cos > 0.9999, "embedding cosine {worst_cos}");
     assert!(worst_live < 1e-3, "live score difference {worst_live}");
+}
+
+/// The defaults (BlazeFace, MobileFaceNet): 22 faces.
+#[test]
+fn onnxruntime_agrees_with_tract_on_every_face() {
+    agree(config(), 22);
+}
+
+/// The previous default (MTCNN, MobileFace): 20 faces.
+#[test]
+fn onnxruntime_agrees_with_tract_on_the_previous_default() {
+    agree(legacy_config(), 20);
 }
 
 #[test]

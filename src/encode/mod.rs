@@ -82,8 +82,18 @@ impl Encoder {
         &self.alignment
     }
 
-    /// Encodes aligned crops (already of the input size) in one batch.
+    /// Encodes aligned crops (already of the input size), in batches as large as the backend
+    /// runs well (tract: one at a time; a batch of 3 MobileFaceNet crops took 2.1× the time of
+    /// three single runs there, onnxruntime gains from batching).
     pub fn encode(&mut self, crops: &[&RgbImage]) -> anyhow::Result<Vec<Embedding>> {
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(self.session.max_batch().max(1)) {
+            out.extend(self.encode_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn encode_batch(&mut self, crops: &[&RgbImage]) -> anyhow::Result<Vec<Embedding>> {
         if crops.is_empty() {
             return Ok(Vec::new());
         }

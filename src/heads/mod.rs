@@ -60,8 +60,17 @@ impl CropHead {
         &self.id
     }
 
-    /// One score per face, in one batch.
+    /// One score per face.
     pub fn score(&mut self, frame: &RgbImage, faces: &[Face]) -> anyhow::Result<Vec<f32>> {
+        // In batches as large as the backend runs well (tract: one at a time).
+        let mut scores = Vec::with_capacity(faces.len());
+        for chunk in faces.chunks(self.session.max_batch().max(1)) {
+            scores.extend(self.score_batch(frame, chunk)?);
+        }
+        Ok(scores)
+    }
+
+    fn score_batch(&mut self, frame: &RgbImage, faces: &[Face]) -> anyhow::Result<Vec<f32>> {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
