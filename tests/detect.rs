@@ -76,10 +76,10 @@ fn plain_cascade_finds_the_reference_faces() {
     assert!(worst_lm <= 0.05, "worst landmark error {:.1}% of the face width", worst_lm * 100.0);
 }
 
-/// With the default refinements the faces and boxes are unchanged; landmarks move by at
+/// MTCNN with its default refinements: the faces and boxes are unchanged; landmarks move by at
 /// most 10% of the face's width (they are placed from a better-centred crop).
 #[test]
-fn default_detector_finds_every_face_in_every_photo() {
+fn mtcnn_with_its_refinements_finds_every_face_in_every_photo() {
     let mut det = detector(true, true);
     let min_score = legacy_config().detector.min_score();
     let reference = reference();
@@ -213,4 +213,42 @@ fn blazeface_tiles_find_the_same_faces_once() {
         .map(|n| det.detect(&frame(n)).unwrap().iter().filter(|f| f.score >= min_score).count())
         .sum();
     assert_eq!(found, 22);
+}
+
+/// A BlazeFace manifest that does not describe its file is refused at load, by name: anchors
+/// that do not add up to the output's rows, and keypoint indices past the keypoints.
+#[test]
+fn blazeface_manifest_mismatches_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::root().join("models");
+    std::fs::copy(
+        models.join("blazeface-full-range.onnx"),
+        dir.path().join("blazeface-full-range.onnx"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(models.join("blazeface-full-range.toml")).unwrap();
+    let refuse = |edited: String| {
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, edited).unwrap();
+        let m = Manifest::load(&path).unwrap();
+        let params = edgeid::detect::BlazeFaceParams {
+            score_threshold: 0.5,
+            nms: 0.3,
+            tiles: 0,
+            tile_overlap: 0.2,
+        };
+        let err = match edgeid::detect::BlazeFace::load(config().backend, &m, params) {
+            Ok(_) => panic!("loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("b.toml"), "{err}");
+        err
+    };
+    let err = refuse(text.replace("strides = [4]", "strides = [8]"));
+    assert!(err.contains("outputs.boxes must be [1, 576, 16]"), "{err}");
+    let err =
+        refuse(text.replace("eyes_nose_mouth = [0, 1, 2, 3]", "eyes_nose_mouth = [0, 1, 2, 6]"));
+    assert!(err.contains("must index the 6 keypoints"), "{err}");
+    let err = refuse(text.replace("stage = \"ssd\"", "stage = \"pnet\""));
+    assert!(err.contains("stage = \"ssd\""), "{err}");
 }
