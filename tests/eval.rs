@@ -293,28 +293,33 @@ fn shipped_threshold_on_the_hand_labelled_set() {
     assert_eq!(v.fnmr, 0.2);
 }
 
+/// Runs the binary from the repository root with `config` and `gallery`: (exit code, stdout,
+/// stderr).
+fn edgeid(config: &str, gallery: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .args(["--config", config])
+        .args(args)
+        .arg("--gallery")
+        .arg(gallery)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.code(), out.into_owned(), err.into_owned())
+}
+
 /// The default models end to end through the binary: the blonde woman enrolled from sample3
 /// is named in sample1 and granted; the two others are not.
 #[test]
 fn default_models_name_the_same_person_in_another_photo() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.db");
-    let run = |config: &str, args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
-            .args(["--config", config])
-            .args(args)
-            .arg("--gallery")
-            .arg(&gallery)
-            .current_dir(common::root())
-            .output()
-            .unwrap()
-    };
     let default = "configs/default.toml";
-    let o = run(default, &["enroll", "--name", "blonde", "tests/data/sample3.jpg"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(default, &["identify", "tests/data/sample1.jpg"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, _, err) =
+        edgeid(default, &gallery, &["enroll", "--name", "blonde", "tests/data/sample3.jpg"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = edgeid(default, &gallery, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(0), "{err}");
     println!("{out}");
     assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
     assert_eq!(out.matches("→ granted").count(), 1, "{out}");
@@ -325,23 +330,12 @@ fn default_models_name_the_same_person_in_another_photo() {
     // under the config it was made with.
     let old = dir.path().join("old.db");
     let legacy = "configs/mtcnn-mobileface.toml";
-    let with = |config: &str, args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
-            .args(["--config", config])
-            .args(args)
-            .arg("--gallery")
-            .arg(&old)
-            .current_dir(common::root())
-            .output()
-            .unwrap()
-    };
-    assert!(with(legacy, &["enroll", "--name", "alice", "tests/data/sample2.jpg"])
-        .status
-        .success());
+    let (code, _, err) =
+        edgeid(legacy, &old, &["enroll", "--name", "alice", "tests/data/sample2.jpg"]);
+    assert_eq!(code, Some(0), "{err}");
     let before = std::fs::read(&old).unwrap();
-    let o = with(default, &["identify", "tests/data/sample1.jpg"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (code, _, err) = edgeid(default, &old, &["identify", "tests/data/sample1.jpg"]);
+    assert_eq!(code, Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{err}");
     for part in [
@@ -353,8 +347,8 @@ fn default_models_name_the_same_person_in_another_photo() {
         assert!(lines[0].contains(part), "`{part}` missing: {err}");
     }
     assert_eq!(std::fs::read(&old).unwrap(), before);
-    let o = with(legacy, &["identify", "tests/data/sample1.jpg"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("alice (similarity"));
+    let (_, out, _) = edgeid(legacy, &old, &["identify", "tests/data/sample1.jpg"]);
+    assert!(out.contains("alice (similarity"), "{out}");
 }
 
 /// A gallery enrolled under MobileFace-256 (which keeps each enrolment's aligned crop, sealed)
@@ -365,25 +359,13 @@ fn default_models_name_the_same_person_in_another_photo() {
 fn gallery_reencoded_to_the_new_encoder_names_the_same_people() {
     let dir = tempfile::tempdir().unwrap();
     let (legacy, default) = ("configs/mtcnn-mobileface.toml", "configs/default.toml");
-    let run = |config: &str, gallery: &Path, args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
-            .args(["--config", config])
-            .args(args)
-            .arg("--gallery")
-            .arg(gallery)
-            .current_dir(common::root())
-            .output()
-            .unwrap();
-        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        (o.status.code(), out.into_owned(), err.into_owned())
-    };
     let g = dir.path().join("g.db");
     for (name, photo) in [("blonde", "tests/data/sample3.jpg"), ("s5", "tests/data/sample5.jpg")] {
-        let (code, _, err) = run(legacy, &g, &["enroll", "--name", name, photo]);
+        let (code, _, err) = edgeid(legacy, &g, &["enroll", "--name", name, photo]);
         assert_eq!(code, Some(0), "{err}");
     }
     // Under the new encoder it is refused, with the way out named.
-    let (code, _, err) = run(default, &g, &["identify", "tests/data/sample1.jpg"]);
+    let (code, _, err) = edgeid(default, &g, &["identify", "tests/data/sample1.jpg"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("edgeid gallery reencode --gallery"), "{err}");
 
@@ -398,30 +380,30 @@ fn gallery_reencoded_to_the_new_encoder_names_the_same_people() {
         crop[40] ^= 0x01;
         c.execute("UPDATE templates SET crop = ?1 WHERE id = 2", [crop]).unwrap();
     }
-    let (code, _, err) = run(default, &bad, &["gallery", "reencode"]);
+    let (code, _, err) = edgeid(default, &bad, &["gallery", "reencode"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("a crop of `s5`") && err.contains("left unchanged"), "{err}");
-    let (code, out, _) = run(legacy, &bad, &["identify", "tests/data/sample1.jpg"]);
+    let (code, out, _) = edgeid(legacy, &bad, &["identify", "tests/data/sample1.jpg"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("blonde (similarity"), "still the old encoder's gallery: {out}");
 
     // The real one moves, all templates at once, and names the same person.
-    let (code, out, err) = run(default, &g, &["gallery", "reencode"]);
+    let (code, out, err) = edgeid(default, &g, &["gallery", "reencode"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("2 template(s) of 2 identities re-encoded from mobileface-256@80c1c6f0 to mobilefacenet-192@d730d00e"),
         "{out}"
     );
-    let (code, out, err) = run(default, &g, &["identify", "tests/data/sample1.jpg"]);
+    let (code, out, err) = edgeid(default, &g, &["identify", "tests/data/sample1.jpg"]);
     assert_eq!(code, Some(0), "{err}");
     println!("{out}");
     assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
     assert_eq!(out.matches("→ granted").count(), 1, "{out}");
-    let (code, out, _) = run(default, &g, &["identify", "tests/data/sample5.jpg"]);
+    let (code, out, _) = edgeid(default, &g, &["identify", "tests/data/sample5.jpg"]);
     assert_eq!(code, Some(0));
     assert_eq!(out.matches("s5 (similarity").count(), 1, "{out}");
     // Again: nothing to do.
-    let (_, out, _) = run(default, &g, &["gallery", "reencode"]);
+    let (_, out, _) = edgeid(default, &g, &["gallery", "reencode"]);
     assert!(out.contains("already encoded with mobilefacenet-192@d730d00e"), "{out}");
 
     // Enrolled without crops (gallery.keep_crops = false): refused, with what to do instead.
@@ -432,14 +414,17 @@ fn gallery_reencoded_to_the_new_encoder_names_the_same_people() {
         .replace("[gallery]\n", "[gallery]\nkeep_crops = false\n");
     std::fs::write(&no_crops, text).unwrap();
     let g3 = dir.path().join("g3.db");
-    let (code, _, err) =
-        run(no_crops.to_str().unwrap(), &g3, &["enroll", "--name", "x", "tests/data/sample3.jpg"]);
+    let (code, _, err) = edgeid(
+        no_crops.to_str().unwrap(),
+        &g3,
+        &["enroll", "--name", "x", "tests/data/sample3.jpg"],
+    );
     assert_eq!(code, Some(0), "{err}");
-    let (code, _, err) = run(default, &g3, &["identify", "tests/data/sample1.jpg"]);
+    let (code, _, err) = edgeid(default, &g3, &["identify", "tests/data/sample1.jpg"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("holds no face crops") && err.contains("re-enrol"), "{err}");
     assert!(err.contains("configs/mtcnn-mobileface.toml"), "{err}");
-    let (code, _, err) = run(default, &g3, &["gallery", "reencode"]);
+    let (code, _, err) = edgeid(default, &g3, &["gallery", "reencode"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("1 of its templates were enrolled without their face crop"), "{err}");
 }
