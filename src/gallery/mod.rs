@@ -118,6 +118,18 @@ fn crop_aad(name: &str, alignment: &str) -> Vec<u8> {
     format!("edgeid crop v1\0{alignment}\0{name}").into_bytes()
 }
 
+/// (template id, identity name, one column of the template) of every template, by id.
+fn template_rows<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    column: &str,
+) -> rusqlite::Result<Vec<(i64, String, T)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT t.id, i.name, t.{column} FROM templates t JOIN identities i ON i.id = t.identity_id ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 fn has_crop_column(conn: &Connection) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('templates')")?;
     let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
@@ -317,15 +329,8 @@ impl Gallery {
     /// template sealed and the key check written, in one transaction.
     fn seal_plain_templates(&mut self) -> Result<(), GalleryError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
-        let rows: Vec<(i64, String, Vec<u8>)> = {
-            let mut stmt = tx
-                .prepare("SELECT t.id, i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")
-                .map_err(|e| self.sql(e))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
-        };
+        let rows: Vec<(i64, String, Vec<u8>)> =
+            template_rows(&tx, "vector").map_err(|e| self.sql(e))?;
         for (id, name, plain) in &rows {
             let sealed = self.key.seal(plain, &self.template_aad(name));
             tx.execute("UPDATE templates SET vector = ?1 WHERE id = ?2", params![sealed, id])
@@ -466,16 +471,8 @@ impl Gallery {
         mut encode: impl FnMut(&image::RgbImage) -> anyhow::Result<Embedding>,
     ) -> Result<usize, GalleryError> {
         let refuse = |reason: String| GalleryError::Reencode { path: self.path.clone(), reason };
-        let rows: Vec<(i64, String, Option<Vec<u8>>)> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT t.id, i.name, t.crop FROM templates t JOIN identities i ON i.id = t.identity_id ORDER BY t.id")
-                .map_err(|e| self.sql(e))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
-        };
+        let rows: Vec<(i64, String, Option<Vec<u8>>)> =
+            template_rows(&self.conn, "crop").map_err(|e| self.sql(e))?;
         let missing = rows.iter().filter(|r| r.2.is_none()).count();
         if missing > 0 {
             return Err(GalleryError::NoCrops {
