@@ -83,14 +83,6 @@ impl DetectorConfig {
         }
     }
 
-    /// The smallest face side the detector is set up to find, in frame pixels, if it has one.
-    pub fn min_face_px(&self) -> Option<f32> {
-        match self {
-            DetectorConfig::Mtcnn(c) => Some(c.min_face_px),
-            DetectorConfig::Blazeface(_) => None,
-        }
-    }
-
     /// The detector's manifests.
     pub fn manifests(&self) -> Vec<&PathBuf> {
         match self {
