@@ -169,7 +169,7 @@ fn main() -> anyhow::Result<()> {
     let config =
         PathBuf::from(args.first().map(String::as_str).unwrap_or("configs/mtcnn-mobileface.toml"));
     let out_dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("models"));
-    let cfg = Config::load(&config)?;
+    let cfg = Config::load_verified(&config)?;
     let mut p = Pipeline::load(&cfg)?;
     let spec = p.encoder.alignment().clone();
     let encoder_id = p.encoder.model_id().to_string();

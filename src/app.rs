@@ -306,7 +306,7 @@ impl Identifier {
         }
         let pipeline = Pipeline::load(cfg)?;
         let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
-        let policy = Policy::from_config(
+        let policy = crate::pipeline::policy(
             cfg,
             pipeline.encoder.model_id(),
             pipeline.detector.model_id(),
@@ -317,7 +317,7 @@ impl Identifier {
 
     /// Also tag every image (the configured taggers).
     pub fn with_tags(mut self, cfg: &Config) -> anyhow::Result<Identifier> {
-        self.tagger = Some(Tagger::new(cfg)?);
+        self.tagger = Some(crate::pipeline::tagger(cfg)?);
         Ok(self)
     }
 

@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
-use crate::detect::{BlazeFaceParams, MtcnnParams};
+pub use crate::detect::{BlazefaceConfig, DetectorConfig, MtcnnConfig};
 use crate::heads::Fusion;
 use crate::infer::BackendKind;
+pub use crate::tag::TaggerConfig;
+pub use crate::track::TrackerConfig;
+use crate::util::{check_range, OutOfRange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,7 +36,6 @@ pub struct Config {
     /// Inference runtime for every model.
     #[serde(default)]
     pub backend: BackendKind,
-    #[serde(deserialize_with = "detector_with_kind")]
     pub detector: DetectorConfig,
     pub encoder: EncoderConfig,
     pub recognition: RecognitionConfig,
@@ -63,125 +65,6 @@ pub struct Config {
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
-}
-
-/// The face detector, by kind (`kind = "blazeface"` or `"mtcnn"`; read by
-/// `detector_with_kind`). A table without `kind` that names `pnet` is read as MTCNN, so configs
-/// written before detectors had kinds still load.
-#[derive(Debug, Clone)]
-pub enum DetectorConfig {
-    Mtcnn(MtcnnConfig),
-    Blazeface(BlazefaceConfig),
-}
-
-impl DetectorConfig {
-    /// Faces below this final score are not reported.
-    pub fn min_score(&self) -> f32 {
-        match self {
-            DetectorConfig::Mtcnn(c) => c.min_score,
-            DetectorConfig::Blazeface(c) => c.min_score,
-        }
-    }
-
-    /// The detector's manifests.
-    pub fn manifests(&self) -> Vec<&PathBuf> {
-        match self {
-            DetectorConfig::Mtcnn(c) => vec![&c.pnet, &c.rnet, &c.onet],
-            DetectorConfig::Blazeface(c) => vec![&c.model],
-        }
-    }
-
-    fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
-        match self {
-            DetectorConfig::Mtcnn(c) => vec![&mut c.pnet, &mut c.rnet, &mut c.onet],
-            DetectorConfig::Blazeface(c) => vec![&mut c.model],
-        }
-    }
-}
-
-/// The MTCNN cascade (`kind = "mtcnn"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MtcnnConfig {
-    /// Manifests of the three MTCNN stages.
-    pub pnet: PathBuf,
-    pub rnet: PathBuf,
-    pub onet: PathBuf,
-    /// Smallest face side searched for, in pixels (≥ 12; smaller means a slower, deeper pyramid).
-    #[serde(default = "default_min_face_px")]
-    pub min_face_px: f32,
-    /// Ratio between pyramid levels (0.5..0.9).
-    #[serde(default = "default_scale_factor")]
-    pub scale_factor: f32,
-    /// Score thresholds of P-Net, R-Net and O-Net.
-    #[serde(default = "default_stage_thresholds")]
-    pub stage_thresholds: [f32; 3],
-    /// NMS overlaps: within a pyramid level, across levels, after R-Net, after O-Net.
-    #[serde(default = "default_nms")]
-    pub nms: [f32; 4],
-    /// Average O-Net's landmarks over each face crop and its mirror image (one more O-Net
-    /// pass; steadier alignment on tilted faces).
-    #[serde(default = "default_true")]
-    pub mirror_landmarks: bool,
-    /// Place the landmarks with a second O-Net pass on a crop centred on the final box (one
-    /// more O-Net pass over the faces found; steadier alignment when the box moved a lot).
-    #[serde(default = "default_true")]
-    pub refine_landmarks: bool,
-    /// Faces below this final score are not reported.
-    #[serde(default = "default_min_score")]
-    pub min_score: f32,
-}
-
-impl MtcnnConfig {
-    pub fn params(&self) -> MtcnnParams {
-        MtcnnParams {
-            min_face_px: self.min_face_px,
-            scale_factor: self.scale_factor,
-            thresholds: self.stage_thresholds,
-            nms: self.nms,
-            mirror_landmarks: self.mirror_landmarks,
-            refine_landmarks: self.refine_landmarks,
-        }
-    }
-}
-
-/// BlazeFace, MediaPipe's single-shot detector (`kind = "blazeface"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlazefaceConfig {
-    /// Its manifest (role `detector`, `stage = "ssd"`).
-    pub model: PathBuf,
-    /// Faces below this score are not reported (MediaPipe uses 0.5).
-    #[serde(default = "default_blazeface_score")]
-    pub min_score: f32,
-    /// IoU above which two boxes are one face (weighted NMS; MediaPipe uses 0.3).
-    #[serde(default = "default_blazeface_nms")]
-    pub nms: f32,
-    /// Besides the whole frame, run on tiles × tiles overlapping squares (0 or 1: the whole
-    /// frame only; each tile is one more pass) for faces too small at full-frame scale.
-    #[serde(default)]
-    pub tiles: u32,
-    /// Share of a tile's side that overlaps its neighbour.
-    #[serde(default = "default_tile_overlap")]
-    pub tile_overlap: f32,
-}
-
-impl BlazefaceConfig {
-    pub fn params(&self) -> BlazeFaceParams {
-        BlazeFaceParams {
-            score_threshold: self.min_score,
-            nms: self.nms,
-            tiles: self.tiles,
-            tile_overlap: self.tile_overlap,
-        }
-    }
-}
-
-fn default_blazeface_score() -> f32 {
-    0.5
-}
-fn default_blazeface_nms() -> f32 {
-    0.3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,71 +148,6 @@ impl Default for MadConfig {
 }
 
 fn default_mad_threshold() -> f32 {
-    0.5
-}
-
-/// Object tagging (`edgeid tag`, `identify --tags`). Tags never grant access.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaggerConfig {
-    /// Off: `edgeid tag` and `identify --tags` refuse to run.
-    pub enabled: bool,
-    /// Manifest of the object detector (role `objects`), or none.
-    #[serde(default)]
-    pub model: Option<PathBuf>,
-    /// Detections below this score are not tags.
-    #[serde(default = "default_tag_score")]
-    pub min_score: f32,
-    /// Tiles per side run on top of the whole frame (0 or 1: the whole frame only).
-    #[serde(default = "default_tiles")]
-    pub tiles: u32,
-    /// Share of a tile's side that overlaps its neighbour.
-    #[serde(default = "default_tile_overlap")]
-    pub overlap: f32,
-    /// IoU above which two detections of one class are one object.
-    #[serde(default = "default_tag_nms")]
-    pub nms: f32,
-    /// A prototype bank (`edgeid prototypes build`) in the encoder's space, or none.
-    #[serde(default)]
-    pub prototypes: Option<PathBuf>,
-    /// Cosine similarity to a prototype at or above which its label is a tag.
-    #[serde(default = "default_prototype_similarity")]
-    pub prototype_min_similarity: f32,
-    /// The daemon tags every frame in which it sees a face and journals, with each decision,
-    /// the best score per label over the person's frames (one more detector pass per frame).
-    #[serde(default)]
-    pub in_daemon: bool,
-}
-
-impl Default for TaggerConfig {
-    fn default() -> Self {
-        TaggerConfig {
-            enabled: false,
-            model: None,
-            min_score: default_tag_score(),
-            tiles: default_tiles(),
-            overlap: default_tile_overlap(),
-            nms: default_tag_nms(),
-            prototypes: None,
-            prototype_min_similarity: default_prototype_similarity(),
-            in_daemon: false,
-        }
-    }
-}
-
-fn default_tag_score() -> f32 {
-    0.3
-}
-fn default_tiles() -> u32 {
-    2
-}
-fn default_tile_overlap() -> f32 {
-    0.2
-}
-fn default_tag_nms() -> f32 {
-    0.5
-}
-fn default_prototype_similarity() -> f32 {
     0.5
 }
 
@@ -449,44 +267,6 @@ impl SourceConfig {
     }
 }
 
-/// Linking faces across frames and fusing them into one decision per person.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// A face continues a track if its box overlaps the track's last box by this IoU…
-    pub iou_min: f32,
-    /// …and its embedding is at least this similar to the track's; or, whatever the boxes,
-    /// if it is at least `relink_similarity` similar (the person moved fast or a frame dropped).
-    pub link_similarity: f32,
-    pub relink_similarity: f32,
-    /// A track unseen for this many frames of its camera has ended.
-    pub max_missed_frames: u64,
-    /// Decide as soon as a track holds this many usable frames (a person at the door should
-    /// not wait until they leave).
-    pub decide_after_frames: usize,
-    /// A track that ends with fewer usable frames is denied as `low_quality`.
-    pub min_frames: usize,
-    /// Frames where the face is narrower than this (pixels) are not usable.
-    pub min_face_px: f32,
-    /// Frames whose aligned face is blurrier than this (variance of the Laplacian) are not usable.
-    pub min_sharpness: f32,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        TrackerConfig {
-            iou_min: 0.3,
-            link_similarity: 0.3,
-            relink_similarity: 0.6,
-            max_missed_frames: 3,
-            decide_after_frames: 5,
-            min_frames: 2,
-            min_face_px: 40.0,
-            min_sharpness: 10.0,
-        }
-    }
-}
-
 /// Generalization audits: how much general visual ability the deployed encoder keeps, probed on
 /// a set of general images, compared with a baseline, and drift of live scores.
 #[derive(Debug, Clone, Deserialize)]
@@ -582,30 +362,26 @@ fn default_width() -> u32 {
 fn default_height() -> u32 {
     720
 }
-fn default_min_face_px() -> f32 {
-    20.0
-}
-fn default_scale_factor() -> f32 {
-    0.709
-}
-fn default_stage_thresholds() -> [f32; 3] {
-    [0.6, 0.7, 0.7]
-}
-fn default_nms() -> [f32; 4] {
-    [0.5, 0.7, 0.7, 0.7]
-}
 fn default_true() -> bool {
     true
-}
-fn default_min_score() -> f32 {
-    0.9
 }
 fn default_gallery_path() -> PathBuf {
     PathBuf::from("gallery.db")
 }
 
 impl Config {
-    /// Reads, parses, validates and resolves a config file.
+    /// What a command or the daemon runs on: the config file read as [`Config::load`] does,
+    /// then, with `[trust]`, every manifest it names checked against the signed set
+    /// ([`Config::verify_trust`]).
+    pub fn load_verified(path: &Path) -> Result<Config, ConfigError> {
+        let cfg = Config::load(path)?;
+        cfg.verify_trust()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses, validates and resolves a config file. Data only: no model or manifest is
+    /// read (so a config can be parsed, tested and fuzzed alone); [`Config::verify_trust`] is
+    /// the start-up step that reads them.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Unreadable { path: path.to_path_buf(), source })?;
@@ -616,7 +392,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message: toml_error(text, &e),
+            message: crate::util::toml_error(text, &e),
         })?;
         cfg.path = path.to_path_buf();
         cfg.validate()?;
@@ -659,15 +435,16 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
-        if let Some(t) = &cfg.trust {
-            let untrusted = |source| ConfigError::Untrusted { path: cfg.path.clone(), source };
-            let set =
-                crate::trust::SignedSet::load(&t.signed_set, &t.public_key).map_err(untrusted)?;
-            for m in cfg.manifests() {
-                set.check(&m).map_err(untrusted)?;
-            }
-        }
         Ok(cfg)
+    }
+
+    /// With `[trust]`, refuses the config unless every manifest it names is in the signed set as
+    /// it was signed.
+    pub fn verify_trust(&self) -> Result<(), ConfigError> {
+        let Some(t) = &self.trust else { return Ok(()) };
+        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
+        let set = crate::trust::SignedSet::load(&t.signed_set, &t.public_key).map_err(untrusted)?;
+        self.manifests().iter().try_for_each(|m| set.check(m).map_err(untrusted))
     }
 
     /// Every manifest this config runs.
@@ -698,49 +475,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let unit = "between 0 and 1, exclusive";
-        match &self.detector {
-            DetectorConfig::Mtcnn(d) => {
-                self.check(
-                    "detector.min_face_px",
-                    d.min_face_px,
-                    |v| (12.0..=4096.0).contains(&v),
-                    "12 to 4096 pixels",
-                )?;
-                self.check(
-                    "detector.scale_factor",
-                    d.scale_factor,
-                    |v| (0.5..=0.9).contains(&v),
-                    "0.5 to 0.9",
-                )?;
-                for (i, t) in d.stage_thresholds.iter().enumerate() {
-                    self.check(
-                        &format!("detector.stage_thresholds[{i}]"),
-                        *t,
-                        |v| v > 0.0 && v < 1.0,
-                        unit,
-                    )?;
-                }
-                for (i, t) in d.nms.iter().enumerate() {
-                    self.check(&format!("detector.nms[{i}]"), *t, |v| v > 0.0 && v < 1.0, unit)?;
-                }
-            }
-            DetectorConfig::Blazeface(d) => {
-                self.check("detector.nms", d.nms, |v| v > 0.0 && v < 1.0, unit)?;
-                self.check(
-                    "detector.tiles",
-                    d.tiles as f32,
-                    |v| v <= 8.0,
-                    "0 to 8 tiles per side",
-                )?;
-                self.check(
-                    "detector.tile_overlap",
-                    d.tile_overlap,
-                    |v| (0.0..0.9).contains(&v),
-                    "0 to 0.9",
-                )?;
-            }
-        }
-        self.check("detector.min_score", self.detector.min_score(), |v| v > 0.0 && v < 1.0, unit)?;
+        self.detector.check().map_err(|e| self.out_of_range(e))?;
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,
@@ -912,74 +647,12 @@ impl Config {
         ok: impl Fn(f32) -> bool,
         allowed: &str,
     ) -> Result<(), ConfigError> {
-        if value.is_finite() && ok(value) {
-            Ok(())
-        } else {
-            Err(ConfigError::OutOfRange {
-                path: self.path.clone(),
-                key: key.to_string(),
-                value: value.to_string(),
-                allowed: allowed.to_string(),
-            })
-        }
+        check_range(key, value, ok, allowed).map_err(|e| self.out_of_range(e))
     }
-}
 
-/// Reads the `[detector]` table by its `kind`, taking a table without `kind` that names `pnet`
-/// as `kind = "mtcnn"` (configs written before detectors had kinds). The kind's own table is
-/// then read as a plain struct, so that a bad key is named in the error (serde's tagged enums
-/// lose the key of an error inside them).
-fn detector_with_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DetectorConfig, D::Error> {
-    use serde::de::Error;
-    let mut table = toml::Table::deserialize(d)?;
-    let kinds = "\"blazeface\" or \"mtcnn\"";
-    let kind = match table.remove("kind") {
-        Some(toml::Value::String(k)) => k,
-        Some(other) => {
-            return Err(D::Error::custom(format!("detector.kind = {other} must be {kinds}")))
-        }
-        None if table.contains_key("pnet") => "mtcnn".into(),
-        None => {
-            return Err(D::Error::custom(format!("the [detector] table needs `kind`: {kinds}")))
-        }
-    };
-    let text = toml::to_string(&table).map_err(D::Error::custom)?;
-    fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-        toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().replace('\n', " ");
-            let line = e
-                .span()
-                .and_then(|s| {
-                    text.lines().nth(text[..s.start.min(text.len())].matches('\n').count())
-                })
-                .unwrap_or("")
-                .trim();
-            if line.is_empty() {
-                message
-            } else {
-                format!("{message} at `detector.{line}`")
-            }
-        })
-    }
-    match kind.as_str() {
-        "mtcnn" => parse(&text).map(DetectorConfig::Mtcnn),
-        "blazeface" => parse(&text).map(DetectorConfig::Blazeface),
-        other => Err(format!("detector.kind = \"{other}\" is not a detector kind; use {kinds}")),
-    }
-    .map_err(D::Error::custom)
-}
-
-/// toml's error as one line with its line number (its Display spans several lines with a
-/// source excerpt, which reads badly in a log).
-pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let source = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("{message} (line {line}: `{source}`)")
-        }
-        None => message,
+    fn out_of_range(&self, e: OutOfRange) -> ConfigError {
+        let OutOfRange { key, value, allowed } = e;
+        ConfigError::OutOfRange { path: self.path.clone(), key, value, allowed }
     }
 }
 

@@ -265,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models { action } => return models(action, cli.json),
         _ => {}
     }
-    let cfg = Config::load(&cli.config)?;
+    let cfg = Config::load_verified(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
     match cli.command {
         Command::Enroll { gallery, name, images } => {
@@ -377,7 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tag { images } => {
-            let mut tagger = edgeid::tag::Tagger::new(&cfg)?;
+            let mut tagger = edgeid::pipeline::tagger(&cfg)?;
             let mut failed = 0;
             for path in &images {
                 let report = edgeid::capture::load_image(path)

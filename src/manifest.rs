@@ -294,7 +294,7 @@ impl Manifest {
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         let mut m: Manifest = toml::from_str(text).map_err(|e| ModelError::ManifestInvalid {
             path: path.to_path_buf(),
-            message: crate::config::toml_error(text, &e),
+            message: crate::util::toml_error(text, &e),
         })?;
         m.path = path.to_path_buf();
         m.validate()?;
@@ -391,7 +391,7 @@ impl Manifest {
         }
         let bytes = std::fs::read(&path)
             .map_err(|source| ModelError::FileUnreadable { path: path.clone(), source })?;
-        let actual = hex(&Sha256::digest(&bytes));
+        let actual = crate::util::hex(&Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(&self.sha256) {
             return Err(ModelError::HashMismatch {
                 path,
@@ -401,18 +401,4 @@ impl Manifest {
         }
         Ok(bytes)
     }
-}
-
-/// Lower-case hexadecimal of a digest, as manifests write sha256.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The bytes of a hex string (surrounding whitespace ignored), `None` if it is not hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
 }

@@ -5,11 +5,14 @@ use anyhow::Context;
 use crate::align::{align, AlignedFace};
 use crate::capture::Frame;
 use crate::config::Config;
+use crate::decide::Policy;
 use crate::detect::{self, Face, FaceDetector};
 use crate::encode::{Embedding, Encoder};
+use crate::heads::mad::Dmad;
 use crate::heads::mad::Mad;
 use crate::heads::{Pad, PadScore};
 use crate::manifest::{Manifest, ModelError};
+use crate::tag::Tagger;
 
 /// One face seen in a frame, with its aligned crop and embedding.
 #[derive(Debug, Clone)]
@@ -109,4 +112,23 @@ impl Pipeline {
         let faces = self.detect(frame)?;
         self.encode_faces(frame, faces)
     }
+}
+
+/// The decision policy a config asks for, with the ids of the models in use and the D-MAD head.
+pub fn policy(cfg: &Config, encoder: &str, detector: &str, dmad: Option<Dmad>) -> Policy {
+    Policy {
+        match_threshold: cfg.recognition.match_threshold,
+        require_match: cfg.policy.require_match,
+        require_live: cfg.policy.require_live.then_some(cfg.pad.threshold),
+        require_bona_fide: cfg.policy.require_bona_fide.then_some(cfg.mad.threshold),
+        dmad,
+        tracker: cfg.tracker.clone(),
+        encoder: encoder.to_string(),
+        detector: detector.to_string(),
+    }
+}
+
+/// The taggers a config asks for (`[tagger]`), in its encoder's space.
+pub fn tagger(cfg: &Config) -> anyhow::Result<Tagger> {
+    Tagger::load(&cfg.tagger, cfg.backend, &cfg.encoder.manifest, &cfg.path)
 }

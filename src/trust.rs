@@ -23,7 +23,7 @@ use chacha20poly1305::aead::OsRng;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::hex;
+use crate::util::hex;
 
 const HEADER: &str = "# edgeid signed manifest set v1\n";
 
@@ -132,7 +132,7 @@ pub fn keygen(secret: &Path) -> Result<String, TrustError> {
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
     let key = SigningKey::from_bytes(&seed);
-    let mut file = crate::gallery::key::create_private(secret)
+    let mut file = crate::util::create_private(secret)
         .map_err(|e| err(format!("cannot be created ({e}); choose a new file name")))?;
     writeln!(file, "{}", hex(&seed)).map_err(|e| err(e.to_string()))?;
     Ok(hex(key.verifying_key().as_bytes()))
@@ -140,7 +140,7 @@ pub fn keygen(secret: &Path) -> Result<String, TrustError> {
 
 fn load_secret(path: &Path) -> Result<SigningKey, TrustError> {
     let err = |reason: String| TrustError::SecretKey { path: path.to_path_buf(), reason };
-    if let Some(mode) = crate::gallery::key::exposed(path, 0o077) {
+    if let Some(mode) = crate::util::exposed(path, 0o077) {
         return Err(err(format!(
             "other users can read it (mode {mode:04o}); run `chmod 600 {}`",
             path.display()
@@ -176,5 +176,5 @@ fn relative(path: &Path, dir: &Path) -> PathBuf {
 
 /// Exactly `N` bytes from hex.
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    crate::manifest::unhex(s)?.try_into().ok()
+    crate::util::unhex(s)?.try_into().ok()
 }

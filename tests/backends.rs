@@ -67,7 +67,7 @@ fn onnxruntime_tags_like_tract() {
     let mut ort_cfg = config();
     ort_cfg.backend = BackendKind::Ort;
     let f = frame("sample1.jpg");
-    let tags = |cfg| Tagger::new(cfg).unwrap().tag(&f.image).unwrap().tags;
+    let tags = |cfg| edgeid::pipeline::tagger(cfg).unwrap().tag(&f.image).unwrap().tags;
     let (a, b) = (tags(&tract_cfg), tags(&ort_cfg));
     let labels = |t: &[edgeid::tag::Tag]| t.iter().map(|t| t.label.clone()).collect::<Vec<_>>();
     println!("tract {a:?}\nort   {b:?}");

@@ -13,7 +13,7 @@ fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
     let mut cfg = legacy_config();
     cfg.tagger.tiles = tiles;
     cfg.tagger.min_score = min_score;
-    let t = Tagger::new(&cfg).unwrap();
+    let t = edgeid::pipeline::tagger(&cfg).unwrap();
     (cfg, t)
 }
 
@@ -110,7 +110,7 @@ fn prototype_bank_tags_held_out_crops() {
     let mut with_bank = cfg.clone();
     with_bank.tagger.model = None;
     with_bank.tagger.prototypes = Some(bank_path);
-    let mut t = Tagger::new(&with_bank).unwrap();
+    let mut t = edgeid::pipeline::tagger(&with_bank).unwrap();
     let face_crop = std::fs::read_dir(test.join("face")).unwrap().next().unwrap().unwrap().path();
     let r = t.tag(&image::open(face_crop).unwrap().to_rgb8()).unwrap();
     assert!(r.objects.is_empty());

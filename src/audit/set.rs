@@ -90,7 +90,7 @@ impl AuditSet {
         if tasks.is_empty() {
             return Err(bad(root, "has no task folders (<set>/<task>/<class>/*.png)".into()));
         }
-        let sha256 = crate::manifest::hex(&hasher.finalize());
+        let sha256 = crate::util::hex(&hasher.finalize());
         Ok(AuditSet { root: root.to_path_buf(), tasks, sha256 })
     }
 

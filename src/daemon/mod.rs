@@ -76,7 +76,7 @@ pub fn run(
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     pin_mmap_threshold();
-    let cfg = Config::load(config_path)?;
+    let cfg = Config::load_verified(config_path)?;
     if cfg.sources.is_empty() {
         anyhow::bail!(
             "config {}: no [[sources]] configured; add a v4l2 camera or a replay folder (see configs/kiosk.toml)",
@@ -98,7 +98,7 @@ pub fn run(
     for source in &cfg.sources {
         let pipeline = Pipeline::load(&cfg)?;
         let tagger = if cfg.tagger.enabled && cfg.tagger.in_daemon {
-            Some(Tagger::new(&cfg)?)
+            Some(crate::pipeline::tagger(&cfg)?)
         } else {
             None
         };
@@ -431,13 +431,13 @@ fn worker_loop(
 
 fn policy_of(cfg: &Config, pipeline: &Pipeline) -> Policy {
     let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
-    Policy::from_config(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id(), dmad)
+    crate::pipeline::policy(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id(), dmad)
 }
 
 /// Re-reads the config and the gallery for SIGHUP. Models are not reloaded: a new encoder
 /// needs a restart (and a new gallery).
 fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Gallery)> {
-    let cfg = Config::load(config_path)?;
+    let cfg = Config::load_verified(config_path)?;
     let has_dmad = pipeline.mad.as_ref().is_some_and(|m| m.dmad.is_some());
     anyhow::ensure!(
         (!cfg.policy.require_live || pipeline.pad.is_some())

@@ -5,11 +5,11 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, TrackerConfig};
 use crate::encode::Embedding;
 use crate::gallery::Gallery;
 use crate::heads::mad::Dmad;
 use crate::tag::{merge_tags, Tag};
+use crate::track::TrackerConfig;
 use crate::track::{is_usable, Track};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,22 +83,6 @@ pub struct Policy {
     pub tracker: TrackerConfig,
     pub encoder: String,
     pub detector: String,
-}
-
-impl Policy {
-    /// The policy a config asks for, with the ids of the models in use and the D-MAD head.
-    pub fn from_config(cfg: &Config, encoder: &str, detector: &str, dmad: Option<Dmad>) -> Policy {
-        Policy {
-            match_threshold: cfg.recognition.match_threshold,
-            require_match: cfg.policy.require_match,
-            require_live: cfg.policy.require_live.then_some(cfg.pad.threshold),
-            require_bona_fide: cfg.policy.require_bona_fide.then_some(cfg.mad.threshold),
-            dmad,
-            tracker: cfg.tracker.clone(),
-            encoder: encoder.to_string(),
-            detector: detector.to_string(),
-        }
-    }
 }
 
 /// What the heads said about one face (or fused track).

@@ -12,8 +12,11 @@
 //! box centre = anchor + (dx, dy) / side, box = (w, h) / side, keypoint k = anchor + (kx, ky) /
 //! side; score = sigmoid(clip(logit)); overlapping boxes merged by weighted NMS.
 
+use std::path::PathBuf;
+
 use anyhow::ensure;
 use image::RgbImage;
+use serde::Deserialize;
 
 use super::nms::weighted_nms;
 use super::{Face, FaceDetector, LandmarkSet};
@@ -22,6 +25,66 @@ use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Manifest, ModelError, SsdSpec};
 use crate::resize::resize_rgb;
+use crate::util::{check_range, OutOfRange};
+
+/// BlazeFace, MediaPipe's single-shot detector (`kind = "blazeface"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlazefaceConfig {
+    /// Its manifest (role `detector`, `stage = "ssd"`).
+    pub model: PathBuf,
+    /// Faces below this score are not reported (MediaPipe uses 0.5).
+    #[serde(default = "default_blazeface_score")]
+    pub min_score: f32,
+    /// IoU above which two boxes are one face (weighted NMS; MediaPipe uses 0.3).
+    #[serde(default = "default_blazeface_nms")]
+    pub nms: f32,
+    /// Besides the whole frame, run on tiles × tiles overlapping squares (0 or 1: the whole
+    /// frame only; each tile is one more pass) for faces too small at full-frame scale.
+    #[serde(default)]
+    pub tiles: u32,
+    /// Share of a tile's side that overlaps its neighbour.
+    #[serde(default = "default_tile_overlap")]
+    pub tile_overlap: f32,
+}
+
+impl BlazefaceConfig {
+    /// Refuses values outside what the decoding can run with.
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        check_range(
+            "detector.nms",
+            self.nms,
+            |v| v > 0.0 && v < 1.0,
+            "between 0 and 1, exclusive",
+        )?;
+        check_range("detector.tiles", self.tiles as f32, |v| v <= 8.0, "0 to 8 tiles per side")?;
+        check_range(
+            "detector.tile_overlap",
+            self.tile_overlap,
+            |v| (0.0..0.9).contains(&v),
+            "0 to 0.9",
+        )
+    }
+
+    pub fn params(&self) -> BlazeFaceParams {
+        BlazeFaceParams {
+            score_threshold: self.min_score,
+            nms: self.nms,
+            tiles: self.tiles,
+            tile_overlap: self.tile_overlap,
+        }
+    }
+}
+
+fn default_blazeface_score() -> f32 {
+    0.5
+}
+fn default_blazeface_nms() -> f32 {
+    0.3
+}
+fn default_tile_overlap() -> f32 {
+    0.2
+}
 
 /// Tunable parameters (from the config; the model facts come from the manifest).
 #[derive(Debug, Clone)]

@@ -1,22 +1,24 @@
 //! Face detection: from a frame to face boxes with landmarks.
 //!
 //! Every detector implements [`FaceDetector`]; the config's `[detector]` table names its kind,
-//! and [`load`] builds it. Adding a detector is one file here plus one variant of
-//! [`crate::config::DetectorConfig`].
+//! and [`load`] builds it. Adding a detector is one file here (the model's code and its
+//! settings) plus one variant of [`DetectorConfig`] and its arms below.
 
 mod blazeface;
 mod mtcnn;
 mod nms;
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use crate::capture::Frame;
-use crate::config::DetectorConfig;
 use crate::infer::BackendKind;
 use crate::manifest::{Manifest, ModelError};
+use crate::util::{check_range, table_error, OutOfRange};
 
-pub use blazeface::{BlazeFace, BlazeFaceParams};
-pub use mtcnn::{Mtcnn, MtcnnParams};
+pub use blazeface::{BlazeFace, BlazeFaceParams, BlazefaceConfig};
+pub use mtcnn::{Mtcnn, MtcnnConfig, MtcnnParams};
 pub use nms::{iou, nms, weighted_nms, Overlap};
 
 /// A face detector: a frame in, its faces out, best first.
@@ -25,6 +27,89 @@ pub trait FaceDetector: Send {
     fn detect(&mut self, frame: &Frame) -> anyhow::Result<Vec<Face>>;
     /// The model id(s) of the detector, journaled with every decision.
     fn model_id(&self) -> &str;
+}
+
+/// The face detector, by kind (`kind = "blazeface"` or `"mtcnn"`; each kind's settings live
+/// in its file). A table without `kind` that names `pnet` is read as MTCNN, so configs
+/// written before detectors had kinds still load.
+#[derive(Debug, Clone)]
+pub enum DetectorConfig {
+    Mtcnn(MtcnnConfig),
+    Blazeface(BlazefaceConfig),
+}
+
+impl DetectorConfig {
+    /// Faces below this final score are not reported.
+    pub fn min_score(&self) -> f32 {
+        match self {
+            DetectorConfig::Mtcnn(c) => c.min_score,
+            DetectorConfig::Blazeface(c) => c.min_score,
+        }
+    }
+
+    /// Refuses settings out of range (the config names its file around the error).
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        match self {
+            DetectorConfig::Mtcnn(c) => c.check()?,
+            DetectorConfig::Blazeface(c) => c.check()?,
+        }
+        check_range(
+            "detector.min_score",
+            self.min_score(),
+            |v| v > 0.0 && v < 1.0,
+            "between 0 and 1, exclusive",
+        )
+    }
+
+    /// The detector's manifests.
+    pub fn manifests(&self) -> Vec<&PathBuf> {
+        match self {
+            DetectorConfig::Mtcnn(c) => vec![&c.pnet, &c.rnet, &c.onet],
+            DetectorConfig::Blazeface(c) => vec![&c.model],
+        }
+    }
+
+    /// The same, to resolve them against the config's folder.
+    pub fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            DetectorConfig::Mtcnn(c) => vec![&mut c.pnet, &mut c.rnet, &mut c.onet],
+            DetectorConfig::Blazeface(c) => vec![&mut c.model],
+        }
+    }
+}
+
+/// Reads the `[detector]` table by its `kind`, taking a table without `kind` that names `pnet`
+/// as `kind = "mtcnn"` (configs written before detectors had kinds). The kind's own table is
+/// then read as a plain struct, so that a bad key is named in the error (serde's tagged enums
+/// lose the key of an error inside them).
+impl<'de> serde::Deserialize<'de> for DetectorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DetectorConfig, D::Error> {
+        use serde::de::Error;
+        let mut table = <toml::Table as serde::Deserialize>::deserialize(d)?;
+        let kinds = "\"blazeface\" or \"mtcnn\"";
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            Some(other) => {
+                return Err(D::Error::custom(format!("detector.kind = {other} must be {kinds}")))
+            }
+            None if table.contains_key("pnet") => "mtcnn".into(),
+            None => {
+                return Err(D::Error::custom(format!("the [detector] table needs `kind`: {kinds}")))
+            }
+        };
+        let text = toml::to_string(&table).map_err(D::Error::custom)?;
+        fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+            toml::from_str(text).map_err(|e| table_error("detector", text, &e))
+        }
+        match kind.as_str() {
+            "mtcnn" => parse(&text).map(DetectorConfig::Mtcnn),
+            "blazeface" => parse(&text).map(DetectorConfig::Blazeface),
+            other => {
+                Err(format!("detector.kind = \"{other}\" is not a detector kind; use {kinds}"))
+            }
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 /// Builds the detector the config names, checking every manifest it uses.

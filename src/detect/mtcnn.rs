@@ -4,6 +4,10 @@
 //! (MATLAB heritage: boxes are 1-based and inclusive until the very end), because the box
 //! regressions were trained against exactly that arithmetic.
 
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
 use anyhow::{ensure, Context};
 use image::RgbImage;
 
@@ -14,10 +18,105 @@ use crate::infer::input::{batch_shape, map_at, map_size, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Dim, Manifest, ModelError};
 use crate::resize::resize_rgb;
+use crate::util::{check_range, OutOfRange};
 
 /// Largest R-Net/O-Net batch run at once (fewer where the backend prefers it); batches are
 /// padded to a power of two so that only a handful of plans are ever built.
 const MAX_BATCH: usize = 128;
+
+/// The MTCNN cascade (`kind = "mtcnn"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtcnnConfig {
+    /// Manifests of the three MTCNN stages.
+    pub pnet: PathBuf,
+    pub rnet: PathBuf,
+    pub onet: PathBuf,
+    /// Smallest face side searched for, in pixels (≥ 12; smaller means a slower, deeper pyramid).
+    #[serde(default = "default_min_face_px")]
+    pub min_face_px: f32,
+    /// Ratio between pyramid levels (0.5..0.9).
+    #[serde(default = "default_scale_factor")]
+    pub scale_factor: f32,
+    /// Score thresholds of P-Net, R-Net and O-Net.
+    #[serde(default = "default_stage_thresholds")]
+    pub stage_thresholds: [f32; 3],
+    /// NMS overlaps: within a pyramid level, across levels, after R-Net, after O-Net.
+    #[serde(default = "default_nms")]
+    pub nms: [f32; 4],
+    /// Average O-Net's landmarks over each face crop and its mirror image (one more O-Net
+    /// pass; steadier alignment on tilted faces).
+    #[serde(default = "yes")]
+    pub mirror_landmarks: bool,
+    /// Place the landmarks with a second O-Net pass on a crop centred on the final box (one
+    /// more O-Net pass over the faces found; steadier alignment when the box moved a lot).
+    #[serde(default = "yes")]
+    pub refine_landmarks: bool,
+    /// Faces below this final score are not reported.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+}
+
+impl MtcnnConfig {
+    /// Refuses values outside what the cascade can run with.
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        let unit = "between 0 and 1, exclusive";
+        check_range(
+            "detector.min_face_px",
+            self.min_face_px,
+            |v| (12.0..=4096.0).contains(&v),
+            "12 to 4096 pixels",
+        )?;
+        check_range(
+            "detector.scale_factor",
+            self.scale_factor,
+            |v| (0.5..=0.9).contains(&v),
+            "0.5 to 0.9",
+        )?;
+        for (i, t) in self.stage_thresholds.iter().enumerate() {
+            check_range(
+                &format!("detector.stage_thresholds[{i}]"),
+                *t,
+                |v| v > 0.0 && v < 1.0,
+                unit,
+            )?;
+        }
+        for (i, t) in self.nms.iter().enumerate() {
+            check_range(&format!("detector.nms[{i}]"), *t, |v| v > 0.0 && v < 1.0, unit)?;
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> MtcnnParams {
+        MtcnnParams {
+            min_face_px: self.min_face_px,
+            scale_factor: self.scale_factor,
+            thresholds: self.stage_thresholds,
+            nms: self.nms,
+            mirror_landmarks: self.mirror_landmarks,
+            refine_landmarks: self.refine_landmarks,
+        }
+    }
+}
+
+fn default_min_face_px() -> f32 {
+    20.0
+}
+fn default_scale_factor() -> f32 {
+    0.709
+}
+fn default_stage_thresholds() -> [f32; 3] {
+    [0.6, 0.7, 0.7]
+}
+fn default_nms() -> [f32; 4] {
+    [0.5, 0.7, 0.7, 0.7]
+}
+fn default_min_score() -> f32 {
+    0.9
+}
+fn yes() -> bool {
+    true
+}
 
 /// Tunable detection parameters (from the config; the model facts come from the manifests).
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! template moved to another identity's row fails to open as well.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -66,8 +66,8 @@ impl Key {
             std::fs::create_dir_all(dir).map_err(create)?;
         }
         let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-        let mut file = create_private(path).map_err(create)?;
-        writeln!(file, "{}", crate::manifest::hex(&key)).map_err(create)?;
+        let mut file = crate::util::create_private(path).map_err(create)?;
+        writeln!(file, "{}", crate::util::hex(&key)).map_err(create)?;
         file.sync_all().map_err(create)?;
         log::info!("created key {}: back it up apart from the gallery", path.display());
         Key::load(path)
@@ -96,29 +96,6 @@ impl Key {
         let (nonce, body) = sealed.split_at(NONCE);
         self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok()
     }
-}
-
-/// Creates a new file only its owner can read and write (never over an existing one).
-pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
-}
-
-/// The file's mode if it grants any of the `mask` bits (0o077: group or others; 0o007:
-/// others).
-pub fn exposed(path: &Path, mask: u32) -> Option<u32> {
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
-    (mode & mask != 0).then_some(mode)
-}
-
-/// Refuses a file that other users may read or write.
-pub fn check_private(path: &Path) -> Result<(), String> {
-    if let Some(mode) = exposed(path, 0o007) {
-        return Err(format!(
-            "other users can access it (mode {mode:04o}); run `chmod 600 {}`",
-            path.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -183,7 +183,8 @@ impl Gallery {
                     .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
             }
             // Created here, owner-only, before SQLite opens it (its WAL files take this mode).
-            key::create_private(path).map_err(|e| not_gallery(format!("cannot create it: {e}")))?;
+            crate::util::create_private(path)
+                .map_err(|e| not_gallery(format!("cannot create it: {e}")))?;
         }
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
@@ -255,7 +256,7 @@ impl Gallery {
             conn.execute_batch("ALTER TABLE templates ADD COLUMN crop BLOB").map_err(sql)?;
         }
         // Checked once the file is known to be a gallery (another file gets that message).
-        key::check_private(path)
+        crate::util::check_private(path)
             .map_err(|reason| GalleryError::Exposed { path: path.to_path_buf(), reason })?;
         let schema = meta("schema")?;
         let key = if schema == "1" { Key::load_or_create(key_path) } else { Key::load(key_path) }
@@ -283,7 +284,7 @@ impl Gallery {
             .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| {
                 r.get::<_, String>(0)
             })
-            .map(|hex| crate::manifest::unhex(&hex).unwrap_or_default())
+            .map(|hex| crate::util::unhex(&hex).unwrap_or_default())
             .map_err(|e| not_gallery(format!("no key check: {e}")))?;
         if gallery.key.open(&check, &gallery.check_aad()).is_none() {
             return Err(GalleryError::WrongKey {
@@ -339,7 +340,7 @@ impl Gallery {
         let check = self.key.seal(b"edgeid", &self.check_aad());
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1), ('schema', ?2)",
-            params![crate::manifest::hex(&check), SCHEMA_VERSION.to_string()],
+            params![crate::util::hex(&check), SCHEMA_VERSION.to_string()],
         )
         .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
@@ -516,7 +517,7 @@ impl Gallery {
         let check = self.key.seal(b"edgeid", &check_aad(model_id));
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('model_id', ?1), ('dim', ?2), ('key_check', ?3)",
-            params![model_id, dim.to_string(), crate::manifest::hex(&check)],
+            params![model_id, dim.to_string(), crate::util::hex(&check)],
         )
         .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;

@@ -55,7 +55,7 @@ impl Bundle {
             .map_err(|source| TransferError::Key { path: path.to_path_buf(), source })?;
         let json = serde_json::to_vec(self).expect("a bundle serialises");
         let write = |reason: String| TransferError::Write { path: path.to_path_buf(), reason };
-        let mut file = super::key::create_private(path).map_err(|e| write(e.to_string()))?;
+        let mut file = crate::util::create_private(path).map_err(|e| write(e.to_string()))?;
         file.write_all(MAGIC)
             .and_then(|()| file.write_all(&key.seal(&json, MAGIC)))
             .and_then(|()| file.sync_all())

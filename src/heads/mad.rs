@@ -95,7 +95,7 @@ impl Dmad {
             ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
         })?;
         let mut m: LinearHeadManifest =
-            toml::from_str(&text).map_err(|e| invalid(crate::config::toml_error(&text, &e)))?;
+            toml::from_str(&text).map_err(|e| invalid(crate::util::toml_error(&text, &e)))?;
         m.path = path.to_path_buf();
         if m.role != "dmad" {
             return Err(ModelError::WrongRole {
@@ -232,7 +232,7 @@ fn verified(m: &LinearHeadManifest) -> Result<(PathBuf, Vec<u8>), ModelError> {
     }
     let bytes = std::fs::read(&file)
         .map_err(|source| ModelError::FileUnreadable { path: file.clone(), source })?;
-    let actual = crate::manifest::hex(&Sha256::digest(&bytes));
+    let actual = crate::util::hex(&Sha256::digest(&bytes));
     if !actual.eq_ignore_ascii_case(&m.sha256) {
         return Err(ModelError::HashMismatch {
             path: file,

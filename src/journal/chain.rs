@@ -121,5 +121,5 @@ fn digest(table: &str, prev: &str, row: &rusqlite::Row) -> String {
             }
         }
     }
-    crate::manifest::hex(&h.finalize())
+    crate::util::hex(&h.finalize())
 }

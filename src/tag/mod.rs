@@ -10,13 +10,15 @@ pub mod prototypes;
 
 use anyhow::bail;
 use image::RgbImage;
-use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 pub use objects::{Detection, ObjectDetector, ObjectParams};
 pub use prototypes::PrototypeBank;
 
-use crate::config::Config;
 use crate::encode::{Embedding, Encoder};
+use crate::infer::BackendKind;
 use crate::manifest::Manifest;
 use crate::resize::resize_rgb;
 
@@ -39,6 +41,71 @@ pub struct TagReport {
     pub prototypes: Vec<Tag>,
 }
 
+/// Object tagging (`edgeid tag`, `identify --tags`). Tags never grant access.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaggerConfig {
+    /// Off: `edgeid tag` and `identify --tags` refuse to run.
+    pub enabled: bool,
+    /// Manifest of the object detector (role `objects`), or none.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Detections below this score are not tags.
+    #[serde(default = "default_tag_score")]
+    pub min_score: f32,
+    /// Tiles per side run on top of the whole frame (0 or 1: the whole frame only).
+    #[serde(default = "default_tiles")]
+    pub tiles: u32,
+    /// Share of a tile's side that overlaps its neighbour.
+    #[serde(default = "default_tile_overlap")]
+    pub overlap: f32,
+    /// IoU above which two detections of one class are one object.
+    #[serde(default = "default_tag_nms")]
+    pub nms: f32,
+    /// A prototype bank (`edgeid prototypes build`) in the encoder's space, or none.
+    #[serde(default)]
+    pub prototypes: Option<PathBuf>,
+    /// Cosine similarity to a prototype at or above which its label is a tag.
+    #[serde(default = "default_prototype_similarity")]
+    pub prototype_min_similarity: f32,
+    /// The daemon tags every frame in which it sees a face and journals, with each decision,
+    /// the best score per label over the person's frames (one more detector pass per frame).
+    #[serde(default)]
+    pub in_daemon: bool,
+}
+
+impl Default for TaggerConfig {
+    fn default() -> Self {
+        TaggerConfig {
+            enabled: false,
+            model: None,
+            min_score: default_tag_score(),
+            tiles: default_tiles(),
+            overlap: default_tile_overlap(),
+            nms: default_tag_nms(),
+            prototypes: None,
+            prototype_min_similarity: default_prototype_similarity(),
+            in_daemon: false,
+        }
+    }
+}
+
+fn default_tag_score() -> f32 {
+    0.3
+}
+fn default_tiles() -> u32 {
+    2
+}
+fn default_tile_overlap() -> f32 {
+    0.2
+}
+fn default_tag_nms() -> f32 {
+    0.5
+}
+fn default_prototype_similarity() -> f32 {
+    0.5
+}
+
 /// The configured taggers: the object detector and the prototype bank.
 pub struct Tagger {
     objects: Option<ObjectDetector>,
@@ -48,21 +115,27 @@ pub struct Tagger {
 }
 
 impl Tagger {
-    pub fn new(cfg: &Config) -> anyhow::Result<Tagger> {
-        let t = &cfg.tagger;
+    /// The taggers `t` asks for, on `backend`; the prototype bank runs in the space of the encoder
+    /// of `encoder_manifest`; `config_file` names the config in errors.
+    pub fn load(
+        t: &TaggerConfig,
+        backend: BackendKind,
+        encoder_manifest: &Path,
+        config_file: &Path,
+    ) -> anyhow::Result<Tagger> {
         if !t.enabled {
             bail!(
                 "tagging is off (tagger.enabled = false in {}); turn it on to tag images",
-                cfg.path.display()
+                config_file.display()
             );
         }
         let objects = match &t.model {
-            Some(m) => Some(ObjectDetector::load(cfg.backend, &Manifest::load(m)?)?),
+            Some(m) => Some(ObjectDetector::load(backend, &Manifest::load(m)?)?),
             None => None,
         };
         let bank = match &t.prototypes {
             Some(path) => {
-                let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
+                let encoder = Encoder::load(backend, &Manifest::load(encoder_manifest)?)?;
                 Some((PrototypeBank::load(path, encoder.model_id())?, encoder))
             }
             None => None,

@@ -6,9 +6,47 @@
 //! or frames were dropped). Boxes alone would hand one person's track to the next person who
 //! steps into the same spot.
 
-use crate::config::TrackerConfig;
 use crate::detect::{iou, Face};
 use crate::encode::{cosine, Embedding};
+use serde::Deserialize;
+
+/// Linking faces across frames and fusing them into one decision per person.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// A face continues a track if its box overlaps the track's last box by this IoU…
+    pub iou_min: f32,
+    /// …and its embedding is at least this similar to the track's; or, whatever the boxes,
+    /// if it is at least `relink_similarity` similar (the person moved fast or a frame dropped).
+    pub link_similarity: f32,
+    pub relink_similarity: f32,
+    /// A track unseen for this many frames of its camera has ended.
+    pub max_missed_frames: u64,
+    /// Decide as soon as a track holds this many usable frames (a person at the door should
+    /// not wait until they leave).
+    pub decide_after_frames: usize,
+    /// A track that ends with fewer usable frames is denied as `low_quality`.
+    pub min_frames: usize,
+    /// Frames where the face is narrower than this (pixels) are not usable.
+    pub min_face_px: f32,
+    /// Frames whose aligned face is blurrier than this (variance of the Laplacian) are not usable.
+    pub min_sharpness: f32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            iou_min: 0.3,
+            link_similarity: 0.3,
+            relink_similarity: 0.6,
+            max_missed_frames: 3,
+            decide_after_frames: 5,
+            min_frames: 2,
+            min_face_px: 40.0,
+            min_sharpness: 10.0,
+        }
+    }
+}
 
 /// One face in one frame, with what the decision needs of it.
 #[derive(Debug, Clone)]

@@ -1,0 +1,111 @@
+//! The bottom layer: small helpers every other layer may use and that use nothing of edgeid —
+//! hexadecimal (sha256 digests, keys, signatures), files only their owner can read (keys,
+//! galleries, exported bundles), and TOML errors as one line (configs, manifests).
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Lower-case hexadecimal of a digest, as manifests write sha256.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string (surrounding whitespace ignored), `None` if it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
+}
+
+/// Creates a new file only its owner can read and write (never over an existing one).
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+/// The file's mode if it grants any of the `mask` bits (0o077: group or others; 0o007:
+/// others).
+pub fn exposed(path: &Path, mask: u32) -> Option<u32> {
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+    (mode & mask != 0).then_some(mode)
+}
+
+/// Refuses a file that other users may read or write.
+pub fn check_private(path: &Path) -> Result<(), String> {
+    if let Some(mode) = exposed(path, 0o007) {
+        return Err(format!(
+            "other users can access it (mode {mode:04o}); run `chmod 600 {}`",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// toml's error as one line with its line number (its Display spans several lines with a
+/// source excerpt, which reads badly in a log).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("{message} (line {line}: `{source}`)")
+        }
+        None => message,
+    }
+}
+
+/// A setting outside what it allows: `key = value`, and what is allowed. Each stage checks its own
+/// settings with [`check_range`]; the config names the file around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutOfRange {
+    pub key: String,
+    pub value: String,
+    pub allowed: String,
+}
+
+/// `Ok` if `value` is finite and `ok(value)`, else the [`OutOfRange`] naming `key`.
+pub fn check_range(
+    key: &str,
+    value: f32,
+    ok: impl Fn(f32) -> bool,
+    allowed: &str,
+) -> Result<(), OutOfRange> {
+    if value.is_finite() && ok(value) {
+        Ok(())
+    } else {
+        Err(OutOfRange { key: key.into(), value: value.to_string(), allowed: allowed.into() })
+    }
+}
+
+/// What serde's error in a table that was re-serialised on its own says, with the offending
+/// line named as `<table>.<line>` (serde's own message loses the key of an error inside an
+/// enum or a flattened table).
+pub fn table_error(table: &str, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let line = e
+        .span()
+        .and_then(|s| text.lines().nth(text[..s.start.min(text.len())].matches('\n').count()))
+        .unwrap_or("")
+        .trim();
+    if line.is_empty() {
+        message
+    } else {
+        format!("{message} at `{table}.{line}`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        let bytes = [0u8, 1, 0x7f, 0xab, 0xff];
+        assert_eq!(hex(&bytes), "00017fabff");
+        assert_eq!(unhex(" 00017FABFF\n").unwrap(), bytes);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}
