@@ -1,9 +1,8 @@
 //! The onnxruntime backend (cargo feature `ort`) against tract on the real models and photos:
 //! the same faces, boxes, embeddings, live scores and object tags. Needs `ORT_DYLIB_PATH`
 //! (the libonnxruntime.so of `pip install onnxruntime`; `.ci/run` sets it).
-#![cfg(feature = "ort")]
 
-mod common;
+use crate::common;
 
 use common::{config, frame, legacy_config, SAMPLES};
 use edgeid::detect::iou;

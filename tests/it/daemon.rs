@@ -2,7 +2,7 @@
 //! SIGTERM, the health and metrics endpoints, and bounded memory when frames come faster than
 //! the pipeline.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! only candidate; with it (and `ORT_DYLIB_PATH`, as `.ci/run` sets), onnxruntime's CPU
 //! provider is timed too.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,8 +1,8 @@
 //! Object tagging on the real photos, the tiling trade-off measured, the prototype-bank tagger
 //! in the encoder's space, and tags kept out of the access decision. Scores are printed
-//! (`cargo test --release --test tags -- --nocapture`).
+//! (`cargo test --release --test it -- tags:: --nocapture`).
 
-mod common;
+use crate::common;
 
 use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::{build_prototypes, Identifier};

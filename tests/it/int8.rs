@@ -2,7 +2,7 @@
 //! the fp32 one it was quantized from, on tract: embeddings of real aligned face crops stay
 //! within cosine 0.99, and identification of the sample photos names the same people.
 
-mod common;
+use crate::common;
 
 use common::{data, legacy_config, root, SAMPLES};
 use edgeid::config::Config;

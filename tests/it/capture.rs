@@ -2,7 +2,7 @@
 //! (made from a real photo with the BT.601 equations) and MJPEG (a real JPEG with its Huffman
 //! tables removed, as UVC cameras send it), converted by the same code the V4L2 source runs.
 
-mod common;
+use crate::common;
 
 use common::{data, frame, pipeline};
 use edgeid::capture::convert::{rgb_to_yuyv, strip_dht};

@@ -6,7 +6,7 @@
 //! src/eval/metrics.rs. Also: the shipped threshold on the hand-labelled set, the default
 //! models end to end, and galleries moved to them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,5 +1,4 @@
 //! Shared set-up for the integration tests: the repository's own models, config and photos.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! record (`edgeid journal verify`); a flipped byte in a sealed template, a template moved to
 //! another name, a wrong or missing key, and key or gallery files others can read.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

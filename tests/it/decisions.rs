@@ -1,7 +1,7 @@
 //! PAD scores on the real faces, and the access policy: each deny reason produced from real
 //! photos, and a missing head model refused at start-up.
 
-mod common;
+use crate::common;
 
 use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::Identifier;

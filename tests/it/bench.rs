@@ -2,7 +2,7 @@
 //! with ordered percentiles, the Markdown report and its charts are written, and bad input is
 //! refused with one message. Figures are printed, never asserted against a clock.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! The `edgeid` binary on good and bad input: every bad input ends in one clear error line
 //! naming the thing and the fix, a non-zero exit, and a gallery left exactly as it was.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -473,7 +473,7 @@ fn manifests_outside_the_signed_set_are_refused() {
 }
 
 /// `backend = "ort"` in a build without the `ort` feature: one message naming the backend and
-/// the fix (tests/backends.rs runs the backend itself, in a build with it).
+/// the fix (tests/it/backends.rs runs the backend itself, in a build with it).
 #[cfg(not(feature = "ort"))]
 #[test]
 fn an_onnxruntime_backend_needs_the_feature() {

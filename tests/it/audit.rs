@@ -2,7 +2,7 @@
 //! against the NanoDet backbone, reproducibility, a damaged encoder flagged, drift of the
 //! journal's scores flagged. The probe and PSI arithmetic is checked by hand in src/audit/.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! match threshold, different people stay below it, and enrolment/identification name the
 //! right face. Scores are printed (`cargo test -- --nocapture`) to keep the threshold honest.
 
-mod common;
+use crate::common;
 
 use common::{frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::capture::Frame;

@@ -1,7 +1,7 @@
 //! Detection on the real photos against the reference MTCNN implementation (Python, the code
 //! the weights shipped with; fixture made by tools/make_fixtures.py).
 
-mod common;
+use crate::common;
 
 use common::{config, frame, labels, legacy_config, mtcnn, SAMPLES};
 use edgeid::detect::{iou, Face, FaceDetector, Mtcnn};

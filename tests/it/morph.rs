@@ -1,11 +1,11 @@
 //! Morphing attacks made from the real faces, and the two checks against them: the gallery
 //! check at enrolment and the D-MAD head at verification. Every score is printed
-//! (`cargo test --release --test morph -- --nocapture`).
+//! (`cargo test --release --test it -- morph:: --nocapture`).
 //!
 //! The people: alice is the largest face of sample2 and appears again in sample1 (centred near
 //! 621,360); bob is the largest face of sample3 and appears again in sample1 (near 1052,213).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

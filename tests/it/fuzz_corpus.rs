@@ -3,7 +3,7 @@
 //! and inputs that once crashed) stays handled: an answer or an error, never a panic. The
 //! seeds are also checked to be what they claim (each decodes, parses, lists).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,27 @@
+//! edgeid's integration tests, one module per capability, in one test binary: each test binary
+//! links the whole library and tract, and linking them one by one was most of CI's build time.
+//!
+//! Run one module with `cargo test --release --test it -- detect::`, one test with
+//! `-- --exact detect::blazeface_finds_every_labelled_face`.
+
+#![allow(dead_code)]
+
+mod common;
+
+mod audit;
+mod auto;
+#[cfg(feature = "ort")]
+mod backends;
+mod bench;
+mod capture;
+mod cli;
+mod daemon;
+mod decisions;
+mod detect;
+mod eval;
+mod fuzz_corpus;
+mod int8;
+mod morph;
+mod recognition;
+mod security;
+mod tags;
