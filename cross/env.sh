@@ -24,8 +24,9 @@ export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
 # Test binaries run under qemu-user with the target's libraries from Debian's cross packages.
 export "CARGO_TARGET_${upper}_RUNNER=$qemu -L /usr/$gnu"
 export "CC_${triple//-/_}=$gnu-gcc"
-# bindgen (V4L2 headers) must parse the target's headers, not the host's.
-export BINDGEN_EXTRA_CLANG_ARGS="--target=$triple -I/usr/$gnu/include"
+# bindgen (V4L2 headers) must parse the target's headers, not the host's. The target's own
+# variable: the generic one would also reach the native build and rebuild its V4L2 bindings.
+export "BINDGEN_EXTRA_CLANG_ARGS_${triple//-/_}=--target=$triple -I/usr/$gnu/include"
 # How to run one of the target's programs here.
 run_emulated() { "$qemu" -L "/usr/$gnu" "$@"; }
 
@@ -33,7 +34,9 @@ run_emulated() { "$qemu" -L "/usr/$gnu" "$@"; }
 # $photos with the native release binary and with the target's BIN under qemu, in fresh
 # galleries, and fails unless both say the same (cross/compare.py).
 compare_with_native() {
-  cargo build --release --bin edgeid
+  # The native binary as `cargo test --release` builds it (a plain `cargo build` resolves the
+  # dependencies' features without the dev-dependencies and would rebuild part of tract).
+  cargo test --release --no-run --test it
   local dir label p
   dir=$(mktemp -d)
   for label in native emulated; do

@@ -18,15 +18,16 @@ cd "$(dirname "$0")/.."
 
 cargo test --release --target "$triple" --lib
 if [ "${2:-}" = quick ]; then
-  cargo test --release --target "$triple" --test recognition -- --exact embeddings_match_onnxruntime
+  cargo test --release --target "$triple" --test it -- --exact recognition::embeddings_match_onnxruntime
   photos=(tests/data/sample1.jpg) people=(alice:sample2)
 else
-  cargo test --release --target "$triple" --test recognition --test detect -- --exact \
-    embeddings_match_onnxruntime enrol_sample2_identify_sample1_names_one_face \
-    plain_cascade_finds_the_reference_faces
+  cargo test --release --target "$triple" --test it -- --exact \
+    recognition::embeddings_match_onnxruntime recognition::enrol_sample2_identify_sample1_names_one_face \
+    detect::plain_cascade_finds_the_reference_faces
   photos=(tests/data/sample{1,2,3,4,5,6}.jpg) people=(alice:sample2 beth:sample3)
 fi
 
-# The same photos through the native and the emulated binary.
-cargo build --release --target "$triple" --bin edgeid
+# The same photos through the native and the emulated binary (the emulated one as the tests
+# above built it: no second build).
+cargo test --release --target "$triple" --no-run --test it
 compare_with_native "target/$triple/release/edgeid"
