@@ -5,8 +5,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decide::Decision;
+
 /// The scores a decision records that drift is measured on.
 pub const METRICS: [&str; 4] = ["similarity", "live", "detector_score", "face_px"];
+
+/// Metric `METRICS[i]` of a decision, if it recorded one.
+fn metric(d: &Decision, i: usize) -> Option<f32> {
+    match i {
+        0 => d.similarity,
+        1 => d.live,
+        2 => Some(d.detector_score),
+        _ => Some(d.face_px),
+    }
+}
 
 /// Population stability index of `current` against `reference`: Σ (c − r) · ln(c / r) over
 /// ten bins at the reference's deciles; empty bins count as 1e-4 so that the sum stays finite.
@@ -56,8 +68,8 @@ pub struct DriftReport {
     pub history: Vec<(i64, Vec<f32>)>,
 }
 
-fn values(decisions: &[serde_json::Value], metric: &str) -> Vec<f32> {
-    decisions.iter().filter_map(|d| d.get(metric)?.as_f64()).map(|v| v as f32).collect()
+fn values(decisions: &[Decision], i: usize) -> Vec<f32> {
+    decisions.iter().filter_map(|d| metric(d, i)).collect()
 }
 
 fn median(v: &[f32]) -> Option<f32> {
@@ -66,16 +78,8 @@ fn median(v: &[f32]) -> Option<f32> {
     s.get(s.len() / 2).copied()
 }
 
-fn time_of(d: &serde_json::Value) -> i64 {
-    d.get("time_ms").and_then(|t| t.as_i64()).unwrap_or(0)
-}
-
 /// Drift of the journal's decisions (oldest first). None until there are two full windows.
-pub fn measure(
-    decisions: &[serde_json::Value],
-    window: usize,
-    alert_psi: f32,
-) -> Option<DriftReport> {
+pub fn measure(decisions: &[Decision], window: usize, alert_psi: f32) -> Option<DriftReport> {
     if window == 0 || decisions.len() < 2 * window {
         return None;
     }
@@ -83,8 +87,9 @@ pub fn measure(
     let current = &decisions[decisions.len() - window..];
     let metrics: Vec<MetricDrift> = METRICS
         .iter()
-        .map(|m| {
-            let (r, c) = (values(reference, m), values(current, m));
+        .enumerate()
+        .map(|(i, m)| {
+            let (r, c) = (values(reference, i), values(current, i));
             MetricDrift {
                 metric: m.to_string(),
                 psi: psi(&r, &c),
@@ -99,16 +104,16 @@ pub fn measure(
         .chunks(window)
         .filter(|w| w.len() == window)
         .map(|w| {
-            let t = time_of(&w[w.len() - 1]);
-            (t, METRICS.iter().map(|m| psi(&values(reference, m), &values(w, m))).collect())
+            let t = w[w.len() - 1].time_ms;
+            (t, (0..METRICS.len()).map(|i| psi(&values(reference, i), &values(w, i))).collect())
         })
         .collect();
     let alert = metrics.iter().any(|m| m.psi >= alert_psi);
     Some(DriftReport {
         window,
         decisions: decisions.len(),
-        reference_ms: (time_of(&reference[0]), time_of(&reference[window - 1])),
-        current_ms: (time_of(&current[0]), time_of(&current[window - 1])),
+        reference_ms: (reference[0].time_ms, reference[window - 1].time_ms),
+        current_ms: (current[0].time_ms, current[window - 1].time_ms),
         metrics,
         alert_psi,
         alert,
@@ -137,8 +142,13 @@ mod tests {
 
     #[test]
     fn drift_needs_two_windows_and_flags_a_shift() {
-        let d = |s: f32, px: f32| serde_json::json!({"time_ms": 1, "similarity": s, "face_px": px, "detector_score": 0.99});
-        let mut v: Vec<serde_json::Value> =
+        let d = |s: f32, px: f32| -> Decision {
+            serde_json::from_value(serde_json::json!({"time_ms": 1, "camera": "door",
+                "track_id": 1, "outcome": "granted", "frames_used": 5,
+                "similarity": s, "face_px": px, "detector_score": 0.99}))
+            .unwrap()
+        };
+        let mut v: Vec<Decision> =
             (0..30).map(|i| d(0.5 + (i % 10) as f32 * 0.01, 120.0 + (i % 7) as f32)).collect();
         assert!(measure(&v, 20, 0.25).is_none());
         // The camera moved back: faces half the size, scores as before.

@@ -24,6 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AuditConfig, Config};
+use crate::decide::Decision;
 use crate::journal::Journal;
 use crate::manifest::Manifest;
 use crate::tag::PrototypeBank;
@@ -248,7 +249,7 @@ pub fn run(cfg: &Config, req: &Request, journal: Option<&Journal>) -> anyhow::Re
     let alert = retention.iter().any(|r| r.alert);
     let drift = match journal {
         Some(j) => {
-            let decisions: Vec<serde_json::Value> =
+            let decisions: Vec<Decision> =
                 j.since(i64::MIN)?.into_iter().map(|e| e.decision).collect();
             drift::measure(&decisions, acfg.drift_window, acfg.drift_alert_psi)
         }

@@ -3,7 +3,7 @@
 //! search the gallery, and grant only when every requirement of the policy holds. A denial
 //! names every requirement that failed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::encode::Embedding;
 use crate::gallery::Gallery;
@@ -12,7 +12,7 @@ use crate::tag::{merge_tags, Tag};
 use crate::track::TrackerConfig;
 use crate::track::{is_usable, Track};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Granted,
@@ -28,8 +28,9 @@ impl Outcome {
     }
 }
 
-/// One decision, as journaled.
-#[derive(Debug, Clone, Serialize)]
+/// One decision, as journaled, and as read back from the journal (fields recorded only by later
+/// versions read as empty from older records).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
     /// Unix milliseconds of the last frame decided on.
     pub time_ms: i64,
@@ -40,6 +41,7 @@ pub struct Decision {
     /// `presentation_attack` (live score below the PAD threshold), `morph_suspected` (the
     /// matched reference and the live face look like a morph and its contributor), `unknown`
     /// (no enrolled match). Empty when granted.
+    #[serde(default)]
     pub reasons: Vec<String>,
     pub identity: Option<String>,
     /// Cosine similarity of the fused embedding to the nearest enrolled identity.
@@ -47,6 +49,7 @@ pub struct Decision {
     pub nearest: Option<String>,
     /// Usable frames fused, and frames the track was seen in.
     pub frames_used: usize,
+    #[serde(default)]
     pub frames_seen: usize,
     /// Mean live score of the usable frames, when PAD runs.
     pub live: Option<f32>,
@@ -59,10 +62,15 @@ pub struct Decision {
     /// frames. Never part of the decision.
     pub tags: Option<Vec<Tag>>,
     /// Mean detector score and largest face width (pixels) over the usable frames.
+    #[serde(default)]
     pub detector_score: f32,
+    #[serde(default)]
     pub face_px: f32,
+    #[serde(default)]
     pub match_threshold: f32,
+    #[serde(default)]
     pub encoder: String,
+    #[serde(default)]
     pub detector: String,
     /// The sharpest usable aligned crop, PNG, when crops are stored (never in the JSON record).
     #[serde(skip)]

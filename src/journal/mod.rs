@@ -40,7 +40,7 @@ pub enum JournalError {
 pub struct Entry {
     pub id: i64,
     #[serde(flatten)]
-    pub decision: serde_json::Value,
+    pub decision: Decision,
 }
 
 pub struct Journal {
@@ -299,7 +299,7 @@ impl Journal {
             let decision =
                 serde_json::from_str(&record).map_err(|e| JournalError::NotAJournal {
                     path: self.path.clone(),
-                    reason: format!("record {id} is not valid JSON: {e}"),
+                    reason: format!("record {id} is not a decision record: {e}"),
                 })?;
             out.push(Entry { id, decision });
         }

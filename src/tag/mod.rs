@@ -24,7 +24,7 @@ use crate::resize::resize_rgb;
 
 /// One tag of an image: a label and its best score (detector confidence, or cosine similarity
 /// to the label's prototype).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tag {
     pub label: String,
     pub score: f32,

@@ -25,8 +25,8 @@ fn rows(journal: &Path) -> Vec<(i64, String, String)> {
         .into_iter()
         .map(|e| {
             let d = &e.decision;
-            let who = d["identity"].as_str().or(d["reasons"][0].as_str()).unwrap_or("").to_string();
-            (e.id, d["outcome"].as_str().unwrap().to_string(), who)
+            let who = d.identity.clone().or(d.reasons.first().cloned()).unwrap_or_default();
+            (e.id, d.outcome.as_str().to_string(), who)
         })
         .collect()
 }
@@ -68,10 +68,10 @@ fn replay_journals_one_decision_per_person() {
     let j = Journal::open_existing(&s.journal()).unwrap();
     assert_eq!(j.crops_stored().unwrap(), 0);
     for e in j.since(0).unwrap() {
-        assert_eq!(e.decision["frames_used"], 4);
-        assert_eq!(e.decision["match_threshold"].as_f64().unwrap() as f32, 0.44);
-        assert_eq!(e.decision["encoder"], "mobileface-256@80c1c6f0");
-        assert!(e.decision["detector"].as_str().unwrap().starts_with("mtcnn-pnet-tuned@"));
+        assert_eq!(e.decision.frames_used, 4);
+        assert_eq!(e.decision.match_threshold, 0.44);
+        assert_eq!(e.decision.encoder, "mobileface-256@80c1c6f0");
+        assert!(e.decision.detector.starts_with("mtcnn-pnet-tuned@"));
     }
     // The same, read through the command line.
     let out =

@@ -95,7 +95,7 @@ fn a_single_frame_is_low_quality() {
     assert_eq!(summary.decisions, 1);
     let j = edgeid::journal::Journal::open_existing(&cfg.daemon.journal).unwrap();
     let d = &j.tail(1).unwrap()[0].decision;
-    assert_eq!(d["outcome"], "denied");
-    assert_eq!(d["reasons"], serde_json::json!(["low_quality"]));
-    assert_eq!(d["frames_used"], 1);
+    assert_eq!(d.outcome, Outcome::Denied);
+    assert_eq!(d.reasons, ["low_quality"]);
+    assert_eq!(d.frames_used, 1);
 }

@@ -7,6 +7,7 @@ use crate::common;
 use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::{build_prototypes, Identifier};
 use edgeid::config::Config;
+use edgeid::decide::{Decision, Outcome};
 use edgeid::tag::{TagReport, Tagger};
 
 fn tagger(tiles: u32, min_score: f32) -> (Config, Tagger) {
@@ -163,12 +164,11 @@ fn the_daemon_journals_tags_with_each_decision() {
         edgeid::daemon::run(&setup.config(), &Default::default(), &Default::default()).unwrap();
     assert_eq!(summary.decisions, 3, "one per face of sample3");
     let j = edgeid::journal::Journal::open_existing(&cfg.daemon.journal).unwrap();
-    let decisions: Vec<serde_json::Value> =
-        j.tail(10).unwrap().into_iter().map(|e| e.decision).collect();
+    let decisions: Vec<Decision> = j.tail(10).unwrap().into_iter().map(|e| e.decision).collect();
     for d in &decisions {
-        let tags = d["tags"].as_array().unwrap_or_else(|| panic!("no tags: {d}"));
-        assert!(tags.iter().any(|t| t["label"] == "person" && t["score"].as_f64().unwrap() > 0.5));
+        let tags = d.tags.as_ref().unwrap_or_else(|| panic!("no tags: {d:?}"));
+        assert!(tags.iter().any(|t| t.label == "person" && t.score > 0.5));
     }
-    assert_eq!(decisions.iter().filter(|d| d["outcome"] == "granted").count(), 1);
-    println!("journaled tags: {}", decisions[0]["tags"]);
+    assert_eq!(decisions.iter().filter(|d| d.outcome == Outcome::Granted).count(), 1);
+    println!("journaled tags: {:?}", decisions[0].tags);
 }

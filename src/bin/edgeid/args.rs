@@ -1,0 +1,233 @@
+//! The command line's arguments (clap): every command, its options and their help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edgeid",
+    version,
+    about = "Edge biometric runtime: detect, align, encode and identify faces on ONNX models"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "configs/default.toml")]
+    pub config: PathBuf,
+    /// Machine-readable output: one JSON object per line on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Enrol the largest face of each image under a name.
+    Enroll {
+        /// Gallery database (default: the config's gallery.path).
+        #[arg(long)]
+        gallery: Option<PathBuf>,
+        #[arg(long)]
+        name: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Find every face in each image and name it against the gallery.
+    Identify {
+        #[arg(long)]
+        gallery: Option<PathBuf>,
+        /// Write each face's aligned encoder input as DIR/<image>_face<N>.png.
+        #[arg(long, value_name = "DIR")]
+        crops: Option<PathBuf>,
+        /// Also tag each image with the configured taggers (never part of the decision).
+        #[arg(long)]
+        tags: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Tag each image: objects (and prototype labels, with a bank), with scores.
+    Tag {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Sign the manifests a device may run (config `[trust]`); needs no config.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Prototype banks for tagging in the encoder's embedding space.
+    Prototypes {
+        #[command(subcommand)]
+        action: PrototypesAction,
+    },
+    /// Error rates on a labelled folder: DIR/<identity>/*.jpg, optional DIR/attacks/<kind>/ and
+    /// DIR/morphs/<A>+<B>[~note].jpg.
+    Eval {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Also write a Markdown report with SVG charts (DET curve, score histograms) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Set recognition.match_threshold in the config file to the threshold that reaches a target
+    /// FMR on a labelled folder (laid out as for eval).
+    Calibrate {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 1e-3)]
+        target_fmr: f32,
+    },
+    /// Generalization audit: how much general visual ability the encoder keeps, per task of
+    /// the audit set, against a baseline; drift of the journal's live scores. Recorded in the
+    /// journal. Exit status 2 when an alert is raised.
+    Audit {
+        /// Encoder manifest to audit (default: the config's encoder).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Baseline manifest, or "pixels" (default: audit.baseline).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Also write a Markdown report with SVG charts, with the journal's audit history.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Neither read nor write the journal (no cached baseline, no drift, no record).
+        #[arg(long)]
+        no_journal: bool,
+    },
+    /// Make a landmark-aligned morph of the largest face of A and of B (as morphing attacks
+    /// are made), to test the morph checks.
+    Morph {
+        a: PathBuf,
+        b: PathBuf,
+        /// Output image, .jpg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Share of B in the morph, 0..1.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+    },
+    /// Measure the runtime on this device: per backend, model load time and per-stage latency
+    /// (p50/p95/p99: detect, align, encode, PAD, search, the whole frame), frames per second,
+    /// peak memory; per model, latency on each backend (add variants with --model).
+    Bench {
+        /// A photo with at least one face.
+        image: PathBuf,
+        /// Backend to measure (repeatable): tract, ort, ort-cuda, ort-tensorrt, auto, or all
+        /// (every one this build can load here). Default: the config's.
+        #[arg(long = "backend", value_name = "BACKEND")]
+        backends: Vec<String>,
+        /// Another model manifest to time (repeatable), e.g. models/mobileface-int8.toml.
+        #[arg(long = "model", value_name = "MANIFEST")]
+        models: Vec<PathBuf>,
+        /// Timed runs per figure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Synthetic templates for the search stage.
+        #[arg(long, default_value_t = 10_000)]
+        gallery: usize,
+        /// Also write the report as Markdown with SVG charts beside it.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Run the daemon on the configured sources until SIGINT/SIGTERM (or the sources end).
+    Run {
+        /// Stop each source after N frames.
+        #[arg(long, value_name = "N")]
+        max_frames: Option<u64>,
+    },
+    /// Read the decision journal.
+    Journal {
+        /// Journal database (default: the config's daemon.journal).
+        #[arg(long, global = true)]
+        journal: Option<PathBuf>,
+        #[command(subcommand)]
+        action: JournalAction,
+    },
+    /// Manage enrolled identities.
+    Gallery {
+        #[arg(long, global = true)]
+        gallery: Option<PathBuf>,
+        #[command(subcommand)]
+        action: GalleryAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JournalAction {
+    /// The last decisions.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Every decision since a time: RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a
+    /// duration ago (90m, 2h, 7days).
+    Export {
+        #[arg(long)]
+        since: String,
+    },
+    /// Check the hash chain of every decision and audit record; report the first broken link
+    /// (exit 1) or each table's head hash, to be noted elsewhere.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsAction {
+    /// Write a new ed25519 secret key (mode 0600) and print its public key for
+    /// `trust.public_key`. Keep the secret key off the devices.
+    Keygen {
+        #[arg(long)]
+        secret: PathBuf,
+    },
+    /// Write a signed set of manifests (their sha256, named relative to the set's folder)
+    /// for `trust.signed_set`; prints the public key to check it with.
+    Sign {
+        #[arg(long)]
+        secret: PathBuf,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PrototypesAction {
+    /// Build a bank from DIR/<label>/*.jpg|png (each image embedded whole).
+    Build {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GalleryAction {
+    /// List enrolled identities.
+    List,
+    /// Remove an identity and all its templates.
+    Remove { name: String },
+    /// Write every identity and template to a new file, sealed under a transfer key (created,
+    /// mode 0600, if it does not exist), to move them to another device or key.
+    Export {
+        /// Transfer key file; carry it to the other device apart from the export.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Add every identity of an export (none if one is already enrolled here), sealed under
+    /// this gallery's own key.
+    Import {
+        #[arg(long)]
+        key: PathBuf,
+        file: PathBuf,
+    },
+    /// Encode every identity again under the config's encoder, from the face crops kept at
+    /// enrolment (gallery.keep_crops), in one transaction: all templates move or none. For a
+    /// change of encoder; the photos are not needed.
+    Reencode,
+}

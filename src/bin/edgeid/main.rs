@@ -1,0 +1,260 @@
+//! The `edgeid` command line, a thin layer over the library: arguments (`args`), what is printed
+//! (`render`: JSON or text for every report), the daemon's signals (`signals`); this file only
+//! calls the library for each command and hands the report to the renderer.
+
+mod args;
+mod render;
+mod signals;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use args::{Cli, Command, GalleryAction, JournalAction, ModelsAction, PrototypesAction};
+use edgeid::app;
+use edgeid::config::Config;
+use edgeid::journal::Journal;
+use render::Out;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::Run { max_frames } => {
+            let control = signals::control()?;
+            let options = edgeid::daemon::RunOptions { max_frames };
+            out.emit(&edgeid::daemon::run(&cli.config, &options, &control)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Models { action } => {
+            out.emit(&models(action)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let cfg = Config::load_verified(&cli.config)?;
+    let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
+    match cli.command {
+        Command::Enroll { gallery, name, images } => {
+            out.emit(&app::enroll(&cfg, &gallery_or_default(gallery), &name, &images)?)?;
+        }
+        Command::Identify { gallery, crops, tags, images } => {
+            let mut identifier = app::Identifier::new(&cfg, &gallery_or_default(gallery), crops)?;
+            if tags {
+                identifier = identifier.with_tags(&cfg)?;
+            }
+            return each_image(&images, |path| out.emit(&identifier.identify(path)?));
+        }
+        Command::Eval { dataset, report } => {
+            let r = edgeid::eval::dataset::evaluate(&cfg, &dataset, !cli.json)?;
+            if let Some(path) = &report {
+                out.written(&edgeid::eval::report::write(&r, path)?);
+            }
+            out.emit(&r)?;
+        }
+        Command::Audit { encoder, baseline, report, no_journal } => {
+            let journal = if no_journal { None } else { Some(Journal::open(&cfg.daemon.journal)?) };
+            let req = edgeid::audit::Request { encoder, baseline, progress: !cli.json };
+            let r = edgeid::audit::run(&cfg, &req, journal.as_ref())?;
+            out.emit(&r)?;
+            if let Some(path) = &report {
+                // Records an older edgeid wrote in another shape are left out of the history.
+                let mut history: Vec<edgeid::audit::AuditReport> = match &journal {
+                    Some(j) => {
+                        j.audits()?.iter().filter_map(|s| serde_json::from_str(s).ok()).collect()
+                    }
+                    None => Vec::new(),
+                };
+                if history.last().is_none_or(|h| h.time_ms != r.time_ms) {
+                    history.push(r.clone());
+                }
+                out.written(&edgeid::audit::report::write(&history, path)?);
+            }
+            let drifted = r.drift.as_ref().is_some_and(|d| d.alert);
+            return Ok(if r.alert || drifted { ExitCode::from(2) } else { ExitCode::SUCCESS });
+        }
+        Command::Calibrate { dataset, target_fmr } => {
+            out.emit(&edgeid::eval::calibrate(
+                &cfg,
+                &cli.config,
+                &dataset,
+                target_fmr,
+                !cli.json,
+            )?)?;
+        }
+        Command::Tag { images } => {
+            let mut tagger = edgeid::pipeline::tagger(&cfg)?;
+            return each_image(&images, |path| {
+                let frame = edgeid::capture::load_image(path)?;
+                let tags = tagger.tag(&frame.image)?;
+                out.emit(&render::Tagged { image: path.display().to_string(), tags: &tags })
+            });
+        }
+        Command::Prototypes { action: PrototypesAction::Build { dir, output } } => {
+            let bank = app::build_prototypes(&cfg, &dir, &output)?;
+            out.emit(&render::BankWritten { bank: &bank, file: &output })?;
+        }
+        Command::Bench { image, backends, models, runs, gallery, report } => {
+            let mut kinds = Vec::new();
+            for b in &backends {
+                if b == "all" {
+                    kinds.extend(edgeid::bench::loadable(
+                        &edgeid::infer::BackendKind::built(),
+                        &cfg.encoder.manifest,
+                    )?);
+                } else {
+                    kinds.push(b.parse().map_err(|e: String| anyhow::anyhow!("--backend: {e}"))?);
+                }
+            }
+            anyhow::ensure!(runs >= 1, "--runs must be at least 1");
+            let opts = edgeid::bench::Options { image, runs, backends: kinds, models, gallery };
+            let r = edgeid::bench::run(&cfg, &opts, !cli.json)?;
+            if let Some(path) = &report {
+                out.written(&edgeid::bench::report::write(&r, path)?);
+            }
+            out.emit(&r)?;
+        }
+        Command::Morph { a, b, output, alpha } => {
+            let report = app::make_morph(&cfg, &a, &b, &output, alpha)?;
+            out.emit(&render::Morphed { report: &report, a: &a, b: &b })?;
+        }
+        Command::Run { .. } | Command::Models { .. } => unreachable!("handled above"),
+        Command::Journal { journal, action } => {
+            let path = journal.unwrap_or_else(|| cfg.daemon.journal.clone());
+            let journal = Journal::open_existing(&path)?;
+            let entries = match action {
+                JournalAction::Tail { lines } => journal.tail(lines)?,
+                JournalAction::Export { since } => journal.since(parse_since(&since)?)?,
+                JournalAction::Verify => return verify_journal(&journal, &path, out),
+            };
+            for e in &entries {
+                out.emit(e)?;
+            }
+        }
+        Command::Gallery { gallery, action } => {
+            let gallery = gallery_or_default(gallery);
+            match action {
+                GalleryAction::List => {
+                    let ids = app::gallery_list(&cfg, &gallery)?;
+                    if ids.is_empty() && !cli.json {
+                        println!("{}: nobody enrolled", gallery.display());
+                    }
+                    for id in &ids {
+                        out.emit(id)?;
+                    }
+                }
+                GalleryAction::Export { key, output } => {
+                    let (identities, templates) =
+                        app::gallery_export(&cfg, &gallery, &key, &output)?;
+                    let what = "exported";
+                    out.emit(&render::Transfer { what, identities, templates, file: &output })?;
+                }
+                GalleryAction::Import { key, file } => {
+                    let (identities, templates) = app::gallery_import(&cfg, &gallery, &key, &file)
+                        .with_context(|| format!("importing into {}", gallery.display()))?;
+                    let what = "imported";
+                    out.emit(&render::Transfer { what, identities, templates, file: &gallery })?;
+                }
+                GalleryAction::Reencode => {
+                    out.emit(
+                        &app::gallery_reencode(&cfg, &gallery)
+                            .with_context(|| format!("re-encoding {}", gallery.display()))?,
+                    )?;
+                }
+                GalleryAction::Remove { name } => {
+                    app::gallery_remove(&cfg, &gallery, &name)
+                        .with_context(|| format!("removing `{name}`"))?;
+                    out.emit(&render::Removed { removed: &name, gallery: &gallery })?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `each` on every image; one bad image does not hide the results of the others (it is
+/// reported on stderr) and the exit code says whether any failed.
+fn each_image(
+    images: &[PathBuf],
+    mut each: impl FnMut(&std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let mut failed = 0;
+    for path in images {
+        if let Err(e) = each(path) {
+            eprintln!("error: {e:#}");
+            failed += 1;
+        }
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `--since`: RFC 3339, Unix seconds, or a duration ago; Unix milliseconds.
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs * 1000);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
+    }
+    anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
+}
+
+fn models(action: ModelsAction) -> anyhow::Result<render::PublicKey> {
+    Ok(match action {
+        ModelsAction::Keygen { secret } => render::PublicKey {
+            public_key: edgeid::trust::keygen(&secret)?,
+            what: format!("secret key {}", secret.display()),
+        },
+        ModelsAction::Sign { secret, output, manifests } => render::PublicKey {
+            public_key: edgeid::trust::SignedSet::sign(&output, &manifests, &secret)?,
+            what: format!("{} manifest(s) signed into {}", manifests.len(), output.display()),
+        },
+    })
+}
+
+fn verify_journal(journal: &Journal, path: &std::path::Path, out: Out) -> anyhow::Result<ExitCode> {
+    let tables = journal.verify()?;
+    if out.json {
+        println!("{}", serde_json::to_string(&tables)?);
+    }
+    for t in &tables {
+        if let Some(b) = &t.broken {
+            anyhow::bail!(
+                "journal {}: {} record {}: {}. Keep this file as evidence and start a new \
+                 journal (daemon.journal)",
+                path.display(),
+                t.table,
+                b.id,
+                b.reason
+            );
+        }
+        if !out.json {
+            println!("{}: {} record(s), chain intact, head {}", t.table, t.records, t.head);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

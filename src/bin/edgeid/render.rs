@@ -1,0 +1,463 @@
+//! What the commands print: every report goes out through [`Out::emit`], as one JSON object per
+//! line (`--json`, the report's `Serialize`) or as text (its [`Text`] below). The library's
+//! report types know nothing of either; the shapes a command adds around them are the small
+//! types at the end.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use edgeid::app::{EnrollReport, ImageReport, MorphReport, ReencodeReport};
+use edgeid::audit::AuditReport;
+use edgeid::bench::BenchReport;
+use edgeid::daemon::RunSummary;
+use edgeid::eval::dataset::EvalReport;
+use edgeid::eval::Calibration;
+use edgeid::gallery::Identity;
+use edgeid::journal::Entry;
+use edgeid::tag::{Tag, TagReport};
+
+/// A report as text, one or more lines without the final newline.
+pub trait Text {
+    fn text(&self) -> String;
+}
+
+/// Where reports go: stdout, as JSON lines or as text.
+#[derive(Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    pub fn emit<T: Serialize + Text>(self, report: &T) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(report)?);
+        } else {
+            println!("{}", report.text());
+        }
+        Ok(())
+    }
+
+    /// Names the files a `--report` wrote, on stderr (text mode only: JSON mode keeps stderr
+    /// for errors and progress).
+    pub fn written(self, files: &[PathBuf]) {
+        if !self.json {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!("report written: {}", names.join(", "));
+        }
+    }
+}
+
+fn fmt_box(b: &[f32; 4]) -> String {
+    format!("[{:.0}, {:.0}, {:.0}, {:.0}]", b[0], b[1], b[2], b[3])
+}
+
+fn fmt_tags(tags: &[Tag]) -> String {
+    if tags.is_empty() {
+        return "no tags".into();
+    }
+    tags.iter().map(|t| format!("{} {:.2}", t.label, t.score)).collect::<Vec<_>>().join(", ")
+}
+
+fn lines(lines: Vec<String>) -> String {
+    lines.join("\n")
+}
+
+impl Text for EnrollReport {
+    fn text(&self) -> String {
+        let mut out: Vec<String> = self
+            .templates
+            .iter()
+            .map(|t| {
+                let others = t.faces_in_image.saturating_sub(1);
+                let note = if others > 0 {
+                    format!(" ({others} smaller faces ignored)")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}: enrolled face {} score {:.3}{note}",
+                    t.image,
+                    fmt_box(&t.face.bbox),
+                    t.face.score
+                )
+            })
+            .collect();
+        out.push(format!(
+            "{} enrolled with {} template(s) in {}",
+            self.name,
+            self.templates.len(),
+            self.gallery.display()
+        ));
+        lines(out)
+    }
+}
+
+impl Text for ImageReport {
+    fn text(&self) -> String {
+        let mut out = vec![format!(
+            "{} ({}×{}): {} face(s)",
+            self.image,
+            self.width,
+            self.height,
+            self.faces.len()
+        )];
+        if let Some(t) = &self.tags {
+            out.push(format!("  tags: {}", fmt_tags(&t.tags)));
+        }
+        for (i, f) in self.faces.iter().enumerate() {
+            let mut who = match (&f.identity, f.similarity, &f.nearest) {
+                (Some(name), Some(s), _) => format!("{name} (similarity {s:.3})"),
+                (None, Some(s), Some(nearest)) => {
+                    format!("unknown (nearest {nearest}, similarity {s:.3})")
+                }
+                _ => "unknown (gallery empty)".to_string(),
+            };
+            if let Some(live) = f.live {
+                who.push_str(&format!("  live {live:.3}"));
+            }
+            if let Some(b) = f.bona_fide {
+                who.push_str(&format!("  bona fide {b:.3}"));
+            }
+            who.push_str(&format!("  → {}", f.decision.as_str()));
+            if !f.reasons.is_empty() {
+                who.push_str(&format!(" ({})", f.reasons.join(", ")));
+            }
+            let marks: Vec<String> =
+                f.face.landmarks.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
+            out.push(format!(
+                "  #{:<2} {} score {:.3}  {}  landmarks {}",
+                i + 1,
+                fmt_box(&f.face.bbox),
+                f.face.score,
+                who,
+                marks.join(" ")
+            ));
+        }
+        lines(out)
+    }
+}
+
+impl Text for EvalReport {
+    fn text(&self) -> String {
+        let c = &self.counts;
+        let mut out = vec![format!(
+            "{}: {} identities, {} images; failure to acquire {:.1}% ({}), to enrol {:.1}% ({})",
+            self.dataset.display(),
+            c.identities,
+            c.images,
+            100.0 * c.fta_rate,
+            c.not_acquired.len(),
+            100.0 * c.fte_rate,
+            c.not_enrolled.len()
+        )];
+        let v = &self.verification;
+        out.push(format!(
+            "verification: {} genuine, {} impostor pairs; at {}: FMR {:.4}, FNMR {:.4}; EER {:.4} at {:.3}",
+            v.genuine, v.impostor, v.threshold, v.fmr, v.fnmr, v.eer, v.eer_threshold
+        ));
+        for p in &v.at_fmr {
+            let note = if p.supported { "" } else { " (too few impostor pairs to show this rate)" };
+            out.push(format!(
+                "  FNMR at FMR {:e}: {:.4} (threshold {:.3}, {} impostor pairs){note}",
+                p.target, p.false_reject, p.threshold, p.comparisons
+            ));
+        }
+        let i = &self.identification;
+        out.push(format!(
+            "identification: {} enrolled, {} mated and {} non-mated searches; at {}: FNIR {:.4}, FPIR {:.4}",
+            i.enrolled, i.mated_searches, i.non_mated_searches, i.threshold, i.fnir, i.fpir
+        ));
+        if let Some(p) = &self.pad {
+            let a = &p.at_threshold;
+            out.push(format!(
+                "PAD at {}: BPCER {:.4} over {} bona fide; APCER {:?}; ACER {:.4}",
+                a.threshold, a.bpcer, p.bona_fide, a.apcer, a.acer
+            ));
+            for o in &p.at_apcer {
+                out.push(format!("  BPCER at APCER {}: {:.4}", o.target, o.false_reject));
+            }
+        }
+        if let Some(m) = &self.morphs {
+            out.push(format!(
+                "morphs: {}, MMPMR {:.4}; D-EER {} ({} bona fide, {} morph pairs)",
+                m.morphs,
+                m.mmpmr,
+                m.dmad_eer.map(|e| format!("{e:.4}")).unwrap_or_else(|| "n/a".into()),
+                m.dmad_bona_fide_pairs,
+                m.dmad_morph_pairs
+            ));
+        }
+        lines(out)
+    }
+}
+
+impl Text for AuditReport {
+    fn text(&self) -> String {
+        let mut out = vec![format!(
+            "audit of {} against {} on {} images ({} per class to train), {:.1} s{}",
+            self.encoder.model.id,
+            self.baseline.model.id,
+            self.images,
+            self.encoder.shots,
+            self.seconds,
+            if self.baseline_cached { "; baseline scores from the journal" } else { "" }
+        )];
+        out.push("  task        encoder (NCM)    baseline (NCM)   pixels  retention (NCM)".into());
+        for t in &self.retention {
+            out.push(format!(
+                "  {:<10}  {:.3} ({:.3})    {:.3} ({:.3})    {:.3}   {:5.1}% ({:5.1}%){}",
+                t.task,
+                t.encoder,
+                t.encoder_ncm,
+                t.baseline,
+                t.baseline_ncm,
+                t.pixels,
+                100.0 * t.retention,
+                100.0 * t.retention_ncm,
+                if t.alert { "  ALERT" } else { "" }
+            ));
+        }
+        for t in self.encoder.tasks.iter().filter(|t| t.zero_shot.is_some()) {
+            out.push(format!("  zero-shot {:<10} {:.3}", t.task, t.zero_shot.unwrap_or_default()));
+        }
+        out.push(format!(
+            "  overall retention {:.1}% (linear probe; alert below {:.0}% on any task, either probe){}",
+            100.0 * self.overall_retention,
+            100.0 * self.min_retention,
+            if self.alert { ": ALERT" } else { "" }
+        ));
+        match &self.drift {
+            None => out.push("  drift: not enough decisions journaled yet".into()),
+            Some(d) => {
+                for m in &d.metrics {
+                    let median =
+                        |m: Option<f32>| m.map_or_else(|| "-".into(), |m| format!("{m:.3}"));
+                    out.push(format!(
+                        "  drift {:<15} PSI {:.3} (median {} then, {} now){}",
+                        m.metric,
+                        m.psi,
+                        median(m.reference_median),
+                        median(m.current_median),
+                        if m.psi >= d.alert_psi { "  ALERT" } else { "" }
+                    ));
+                }
+            }
+        }
+        lines(out)
+    }
+}
+
+impl Text for Calibration {
+    fn text(&self) -> String {
+        format!(
+            "{}: recognition.match_threshold {} -> {:.4} (FMR {:.2e}, FNMR {:.4} on {} impostor and {} genuine pairs)",
+            self.config.display(),
+            self.previous_threshold,
+            self.point.threshold,
+            self.point.false_accept,
+            self.point.false_reject,
+            self.point.comparisons,
+            self.genuine
+        )
+    }
+}
+
+impl Text for BenchReport {
+    fn text(&self) -> String {
+        edgeid::bench::report::markdown(self, None).trim_end_matches('\n').to_string()
+    }
+}
+
+/// `edgeid morph`: the morph made, and the two photos it came from.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Morphed<'a> {
+    pub report: &'a MorphReport,
+    #[serde(skip)]
+    pub a: &'a Path,
+    #[serde(skip)]
+    pub b: &'a Path,
+}
+
+impl Text for Morphed<'_> {
+    fn text(&self) -> String {
+        let r = self.report;
+        format!(
+            "{}: morph of {} face {} and {} face {}, alpha {}",
+            r.output.display(),
+            self.a.display(),
+            fmt_box(&r.face_a.bbox),
+            self.b.display(),
+            fmt_box(&r.face_b.bbox),
+            r.alpha
+        )
+    }
+}
+
+impl Text for ReencodeReport {
+    fn text(&self) -> String {
+        if self.templates == 0 && self.from == self.to {
+            format!("{}: already encoded with {}", self.gallery.display(), self.to)
+        } else {
+            format!(
+                "{}: {} template(s) of {} identities re-encoded from {} to {}",
+                self.gallery.display(),
+                self.templates,
+                self.identities,
+                self.from,
+                self.to
+            )
+        }
+    }
+}
+
+impl Text for Entry {
+    fn text(&self) -> String {
+        let d = &self.decision;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(d.time_ms.max(0) as u64);
+        let who = match &d.identity {
+            Some(name) if d.reasons.is_empty() => name.to_string(),
+            Some(name) => format!("{name}, {}", d.reasons.join(", ")),
+            None => d.reasons.join(", "),
+        };
+        let live = d.live.map(|l| format!(" live {l:.3}")).unwrap_or_default();
+        let bona_fide = d.bona_fide.map(|b| format!(" bona fide {b:.3}")).unwrap_or_default();
+        let sim = d.similarity.map(|s| format!(" similarity {s:.3}")).unwrap_or_default();
+        format!(
+            "#{} {} {} track {} {} {}{}{}{} ({} frames)",
+            self.id,
+            humantime::format_rfc3339_millis(t),
+            d.camera,
+            d.track_id,
+            d.outcome.as_str(),
+            who,
+            sim,
+            live,
+            bona_fide,
+            d.frames_used
+        )
+    }
+}
+
+impl Text for Identity {
+    fn text(&self) -> String {
+        let t =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.enrolled_at.max(0) as u64);
+        format!(
+            "{}\t{} template(s)\tsince {}",
+            self.name,
+            self.templates,
+            humantime::format_rfc3339_seconds(t)
+        )
+    }
+}
+
+impl Text for RunSummary {
+    fn text(&self) -> String {
+        let mut out: Vec<String> = self
+            .cameras
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} frames in, {} processed, {} dropped, {} undecodable",
+                    c.camera, c.frames_in, c.frames_processed, c.frames_dropped, c.frames_bad
+                )
+            })
+            .collect();
+        out.push(format!("{} decision(s) journaled in {:.1} s", self.decisions, self.seconds));
+        lines(out)
+    }
+}
+
+/// `edgeid tag`: one image's tags.
+#[derive(Serialize)]
+pub struct Tagged<'a> {
+    pub image: String,
+    pub tags: &'a TagReport,
+}
+
+impl Text for Tagged<'_> {
+    fn text(&self) -> String {
+        format!("{}: {}", self.image, fmt_tags(&self.tags.tags))
+    }
+}
+
+/// `edgeid prototypes build`: the bank written (its vectors are in the file, not printed).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct BankWritten<'a> {
+    pub bank: &'a edgeid::tag::PrototypeBank,
+    #[serde(skip)]
+    pub file: &'a Path,
+}
+
+impl Text for BankWritten<'_> {
+    fn text(&self) -> String {
+        let mut out: Vec<String> = self
+            .bank
+            .prototypes
+            .iter()
+            .map(|p| format!("{}: {} example(s)", p.label, p.examples))
+            .collect();
+        out.push(format!("wrote {} (encoder {})", self.file.display(), self.bank.encoder));
+        lines(out)
+    }
+}
+
+/// `gallery export` / `gallery import`: identities and templates moved, and the file written
+/// or the gallery that received them. `what` ("exported" or "imported") is the JSON key of the
+/// identity count.
+pub struct Transfer<'a> {
+    pub what: &'static str,
+    pub identities: usize,
+    pub templates: usize,
+    pub file: &'a Path,
+}
+
+impl Serialize for Transfer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({ self.what: self.identities, "templates": self.templates, "file": self.file })
+            .serialize(s)
+    }
+}
+
+impl Text for Transfer<'_> {
+    fn text(&self) -> String {
+        format!(
+            "{} {} identities ({} templates): {}",
+            self.what,
+            self.identities,
+            self.templates,
+            self.file.display()
+        )
+    }
+}
+
+/// `gallery remove`.
+#[derive(Serialize)]
+pub struct Removed<'a> {
+    pub removed: &'a str,
+    #[serde(skip)]
+    pub gallery: &'a Path,
+}
+
+impl Text for Removed<'_> {
+    fn text(&self) -> String {
+        format!("removed {} from {}", self.removed, self.gallery.display())
+    }
+}
+
+/// `models keygen` / `models sign`: what was written and the public key for `[trust]`.
+#[derive(Serialize)]
+pub struct PublicKey {
+    pub public_key: String,
+    #[serde(skip)]
+    pub what: String,
+}
+
+impl Text for PublicKey {
+    fn text(&self) -> String {
+        format!("{}\npublic key (trust.public_key): {}", self.what, self.public_key)
+    }
+}

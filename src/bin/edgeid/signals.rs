@@ -1,0 +1,34 @@
+//! Signals of the daemon: SIGINT and SIGTERM stop it (it finishes the queued frames, decides
+//! the open tracks and exits 0), SIGHUP asks it to re-read the config's thresholds and the
+//! gallery.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use edgeid::daemon::Control;
+
+/// A daemon control wired to the process's signals.
+pub fn control() -> anyhow::Result<Control> {
+    let control = Control::default();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, control.stop.clone())
+            .context("installing signal handlers")?;
+    }
+    let reload = control.reload.clone();
+    // signal-hook sets a flag; this thread turns each SIGHUP into a reload request.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
+    let stop = control.stop.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            if hup.swap(false, Ordering::SeqCst) {
+                reload.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    Ok(control)
+}
