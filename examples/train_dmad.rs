@@ -403,12 +403,13 @@ fn main() -> anyhow::Result<()> {
 # measured error rates and their limits are in models/README.md.
 id = "dmad-baseline@{short}"
 role = "dmad"
-kind = "linear"
 file = "dmad-baseline.json"
 sha256 = "{sha}"
-encoder = "{encoder_id}"
-features = "squared_difference"
 description = "for {encoder_id} only; trained on {n_train} pairs ({m_train} morphs) from tests/data, probes cut from the reference photo itself; held-out D-EER {eer:.1}% on such pairs, but {cross_rejected} of {cross} genuine pairs across two real photos rejected at 0.5: it marks genuine users, so no shipped config requires it; EER threshold on the training pairs {op:.3}"
+
+[dmad]
+encoder = "{encoder_id}"
+kind = "linear"
 "#,
         short = &sha[..8],
         n_train = pairs[0].len(),
@@ -429,14 +430,15 @@ description = "for {encoder_id} only; trained on {n_train} pairs ({m_train} morp
 # pair, by examples/train_dmad.rs: same weights, same scores.
 id = "dmad-baseline-onnx@{short}"
 role = "dmad"
-kind = "onnx"
 file = "dmad-baseline-onnx.onnx"
 sha256 = "{sha}"
+description = "dmad-baseline as ONNX: MatMul([I; -I]), square, MatMul(weights), Add(bias), Sigmoid"
+
+[dmad]
 encoder = "{encoder_id}"
-features = "embedding_pair"
+kind = "onnx"
 input = "pair"
 output = "bona_fide"
-description = "dmad-baseline as ONNX: MatMul([I; -I]), square, MatMul(weights), Add(bias), Sigmoid"
 "#,
             short = &sha[..8],
         ),

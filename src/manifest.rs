@@ -58,6 +58,91 @@ impl fmt::Display for Dim {
     }
 }
 
+/// What a model is for. A manifest names one; a loader refuses a model of another role, and a
+/// role that is not one of these is a parse error naming the `role` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A face detector, or one stage of a cascade (`[detector]` table).
+    Detector,
+    /// A face encoder: crops to embeddings (`[embedding]`, `[alignment]`).
+    Encoder,
+    /// A presentation-attack head on a face crop (`[head]`).
+    Pad,
+    /// A single-image morphing-attack head on the reference crop (`[head]`).
+    Smad,
+    /// A differential morphing-attack head over a reference and a probe embedding (`[dmad]`).
+    Dmad,
+    /// An object detector for tagging (`[objects]`).
+    Objects,
+    /// A general feature extractor, the baseline of generalization audits (`[features]`).
+    Features,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Detector => "detector",
+            Role::Encoder => "encoder",
+            Role::Pad => "pad",
+            Role::Smad => "smad",
+            Role::Dmad => "dmad",
+            Role::Objects => "objects",
+            Role::Features => "features",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which stage of a detector a model is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// MTCNN's proposal network (fully convolutional, any input size).
+    Pnet,
+    /// MTCNN's refinement network (fixed-size crops).
+    Rnet,
+    /// MTCNN's output network (boxes, scores, five landmarks).
+    Onet,
+    /// A single-shot detector with SSD anchors (BlazeFace; `[detector.ssd]`).
+    Ssd,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Pnet => "pnet",
+            Stage::Rnet => "rnet",
+            Stage::Onet => "onet",
+            Stage::Ssd => "ssd",
+        }
+    }
+}
+
+/// How an encoder's raw output becomes the embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// L2-normalised, so cosine similarity is a dot product.
+    L2,
+    None,
+}
+
+/// How a feature map becomes a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    /// A [N, C, H, W] map averaged over H and W.
+    Mean,
+    /// The output is already [N, dim].
+    None,
+}
+
 /// Formats a shape as `[N, 112, 112, 3]` for messages.
 pub fn shape_to_string(shape: &[Dim]) -> String {
     let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
@@ -118,8 +203,7 @@ pub struct OutputSpec {
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingSpec {
     pub dim: usize,
-    /// `l2`: the raw output is L2-normalised, so cosine similarity is a dot product.
-    pub normalize: String,
+    pub normalize: Normalize,
 }
 
 /// Where the face landmarks must land in the encoder's input crop.
@@ -136,8 +220,7 @@ pub struct AlignmentSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorSpec {
-    /// `pnet`, `rnet` or `onet`.
-    pub stage: String,
+    pub stage: Stage,
     /// Index of the face class in the score output.
     pub face_class: usize,
     /// P-Net only: output stride and receptive cell of the fully-convolutional proposal map.
@@ -222,8 +305,35 @@ pub struct ObjectsSpec {
 #[serde(deny_unknown_fields)]
 pub struct FeaturesSpec {
     pub dim: usize,
-    /// `mean`: the output is a [N, C, H, W] map averaged over H and W; `none`: it is [N, dim].
-    pub pool: String,
+    pub pool: Pool,
+}
+
+/// A differential morphing-attack head (role `dmad`): it reads the embeddings of a reference
+/// and a probe from one encoder, never pixels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmadSpec {
+    /// Model id of the encoder whose embeddings the head reads: it is never applied to another
+    /// embedding space.
+    pub encoder: String,
+    pub kind: DmadKind,
+    /// ONNX only: the names of its input ([N, 2·dim]: the unit reference embedding, then the
+    /// unit probe embedding) and of its output ([N, 1], the bona fide probability).
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+/// What a D-MAD head's file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmadKind {
+    /// A logistic regression over `dim · (reference − probe)²` per dimension, its weights and
+    /// bias in a JSON file.
+    Linear,
+    /// An ONNX model over the embedding pair.
+    Onnx,
 }
 
 /// A parsed model manifest; `dir` is where relative paths in it are resolved.
@@ -233,7 +343,7 @@ pub struct Manifest {
     /// Stable identifier written next to every embedding, so that embeddings of different
     /// encoders are never compared.
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub file: PathBuf,
     pub sha256: String,
     #[serde(default)]
@@ -246,8 +356,12 @@ pub struct Manifest {
     /// sets the two side by side.
     #[serde(default)]
     pub derived_from: Option<String>,
-    pub input: InputSpec,
+    /// The image input; every role but `dmad` (which reads embeddings) has one: see
+    /// [`Manifest::input`].
+    #[serde(rename = "input")]
+    pub image: Option<InputSpec>,
     /// Outputs by purpose (`embedding`, `boxes`, `scores`, `landmarks`…).
+    #[serde(default)]
     pub outputs: BTreeMap<String, OutputSpec>,
     pub embedding: Option<EmbeddingSpec>,
     pub alignment: Option<AlignmentSpec>,
@@ -255,6 +369,7 @@ pub struct Manifest {
     pub head: Option<HeadSpec>,
     pub objects: Option<ObjectsSpec>,
     pub features: Option<FeaturesSpec>,
+    pub dmad: Option<DmadSpec>,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -309,39 +424,60 @@ impl Manifest {
         if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(self.invalid("`sha256` must be 64 hexadecimal digits"));
         }
-        if self.input.shape.len() != 4 {
+        match (self.role, &self.image, &self.dmad) {
+            (Role::Dmad, None, Some(d)) => {
+                if d.kind == DmadKind::Onnx && (d.input.is_none() || d.output.is_none()) {
+                    return Err(self.invalid("an ONNX D-MAD head needs dmad.input and dmad.output (the names of its input and output)"));
+                }
+                return Ok(());
+            }
+            (Role::Dmad, Some(_), _) => {
+                return Err(self.invalid(
+                    "a `dmad` head reads embeddings, not an image: remove its [input] table",
+                ))
+            }
+            (Role::Dmad, None, None) => {
+                return Err(self.invalid("a `dmad` head needs a [dmad] table (encoder, kind)"))
+            }
+            (role, _, Some(_)) => {
+                return Err(
+                    self.invalid(format!("a [dmad] table belongs to role `dmad`, not `{role}`"))
+                )
+            }
+            (role, None, None) => {
+                return Err(self.invalid(format!("a `{role}` model needs an [input] table")))
+            }
+            (_, Some(_), None) => {}
+        }
+        let input = self.input()?;
+        if input.shape.len() != 4 {
             return Err(self.invalid(format!(
                 "input shape {} must have 4 dimensions (batch, two sides, channels)",
-                shape_to_string(&self.input.shape)
+                shape_to_string(&input.shape)
             )));
         }
-        if !(self.input.scale.is_finite() && self.input.scale != 0.0 && self.input.mean.is_finite())
-        {
+        if !(input.scale.is_finite() && input.scale != 0.0 && input.mean.is_finite()) {
             return Err(self.invalid("input `scale` must be finite and non-zero, `mean` finite"));
         }
         if let Some(e) = &self.embedding {
             if e.dim == 0 {
                 return Err(self.invalid("embedding.dim must be positive"));
             }
-            if e.normalize != "l2" && e.normalize != "none" {
-                return Err(self.invalid("embedding.normalize must be `l2` or `none`"));
-            }
         }
         if let Some(f) = &self.features {
-            if f.dim == 0 || !(f.pool == "mean" || f.pool == "none") {
-                return Err(self
-                    .invalid("features.dim must be positive and features.pool `mean` or `none`"));
+            if f.dim == 0 {
+                return Err(self.invalid("features.dim must be positive"));
             }
         }
         if let Some(a) = &self.alignment {
             if a.template.len() != 5 {
                 return Err(self.invalid("alignment.template must hold 5 points"));
             }
-            if self.input.fixed_hw() != Some((a.size[1], a.size[0])) {
+            if input.fixed_hw() != Some((a.size[1], a.size[0])) {
                 return Err(self.invalid(format!(
                     "alignment.size {:?} (width, height) disagrees with the input shape {}",
                     a.size,
-                    shape_to_string(&self.input.shape)
+                    shape_to_string(&input.shape)
                 )));
             }
         }
@@ -355,16 +491,21 @@ impl Manifest {
     }
 
     /// Refuses a manifest whose role is not the one the caller needs.
-    pub fn expect_role(&self, role: &str) -> Result<(), ModelError> {
+    pub fn expect_role(&self, role: Role) -> Result<(), ModelError> {
         if self.role == role {
             Ok(())
         } else {
             Err(ModelError::WrongRole {
                 path: self.path.clone(),
                 expected: role.to_string(),
-                actual: self.role.clone(),
+                actual: self.role.to_string(),
             })
         }
+    }
+
+    /// The image input (every role but `dmad` has one: checked when the manifest is parsed).
+    pub fn input(&self) -> Result<&InputSpec, ModelError> {
+        self.image.as_ref().ok_or_else(|| self.invalid("it has no [input] table"))
     }
 
     /// The embedding size of an encoder manifest.
@@ -400,5 +541,64 @@ impl Manifest {
             });
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new("/m/x.toml")).map_err(|e| e.to_string())
+    }
+
+    const SHA: &str = "4c3a8d1ca669f5a426ef0838c7d79b45a0ac423f14fa787a141518385cb4fab1";
+
+    fn with_role(role: &str, tables: &str) -> String {
+        format!("id = \"x@1\"\nrole = \"{role}\"\nfile = \"x.onnx\"\nsha256 = \"{SHA}\"\n{tables}")
+    }
+
+    const INPUT: &str = "[input]\nname = \"data\"\nshape = [\"N\", 112, 112, 3]\nlayout = \"NHWC\"\ncolor = \"RGB\"\nmean = 0.0\nscale = 1.0\n";
+
+    #[test]
+    fn every_model_is_one_manifest_type_with_its_role() {
+        let m = parse(&with_role("encoder", INPUT)).unwrap();
+        assert_eq!((m.role, m.input().unwrap().name.as_str()), (Role::Encoder, "data"));
+        let d =
+            parse(&with_role("dmad", "[dmad]\nencoder = \"e@1\"\nkind = \"linear\"\n")).unwrap();
+        assert_eq!(d.role, Role::Dmad);
+        assert_eq!(d.dmad.as_ref().unwrap().kind, DmadKind::Linear);
+        assert!(d.input().is_err(), "a D-MAD head has no image input");
+    }
+
+    #[test]
+    fn a_wrong_role_stage_or_table_is_refused_naming_it() {
+        let e = parse(&with_role("detectr", INPUT)).unwrap_err();
+        assert!(e.contains("unknown variant `detectr`") && e.contains("role = \"detectr\""), "{e}");
+        let e = parse(&with_role(
+            "detector",
+            &format!("{INPUT}[detector]\nstage = \"qnet\"\nface_class = 1\n"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown variant `qnet`"), "{e}");
+        let e = parse(&with_role("encoder", "")).unwrap_err();
+        assert!(e.contains("a `encoder` model needs an [input] table"), "{e}");
+        let e = parse(&with_role("dmad", INPUT)).unwrap_err();
+        assert!(e.contains("remove its [input] table"), "{e}");
+        let e = parse(&with_role(
+            "pad",
+            &format!("{INPUT}[dmad]\nencoder = \"e@1\"\nkind = \"linear\"\n"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("belongs to role `dmad`, not `pad`"), "{e}");
+        let e =
+            parse(&with_role("dmad", "[dmad]\nencoder = \"e@1\"\nkind = \"onnx\"\n")).unwrap_err();
+        assert!(e.contains("needs dmad.input and dmad.output"), "{e}");
+        let e = parse(&with_role(
+            "encoder",
+            &format!("{INPUT}[embedding]\ndim = 4\nnormalize = \"l3\"\n"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown variant `l3`"), "{e}");
     }
 }

@@ -31,20 +31,20 @@ pub struct ModelRef {
 impl Extractor {
     /// Loads an `encoder` or a `features` manifest.
     pub fn load(backend: BackendKind, manifest: &Manifest) -> Result<Extractor, ModelError> {
-        if manifest.role == "encoder" {
+        if manifest.role == crate::manifest::Role::Encoder {
             return Ok(Extractor::Encoder(Encoder::load(backend, manifest)?));
         }
-        manifest.expect_role("features")?;
+        manifest.expect_role(crate::manifest::Role::Features)?;
         let spec = manifest.features.clone().ok_or_else(|| ModelError::ManifestInvalid {
             path: manifest.path.clone(),
             message: "a features manifest needs a [features] table (dim, pool)".into(),
         })?;
-        let size = manifest.input.fixed_hw().ok_or_else(|| ModelError::ManifestInvalid {
+        let size = manifest.input()?.fixed_hw().ok_or_else(|| ModelError::ManifestInvalid {
             path: manifest.path.clone(),
             message: "a features model needs a fixed input height and width".into(),
         })?;
-        if manifest.input.shape[0] != Dim::Fixed(1)
-            && !matches!(manifest.input.shape[0], Dim::Free(_))
+        if manifest.input()?.shape[0] != Dim::Fixed(1)
+            && !matches!(manifest.input()?.shape[0], Dim::Free(_))
         {
             return Err(ModelError::ManifestInvalid {
                 path: manifest.path.clone(),
@@ -56,7 +56,7 @@ impl Extractor {
             session,
             manifest: manifest.clone(),
             size: (size.1 as u32, size.0 as u32),
-            pool_mean: spec.pool == "mean",
+            pool_mean: spec.pool == crate::manifest::Pool::Mean,
         })
     }
 
@@ -82,8 +82,8 @@ impl Extractor {
             Extractor::Features { session, manifest, size, pool_mean } => {
                 let input = resize_rgb(image, size.0, size.1);
                 let mut data = Vec::new();
-                push_image(&manifest.input, &input, &mut data);
-                let shape = batch_shape(&manifest.input, 1, size.0 as usize, size.1 as usize);
+                push_image(manifest.input()?, &input, &mut data);
+                let shape = batch_shape(manifest.input()?, 1, size.0 as usize, size.1 as usize);
                 let out = session.run(Tensor::new(shape, data))?.remove(0);
                 if *pool_mean {
                     anyhow::ensure!(

@@ -249,7 +249,7 @@ pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<Bench
     let mut models = Vec::new();
     for path in manifests(cfg, &opts.models) {
         let manifest = Manifest::load(&path)?;
-        let input = auto::timing_input(&manifest);
+        let input = auto::timing_input(&manifest)?;
         let purposes: Vec<&str> = manifest.outputs.keys().map(String::as_str).collect();
         for &backend in backends.iter().filter(|b| **b != BackendKind::Auto) {
             let t = Instant::now();

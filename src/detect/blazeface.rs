@@ -128,18 +128,18 @@ impl BlazeFace {
     ) -> Result<BlazeFace, ModelError> {
         let invalid =
             |message: String| ModelError::ManifestInvalid { path: manifest.path.clone(), message };
-        manifest.expect_role("detector")?;
+        manifest.expect_role(crate::manifest::Role::Detector)?;
         let ssd = manifest
             .detector
             .as_ref()
-            .filter(|d| d.stage == "ssd")
+            .filter(|d| d.stage == crate::manifest::Stage::Ssd)
             .and_then(|d| d.ssd.clone())
             .ok_or_else(|| {
                 invalid(
                     "it needs a [detector] table with stage = \"ssd\" and [detector.ssd]".into(),
                 )
             })?;
-        let side = match manifest.input.fixed_hw() {
+        let side = match manifest.input()?.fixed_hw() {
             Some((h, w)) if h == w => h,
             _ => return Err(invalid("a BlazeFace input must be a fixed square".into())),
         };
@@ -224,7 +224,7 @@ impl BlazeFace {
         let (ox, oy) = if centred { ((side - pw) / 2, (side - ph) / 2) } else { (0, 0) };
         let mut input = RgbImage::new(side, side);
         image::imageops::replace(&mut input, &part, ox as i64, oy as i64);
-        let spec = self.session.manifest().input.clone();
+        let spec = self.session.manifest().input()?.clone();
         let mut data = Vec::with_capacity(self.side * self.side * 3);
         push_image(&spec, &input, &mut data);
         let out =

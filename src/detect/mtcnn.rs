@@ -16,7 +16,7 @@ use super::{Face, FaceDetector, LandmarkSet};
 use crate::capture::Frame;
 use crate::infer::input::{batch_shape, map_at, map_size, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
-use crate::manifest::{Dim, Manifest, ModelError};
+use crate::manifest::{Dim, Manifest, ModelError, Stage as ManifestStage};
 use crate::resize::resize_rgb;
 use crate::util::{check_range, OutOfRange};
 
@@ -184,12 +184,14 @@ impl Mtcnn {
         params: MtcnnParams,
     ) -> Result<Mtcnn, ModelError> {
         let mut specs = Vec::new();
-        for (m, stage) in manifests.iter().zip(["pnet", "rnet", "onet"]) {
+        for (m, stage) in
+            manifests.iter().zip([ManifestStage::Pnet, ManifestStage::Rnet, ManifestStage::Onet])
+        {
             let invalid =
                 |message: String| ModelError::ManifestInvalid { path: m.path.clone(), message };
-            m.expect_role("detector")?;
+            m.expect_role(crate::manifest::Role::Detector)?;
             let spec = m.detector.as_ref().filter(|d| d.stage == stage).ok_or_else(|| {
-                invalid(format!("it needs a [detector] table with stage = \"{stage}\""))
+                invalid(format!("it needs a [detector] table with stage = \"{}\"", stage.name()))
             })?;
             let last = |purpose: &str| -> Result<Option<usize>, ModelError> {
                 Ok(match m.output(purpose)?.shape.last() {
@@ -206,12 +208,12 @@ impl Mtcnn {
             if last("boxes")? != Some(4) {
                 return Err(invalid("outputs.boxes must end in a fixed dimension of 4".into()));
             }
-            if stage == "onet" && last("landmarks")? != Some(10) {
+            if stage == ManifestStage::Onet && last("landmarks")? != Some(10) {
                 return Err(invalid(
                     "outputs.landmarks must end in a fixed dimension of 10".into(),
                 ));
             }
-            if stage != "pnet" && m.input.fixed_hw().is_none() {
+            if stage != ManifestStage::Pnet && m.input()?.fixed_hw().is_none() {
                 return Err(invalid("R-Net and O-Net inputs need a fixed size".into()));
             }
             specs.push(spec.clone());
@@ -253,7 +255,7 @@ impl Mtcnn {
 
     /// Stage 1: P-Net over the pyramid, NMS within and across levels, regression, squaring.
     fn propose(&mut self, img: &RgbImage) -> anyhow::Result<Vec<[f32; 4]>> {
-        let spec = self.pnet.session.manifest().input.clone();
+        let spec = self.pnet.session.manifest().input()?.clone();
         let mut all: Vec<Candidate> = Vec::new();
         for scale in self.scales(img.width(), img.height()) {
             let sw = (img.width() as f32 * scale).ceil() as u32;
@@ -513,7 +515,7 @@ fn crops_for(
     boxes: Vec<[f32; 4]>,
 ) -> anyhow::Result<(Vec<[f32; 4]>, Vec<RgbImage>)> {
     let (h, w) =
-        session.manifest().input.fixed_hw().context("stage input must have a fixed size")?;
+        session.manifest().input()?.fixed_hw().context("stage input must have a fixed size")?;
     let mut kept = Vec::new();
     let mut crops = Vec::new();
     for b in boxes {
@@ -528,7 +530,7 @@ fn crops_for(
 /// Runs a fixed-size stage on crops in power-of-two batches; outputs are concatenated over
 /// the crops (no outputs at all for no crops).
 fn run_batches(session: &mut Box<dyn Session>, crops: &[RgbImage]) -> anyhow::Result<Vec<Tensor>> {
-    let spec = session.manifest().input.clone();
+    let spec = session.manifest().input()?.clone();
     let mut merged: Vec<Tensor> = Vec::new();
     for chunk in crops.chunks(MAX_BATCH.min(session.max_batch()).max(1)) {
         let (w, h) = (chunk[0].width() as usize, chunk[0].height() as usize);

@@ -47,7 +47,7 @@ pub struct Encoder {
 impl Encoder {
     /// Loads an `encoder` model; its manifest must describe the embedding and the alignment.
     pub fn load(backend: BackendKind, manifest: &Manifest) -> Result<Encoder, ModelError> {
-        manifest.expect_role("encoder")?;
+        manifest.expect_role(crate::manifest::Role::Encoder)?;
         let missing = |what: &str| ModelError::ManifestInvalid {
             path: manifest.path.clone(),
             message: format!("an encoder manifest needs an [{what}] table"),
@@ -60,7 +60,7 @@ impl Encoder {
             manifest: manifest.clone(),
             alignment,
             dim: embedding.dim,
-            l2: embedding.normalize == "l2",
+            l2: embedding.normalize == crate::manifest::Normalize::L2,
         })
     }
 
@@ -98,7 +98,7 @@ impl Encoder {
             return Ok(Vec::new());
         }
         let [w, h] = self.alignment.size;
-        let spec = &self.manifest.input;
+        let spec = self.manifest.input()?;
         let mut data = Vec::with_capacity(crops.len() * w * h * 3);
         for crop in crops {
             ensure!(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::Face;
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
-use crate::manifest::{Dim, HeadSpec, Manifest, ModelError};
+use crate::manifest::{Dim, HeadSpec, Manifest, ModelError, Role};
 use crate::resize::resize_rgb;
 
 /// A model that scores a square crop around the face box.
@@ -27,7 +27,7 @@ impl CropHead {
     pub fn load(
         backend: BackendKind,
         manifest: &Manifest,
-        role: &str,
+        role: Role,
     ) -> Result<CropHead, ModelError> {
         manifest.expect_role(role)?;
         let invalid =
@@ -49,7 +49,7 @@ impl CropHead {
         if !(spec.crop_scale.is_finite() && spec.crop_scale > 0.0) {
             return Err(invalid("head.crop_scale must be positive".into()));
         }
-        if manifest.input.fixed_hw().is_none() {
+        if manifest.input()?.fixed_hw().is_none() {
             return Err(invalid("a head's input needs a fixed size".into()));
         }
         let session = infer::load(backend, manifest, &["score"])?;
@@ -74,7 +74,7 @@ impl CropHead {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
-        let input = self.session.manifest().input.clone();
+        let input = self.session.manifest().input()?.clone();
         let (h, w) = input.fixed_hw().expect("checked at load");
         let mut data = Vec::with_capacity(faces.len() * w * h * 3);
         for face in faces {
@@ -141,7 +141,7 @@ impl Pad {
     ) -> Result<Pad, ModelError> {
         let heads = manifests
             .iter()
-            .map(|m| CropHead::load(backend, m, "pad"))
+            .map(|m| CropHead::load(backend, m, Role::Pad))
             .collect::<Result<_, _>>()?;
         Ok(Pad { heads, fusion })
     }

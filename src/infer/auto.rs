@@ -76,11 +76,11 @@ pub fn default_cache() -> Option<PathBuf> {
 
 /// The input a model is timed on: its fixed dimensions, batch 1, and 160 for a free side
 /// (a middle P-Net pyramid level for a 640×480 camera).
-pub fn timing_input(manifest: &Manifest) -> Tensor {
-    let shape = super::concrete_shape(manifest, 160);
+pub fn timing_input(manifest: &Manifest) -> Result<Tensor, ModelError> {
+    let shape = super::concrete_shape(manifest.input()?, 160);
     // Mid-grey rather than zeros, so that no kernel takes a shortcut on zeros.
     let n = shape.iter().product();
-    Tensor::new(shape, vec![0.5; n])
+    Ok(Tensor::new(shape, vec![0.5; n]))
 }
 
 /// Median milliseconds of `runs` runs on `input`, after two warm-up runs (plans built,
@@ -156,7 +156,7 @@ pub fn load(
         }
     }
 
-    let input = timing_input(manifest);
+    let input = timing_input(manifest)?;
     let mut best: Option<(f64, Box<dyn Session>)> = None;
     let mut timings = Vec::new();
     let mut first_error = None;

@@ -13,7 +13,7 @@ mod tract;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{shape_to_string, Dim, Manifest, ModelError};
+use crate::manifest::{shape_to_string, Dim, InputSpec, Manifest, ModelError};
 
 #[cfg(feature = "ort")]
 pub use self::onnxruntime::{OrtSession, LIBRARY_VAR};
@@ -158,13 +158,14 @@ fn load_bytes(
 fn check_input(manifest: &Manifest, name: &str, dims: &[Option<i64>]) -> Result<(), ModelError> {
     let mismatch =
         |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
-    if name != manifest.input.name {
+    let input = manifest.input()?;
+    if name != input.name {
         return Err(mismatch(format!(
             "its input is named `{name}`, the manifest says `{}`",
-            manifest.input.name
+            input.name
         )));
     }
-    let expected = &manifest.input.shape;
+    let expected = &input.shape;
     if dims.len() != expected.len() {
         return Err(mismatch(format!(
             "its input `{name}` has {} dimensions, the manifest says {}",
@@ -185,11 +186,10 @@ fn check_input(manifest: &Manifest, name: &str, dims: &[Option<i64>]) -> Result<
     Ok(())
 }
 
-/// The manifest's input shape made concrete: its fixed dimensions, batch 1 for a free first
-/// dimension, `side` for any other free one.
-pub fn concrete_shape(manifest: &Manifest, side: usize) -> Vec<usize> {
-    manifest
-        .input
+/// The input's shape made concrete: its fixed dimensions, batch 1 for a free first dimension,
+/// `side` for any other free one.
+pub fn concrete_shape(input: &InputSpec, side: usize) -> Vec<usize> {
+    input
         .shape
         .iter()
         .enumerate()
@@ -208,7 +208,7 @@ fn probe(session: &mut dyn Session, purposes: &[&str]) -> Result<(), ModelError>
     let manifest = session.manifest().clone();
     let mismatch =
         |message: String| ModelError::ShapeMismatch { path: manifest.model_path(), message };
-    let probe = concrete_shape(&manifest, 48);
+    let probe = concrete_shape(manifest.input()?, 48);
     let outputs = session
         .run(Tensor::zeros(probe.clone()))
         .map_err(|e| mismatch(format!("it does not run on input {probe:?}: {e:#}")))?;

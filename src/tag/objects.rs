@@ -47,7 +47,7 @@ pub struct ObjectDetector {
 
 impl ObjectDetector {
     pub fn load(backend: BackendKind, manifest: &Manifest) -> Result<ObjectDetector, ModelError> {
-        manifest.expect_role("objects")?;
+        manifest.expect_role(crate::manifest::Role::Objects)?;
         let invalid =
             |message: String| ModelError::ManifestInvalid { path: manifest.path.clone(), message };
         let spec = manifest.objects.clone().ok_or_else(|| {
@@ -56,7 +56,7 @@ impl ObjectDetector {
         if spec.strides.is_empty() || spec.labels.is_empty() {
             return Err(invalid("objects.strides and objects.labels must not be empty".into()));
         }
-        if manifest.input.fixed_hw().is_none() {
+        if manifest.input()?.fixed_hw().is_none() {
             return Err(invalid("an object detector's input needs a fixed size".into()));
         }
         let mut purposes = Vec::new();
@@ -130,7 +130,7 @@ impl ObjectDetector {
         region: [u32; 4],
         min_score: f32,
     ) -> anyhow::Result<Vec<Detection>> {
-        let input = self.session.manifest().input.clone();
+        let input = self.session.manifest().input()?.clone();
         let (ih, iw) = input.fixed_hw().expect("checked at load");
         let [rx, ry, rw, rh] = region;
         let part = imageops::crop_imm(frame, rx, ry, rw, rh).to_image();
