@@ -49,8 +49,23 @@ pub struct BlazefaceConfig {
 }
 
 impl BlazefaceConfig {
+    pub fn params(&self) -> BlazeFaceParams {
+        BlazeFaceParams {
+            score_threshold: self.min_score,
+            nms: self.nms,
+            tiles: self.tiles,
+            tile_overlap: self.tile_overlap,
+        }
+    }
+}
+
+impl super::DetectorSettings for BlazefaceConfig {
+    fn min_score(&self) -> f32 {
+        self.min_score
+    }
+
     /// Refuses values outside what the decoding can run with.
-    pub fn check(&self) -> Result<(), OutOfRange> {
+    fn check(&self) -> Result<(), OutOfRange> {
         check_range(
             "detector.nms",
             self.nms,
@@ -66,13 +81,16 @@ impl BlazefaceConfig {
         )
     }
 
-    pub fn params(&self) -> BlazeFaceParams {
-        BlazeFaceParams {
-            score_threshold: self.min_score,
-            nms: self.nms,
-            tiles: self.tiles,
-            tile_overlap: self.tile_overlap,
-        }
+    fn manifests(&self) -> Vec<&PathBuf> {
+        vec![&self.model]
+    }
+
+    fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.model]
+    }
+
+    fn load(&self, backend: BackendKind) -> Result<Box<dyn super::FaceDetector>, ModelError> {
+        Ok(Box::new(BlazeFace::load(backend, &Manifest::load(&self.model)?, self.params())?))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Face detection: from a frame to face boxes with landmarks.
 //!
 //! Every detector implements [`FaceDetector`]; the config's `[detector]` table names its kind,
-//! and [`load`] builds it. Adding a detector is one file here (the model's code and its
-//! settings) plus one variant of [`DetectorConfig`] and its arms below.
+//! and [`load`] builds it. Adding a detector is one file here (the model's code, and its
+//! settings with [`DetectorSettings`]), its manifest, one variant of [`DetectorConfig`] with
+//! its two arms in `settings`/`settings_mut` and its word in the table reader, and tests.
 
 mod blazeface;
 mod mtcnn;
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use crate::capture::Frame;
 use crate::infer::BackendKind;
-use crate::manifest::{Manifest, ModelError};
+use crate::manifest::ModelError;
 use crate::util::{check_range, table_error, OutOfRange};
 
 pub use blazeface::{BlazeFace, BlazeFaceParams, BlazefaceConfig};
@@ -38,21 +39,46 @@ pub enum DetectorConfig {
     Blazeface(BlazefaceConfig),
 }
 
+/// What every detector kind's settings (its `[detector]` table, in the detector's own file)
+/// provide; [`DetectorConfig`] hands each call to the configured kind.
+pub trait DetectorSettings {
+    /// Faces below this final score are not reported.
+    fn min_score(&self) -> f32;
+    /// Refuses values outside what the detector can run with, naming the key.
+    fn check(&self) -> Result<(), OutOfRange>;
+    /// Its manifests, to verify.
+    fn manifests(&self) -> Vec<&PathBuf>;
+    /// The same, to resolve against the config's folder.
+    fn manifests_mut(&mut self) -> Vec<&mut PathBuf>;
+    /// Builds the detector, checking every manifest it uses.
+    fn load(&self, backend: BackendKind) -> Result<Box<dyn FaceDetector>, ModelError>;
+}
+
 impl DetectorConfig {
+    /// The configured kind's settings: the one place that lists the kinds besides the reader
+    /// below.
+    pub fn settings(&self) -> &dyn DetectorSettings {
+        match self {
+            DetectorConfig::Mtcnn(c) => c,
+            DetectorConfig::Blazeface(c) => c,
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut dyn DetectorSettings {
+        match self {
+            DetectorConfig::Mtcnn(c) => c,
+            DetectorConfig::Blazeface(c) => c,
+        }
+    }
+
     /// Faces below this final score are not reported.
     pub fn min_score(&self) -> f32 {
-        match self {
-            DetectorConfig::Mtcnn(c) => c.min_score,
-            DetectorConfig::Blazeface(c) => c.min_score,
-        }
+        self.settings().min_score()
     }
 
     /// Refuses settings out of range (the config names its file around the error).
     pub fn check(&self) -> Result<(), OutOfRange> {
-        match self {
-            DetectorConfig::Mtcnn(c) => c.check()?,
-            DetectorConfig::Blazeface(c) => c.check()?,
-        }
+        self.settings().check()?;
         check_range(
             "detector.min_score",
             self.min_score(),
@@ -63,18 +89,12 @@ impl DetectorConfig {
 
     /// The detector's manifests.
     pub fn manifests(&self) -> Vec<&PathBuf> {
-        match self {
-            DetectorConfig::Mtcnn(c) => vec![&c.pnet, &c.rnet, &c.onet],
-            DetectorConfig::Blazeface(c) => vec![&c.model],
-        }
+        self.settings().manifests()
     }
 
     /// The same, to resolve them against the config's folder.
     pub fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
-        match self {
-            DetectorConfig::Mtcnn(c) => vec![&mut c.pnet, &mut c.rnet, &mut c.onet],
-            DetectorConfig::Blazeface(c) => vec![&mut c.model],
-        }
+        self.settings_mut().manifests_mut()
     }
 }
 
@@ -117,16 +137,7 @@ pub fn load(
     backend: BackendKind,
     cfg: &DetectorConfig,
 ) -> Result<Box<dyn FaceDetector>, ModelError> {
-    Ok(match cfg {
-        DetectorConfig::Mtcnn(c) => {
-            let (p, r, o) =
-                (Manifest::load(&c.pnet)?, Manifest::load(&c.rnet)?, Manifest::load(&c.onet)?);
-            Box::new(Mtcnn::load(backend, [&p, &r, &o], c.params())?)
-        }
-        DetectorConfig::Blazeface(c) => {
-            Box::new(BlazeFace::load(backend, &Manifest::load(&c.model)?, c.params())?)
-        }
-    })
+    cfg.settings().load(backend)
 }
 
 /// Which points [`Face::landmarks`] holds.

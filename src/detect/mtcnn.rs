@@ -58,8 +58,25 @@ pub struct MtcnnConfig {
 }
 
 impl MtcnnConfig {
+    pub fn params(&self) -> MtcnnParams {
+        MtcnnParams {
+            min_face_px: self.min_face_px,
+            scale_factor: self.scale_factor,
+            thresholds: self.stage_thresholds,
+            nms: self.nms,
+            mirror_landmarks: self.mirror_landmarks,
+            refine_landmarks: self.refine_landmarks,
+        }
+    }
+}
+
+impl super::DetectorSettings for MtcnnConfig {
+    fn min_score(&self) -> f32 {
+        self.min_score
+    }
+
     /// Refuses values outside what the cascade can run with.
-    pub fn check(&self) -> Result<(), OutOfRange> {
+    fn check(&self) -> Result<(), OutOfRange> {
         let unit = "between 0 and 1, exclusive";
         check_range(
             "detector.min_face_px",
@@ -87,15 +104,18 @@ impl MtcnnConfig {
         Ok(())
     }
 
-    pub fn params(&self) -> MtcnnParams {
-        MtcnnParams {
-            min_face_px: self.min_face_px,
-            scale_factor: self.scale_factor,
-            thresholds: self.stage_thresholds,
-            nms: self.nms,
-            mirror_landmarks: self.mirror_landmarks,
-            refine_landmarks: self.refine_landmarks,
-        }
+    fn manifests(&self) -> Vec<&PathBuf> {
+        vec![&self.pnet, &self.rnet, &self.onet]
+    }
+
+    fn manifests_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.pnet, &mut self.rnet, &mut self.onet]
+    }
+
+    fn load(&self, backend: BackendKind) -> Result<Box<dyn super::FaceDetector>, ModelError> {
+        let (p, r, o) =
+            (Manifest::load(&self.pnet)?, Manifest::load(&self.rnet)?, Manifest::load(&self.onet)?);
+        Ok(Box::new(Mtcnn::load(backend, [&p, &r, &o], self.params())?))
     }
 }
 
