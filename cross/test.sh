@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . cross/env.sh "${1:-}"
 
+# Both test builds in one cargo run (they compile side by side), then each runs.
+cargo test --release --target "$triple" --no-run --lib --test it
 cargo test --release --target "$triple" --lib
 if [ "${2:-}" = quick ]; then
   cargo test --release --target "$triple" --test it -- --exact recognition::embeddings_match_onnxruntime
