@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
 pub use crate::detect::{BlazefaceConfig, DetectorConfig, MtcnnConfig};
 use crate::heads::Fusion;
+use crate::infer::gpu::GpuOptions;
 use crate::infer::BackendKind;
 pub use crate::tag::TaggerConfig;
 pub use crate::track::TrackerConfig;
@@ -62,6 +63,9 @@ pub struct Config {
     /// Signed manifests; absent: every manifest's model file is still checked by its sha256.
     #[serde(default)]
     pub trust: Option<TrustConfig>,
+    /// The GPU backends' settings (batch sizes, warm-up, cuDNN search, TensorRT engines).
+    #[serde(default)]
+    pub gpu: GpuOptions,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -409,6 +413,7 @@ impl Config {
             .chain(cfg.trust.iter_mut().map(|t| &mut t.signed_set))
             .chain(cfg.tagger.model.iter_mut())
             .chain(cfg.tagger.prototypes.iter_mut())
+            .chain(cfg.gpu.tensorrt_cache.iter_mut())
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -476,6 +481,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let unit = "between 0 and 1, exclusive";
         self.detector.check().map_err(|e| self.out_of_range(e))?;
+        self.gpu.check().map_err(|e| self.out_of_range(e))?;
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,

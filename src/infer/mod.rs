@@ -6,6 +6,7 @@
 
 pub mod auto;
 pub mod device;
+pub mod gpu;
 pub mod input;
 #[cfg(feature = "ort")]
 mod onnxruntime;

@@ -16,8 +16,11 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session as OrtSessionInner;
 use ort::value::TensorRef;
 
+use ort::ep::cuda::ConvAlgorithmSearch;
+
+use super::gpu::{self, CudnnSearch, GpuOptions};
 use super::{BackendKind, Session, Tensor};
-use crate::manifest::{Manifest, ModelError};
+use crate::manifest::{Dim, Manifest, ModelError};
 
 /// The environment variable that names the onnxruntime library.
 pub const LIBRARY_VAR: &str = "ORT_DYLIB_PATH";
@@ -37,15 +40,69 @@ fn environment() -> Result<&'static Environment, String> {
     .map_err(Clone::clone)
 }
 
-fn providers(kind: BackendKind) -> Vec<ExecutionProviderDispatch> {
+fn cuda(o: &GpuOptions) -> ExecutionProviderDispatch {
+    let search = match o.cudnn_search {
+        CudnnSearch::Exhaustive => ConvAlgorithmSearch::Exhaustive,
+        CudnnSearch::Heuristic => ConvAlgorithmSearch::Heuristic,
+        CudnnSearch::Default => ConvAlgorithmSearch::Default,
+    };
+    ep::CUDA::default()
+        .with_device_id(o.device)
+        .with_conv_algorithm_search(search)
+        .with_prefer_nhwc(o.prefer_nhwc)
+        .build()
+        .error_on_failure()
+}
+
+/// The execution providers of a backend; `engines`: TensorRT's engine folder for this model.
+fn providers(
+    kind: BackendKind,
+    o: &GpuOptions,
+    engines: Option<&std::path::Path>,
+) -> Vec<ExecutionProviderDispatch> {
     match kind {
-        BackendKind::OrtCuda => vec![ep::CUDA::default().build().error_on_failure()],
-        BackendKind::OrtTensorrt => vec![
-            ep::TensorRT::default().build().error_on_failure(),
-            ep::CUDA::default().build().error_on_failure(),
-        ],
+        BackendKind::OrtCuda => vec![cuda(o)],
+        BackendKind::OrtTensorrt => {
+            let mut trt =
+                ep::TensorRT::default().with_device_id(o.device).with_fp16(o.tensorrt_fp16);
+            if let Some(dir) = engines {
+                let dir = dir.to_string_lossy();
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(&dir)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(&dir);
+            }
+            vec![trt.build().error_on_failure(), cuda(o)]
+        }
         _ => vec![ep::CPU::default().build()],
     }
+}
+
+/// The TensorRT engine folder of a model, created; says so when the engine is still to be
+/// built (minutes on a Jetson), so that a first start that seems to hang explains itself.
+fn engine_dir(manifest: &Manifest, o: &GpuOptions) -> Option<std::path::PathBuf> {
+    let device = crate::infer::device::Device::probe();
+    let gpu = device.gpus.first().map_or("gpu", String::as_str);
+    let library = device.onnxruntime.as_deref().unwrap_or("onnxruntime");
+    let library = std::path::Path::new(library).file_name()?.to_string_lossy().into_owned();
+    let dir = o.engine_dir(&manifest.sha256, gpu, &library)?;
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        log::warn!(
+            "TensorRT engine cache {}: {e}; the engine is built at every start",
+            dir.display()
+        );
+        return None;
+    }
+    let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+    if empty {
+        log::info!(
+            "TensorRT: building the engine of {} for {gpu} (first start with this model, GPU and library; can take minutes), kept in {}",
+            manifest.id,
+            dir.display()
+        );
+    }
+    Some(dir)
 }
 
 pub struct OrtSession {
@@ -53,6 +110,8 @@ pub struct OrtSession {
     session: OrtSessionInner,
     input: String,
     outputs: Vec<String>,
+    /// On a GPU, for a model with a free batch dimension: the sizes batches are padded to.
+    batches: Option<GpuOptions>,
 }
 
 impl OrtSession {
@@ -69,10 +128,14 @@ impl OrtSession {
             message,
         };
         let env = environment().map_err(backend)?;
+        let gpu = matches!(kind, BackendKind::OrtCuda | BackendKind::OrtTensorrt);
+        let options = gpu::options();
+        let engines =
+            (kind == BackendKind::OrtTensorrt).then(|| engine_dir(manifest, &options)).flatten();
         let builder = OrtSessionInner::builder(env)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
             .and_then(|b| Ok(b.with_intra_threads(1)?))
-            .and_then(|b| Ok(b.with_execution_providers(providers(kind))?))
+            .and_then(|b| Ok(b.with_execution_providers(providers(kind, &options, engines.as_deref()))?))
             .map_err(|e| backend(format!("{e}; use an onnxruntime build with this execution provider, or another backend")))?;
         let session = { builder }.commit_from_memory(bytes).map_err(|e| {
             ModelError::Unloadable { path: path.clone(), message: format!("onnxruntime: {e}") }
@@ -101,14 +164,45 @@ impl OrtSession {
             }
             outputs.push(name);
         }
-        let mut s = OrtSession { manifest: manifest.clone(), session, input, outputs };
+        let free_batch = matches!(manifest.input()?.shape.first(), Some(Dim::Free(_)));
+        let batches = (gpu && free_batch).then(|| options.clone());
+        let mut s = OrtSession { manifest: manifest.clone(), session, input, outputs, batches };
         super::probe(&mut s, purposes)?;
+        if gpu && options.warm_up {
+            s.warm_up().map_err(|e| backend(format!("warm-up: {e:#}")))?;
+        }
         Ok(s)
+    }
+
+    /// Runs every shape this session will see once (each batch size; fixed-shape models at
+    /// their one shape), so that the CUDA provider's allocations and cuDNN's algorithm search
+    /// happen at load, not on the first frame. A free side other than the batch (MTCNN's
+    /// P-Net) cannot be known in advance: such a model warms at its probe shape only.
+    fn warm_up(&mut self) -> anyhow::Result<()> {
+        let input = self.manifest.input()?.clone();
+        if input.shape.iter().skip(1).any(|d| matches!(d, Dim::Free(_))) {
+            return Ok(());
+        }
+        let sizes = self.batches.as_ref().map_or(vec![1], |o| o.batch_sizes.clone());
+        for b in sizes {
+            let mut shape = super::concrete_shape(&input, 0);
+            shape[0] = b;
+            // Twice: the first run of a shape searches, the second allocates what it chose.
+            for _ in 0..2 {
+                self.run(Tensor::zeros(shape.clone()))?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl Session for OrtSession {
-    fn run(&mut self, input: Tensor) -> anyhow::Result<Vec<Tensor>> {
+    fn run(&mut self, mut input: Tensor) -> anyhow::Result<Vec<Tensor>> {
+        // On a GPU: pad the batch to a size it has run before; the padding's rows are dropped
+        // from every output below.
+        let n = input.shape.first().copied().unwrap_or(1);
+        let padded = self.batches.as_ref().map_or(n, |o| o.bucket(n));
+        gpu::pad_batch(&mut input, padded);
         let value = TensorRef::from_array_view((input.shape.clone(), &input.data[..]))?;
         let outputs = self
             .session
@@ -118,15 +212,19 @@ impl Session for OrtSession {
             .iter()
             .map(|name| {
                 let (shape, data) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
-                Ok(Tensor {
-                    shape: shape.iter().map(|&d| d as usize).collect(),
-                    data: data.to_vec(),
-                })
+                let shape = shape.iter().map(|&d| d as usize).collect();
+                let mut out = Tensor { shape, data: data.to_vec() };
+                gpu::unpad_batch(&mut out, n, padded);
+                Ok(out)
             })
             .collect()
     }
 
     fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batches.as_ref().map_or(usize::MAX, GpuOptions::max_batch)
     }
 }

@@ -328,6 +328,14 @@ fn bad_configs_are_refused_by_key() {
     sb.edit("config.toml", |t| t.replace("min_face_px = 20", "min_face_px = \"twenty\""));
     assert_fails_with(&run(&sb), &["config.toml", "is not valid", "min_face_px"]);
 
+    // The GPU settings: batch sizes out of order, a search cuDNN does not have.
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| format!("{t}\n[gpu]\nbatch_sizes = [4, 2]\n"));
+    assert_fails_with(&run(&sb), &["gpu.batch_sizes = [4, 2]", "out of range", "ascending"]);
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| format!("{t}\n[gpu]\ncudnn_search = \"fast\"\n"));
+    assert_fails_with(&run(&sb), &["config.toml", "cudnn_search", "exhaustive"]);
+
     let o = edgeid(&["--config", "/nonexistent/edgeid.toml", "gallery", "list", "--gallery", &g]);
     assert_fails_with(&o, &["/nonexistent/edgeid.toml", "--config"]);
 
