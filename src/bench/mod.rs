@@ -37,6 +37,9 @@ pub struct Options {
     pub models: Vec<PathBuf>,
     /// Synthetic templates searched by the search stage.
     pub gallery: usize,
+    /// Camera counts to measure throughput at (one pipeline and thread per camera, each
+    /// replaying the photo, as the daemon runs one worker per source); empty: none.
+    pub streams: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,12 +65,31 @@ pub struct BackendRun {
     pub backend: BackendKind,
     /// Loading every model of the config (reading, hash check, parsing, first plan).
     pub load_ms: f64,
+    /// The first whole frame after load: what the first person at the door waits for
+    /// (cold caches, and on a GPU any shape the warm-up did not cover).
+    pub first_frame_ms: f64,
+    /// Its detection part.
+    pub first_detect_ms: f64,
+    /// The frame after it: whatever the first frame still set up shows as the gap between them.
+    pub second_frame_ms: f64,
     pub stages: Vec<Stage>,
     /// 1000 / the whole frame's median.
     pub fps: f64,
+    /// Frames per second of all cameras together, per camera count asked for.
+    pub throughput: Vec<Throughput>,
+    /// GPU memory this process holds with one pipeline loaded (MiB, from `nvidia-smi`), where
+    /// an NVIDIA GPU is in use.
+    pub gpu_mib: Option<f64>,
     /// The process's peak resident memory while this backend loaded and ran (MiB), when the
     /// kernel tells it (`/proc/self/status`); the peak is reset between backends.
     pub peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub streams: usize,
+    /// Whole frames per second, all streams together.
+    pub fps: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +170,49 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// GPU memory held by this process (MiB), as `nvidia-smi` lists it; `None` without an NVIDIA
+/// GPU or driver, or when the process holds none.
+fn gpu_mib() -> Option<f64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    let me = std::process::id();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let used: f64 = text
+        .lines()
+        .filter_map(|l| {
+            let (pid, mib) = l.split_once(',')?;
+            (pid.trim().parse::<u32>().ok()? == me).then(|| mib.trim().parse::<f64>().ok())?
+        })
+        .sum();
+    (used > 0.0).then_some(used)
+}
+
+/// Whole frames per second with `streams` pipelines, each on its own thread running `runs`
+/// frames of the photo; the pipelines are loaded first, outside the timing.
+fn throughput(
+    cfg: &Config,
+    frame: &crate::capture::Frame,
+    streams: usize,
+    runs: usize,
+) -> anyhow::Result<Throughput> {
+    let mut pipelines = (0..streams).map(|_| Pipeline::load(cfg)).collect::<Result<Vec<_>, _>>()?;
+    for p in &mut pipelines {
+        p.observe(frame)?;
+    }
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = pipelines
+            .iter_mut()
+            .map(|p| s.spawn(move || (0..runs).try_for_each(|_| p.observe(frame).map(drop))))
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().expect("a bench stream panicked"))
+    })?;
+    let fps = (streams * runs) as f64 / t.elapsed().as_secs_f64();
+    Ok(Throughput { streams, fps })
+}
+
 /// Unit vectors for the search stage: a fixed xorshift sequence, the same every run.
 fn synthetic_gallery(dim: usize, n: usize) -> Matrix {
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -208,6 +273,14 @@ pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<Bench
         let t = Instant::now();
         let mut p = Pipeline::load(&cfg).with_context(|| format!("backend {}", backend.name()))?;
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let first = p.detect(&frame).context("the first frame")?;
+        let first_detect_ms = t.elapsed().as_secs_f64() * 1e3;
+        p.encode_faces(&frame, first).context("the first frame")?;
+        let first_frame_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        p.observe(&frame).context("the second frame")?;
+        let second_frame_ms = t.elapsed().as_secs_f64() * 1e3;
         let faces = p.detect(&frame)?;
         anyhow::ensure!(
             !faces.is_empty(),
@@ -242,8 +315,25 @@ pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<Bench
         })?;
         let fps = 1e3 / frame_stage.p50_ms;
         stages.push(frame_stage);
+        let gpu_mib = gpu_mib();
         drop(p);
-        runs.push(BackendRun { backend, load_ms, stages, fps, peak_rss_mib: peak_rss_mib() });
+        let mut through = Vec::new();
+        for &k in &opts.streams {
+            say(format!("bench: {} — {k} stream(s)", backend.name()));
+            through.push(throughput(&cfg, &frame, k, n)?);
+        }
+        runs.push(BackendRun {
+            backend,
+            load_ms,
+            first_frame_ms,
+            first_detect_ms,
+            second_frame_ms,
+            stages,
+            fps,
+            throughput: through,
+            gpu_mib,
+            peak_rss_mib: peak_rss_mib(),
+        });
     }
 
     let mut models = Vec::new();

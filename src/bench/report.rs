@@ -45,10 +45,29 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
             );
         }
     }
-    let _ = writeln!(md, "\n| backend | frames/s (1 / frame p50) | load all models (ms) | peak RSS (MiB) |\n|---|---:|---:|---:|");
+    let _ = writeln!(md, "\n| backend | frames/s (1 / frame p50) | first frame (ms; detect, second frame) | load all models (ms) | peak RSS (MiB) | GPU memory (MiB) |\n|---|---:|---:|---:|---:|---:|");
     for b in &r.backends {
-        let rss = b.peak_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.1}"));
-        let _ = writeln!(md, "| {} | {:.2} | {:.0} | {rss} |", b.backend.name(), b.fps, b.load_ms);
+        let mib = |m: Option<f64>| m.map_or_else(|| "-".into(), |m| format!("{m:.1}"));
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.1} ({:.1}, {:.1}) | {:.0} | {} | {} |",
+            b.backend.name(),
+            b.fps,
+            b.first_frame_ms,
+            b.first_detect_ms,
+            b.second_frame_ms,
+            b.load_ms,
+            mib(b.peak_rss_mib),
+            mib(b.gpu_mib)
+        );
+    }
+    if r.backends.iter().any(|b| !b.throughput.is_empty()) {
+        let _ = writeln!(md, "\n| backend | cameras | frames/s, all cameras |\n|---|---:|---:|");
+        for b in &r.backends {
+            for t in &b.throughput {
+                let _ = writeln!(md, "| {} | {} | {:.1} |", b.backend.name(), t.streams, t.fps);
+            }
+        }
     }
     let _ = writeln!(md, "\nalign, encode, PAD and search cover every face of the photo; frame is detect + align + encode + PAD + search, as the daemon runs it.");
     if let Some((stages, _)) = charts {

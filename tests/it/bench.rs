@@ -25,6 +25,8 @@ fn bench_reports_every_stage_and_model() {
         "2000",
         "--model",
         "models/mobileface-int8.toml",
+        "--streams",
+        "1,2",
         "--json",
         "--report",
         report.to_str().unwrap(),
@@ -59,6 +61,17 @@ fn bench_reports_every_stage_and_model() {
     if cfg!(target_os = "linux") {
         assert!(backends[0]["peak_rss_mib"].as_f64().unwrap() > 10.0);
     }
+    // The first frame after load, and its detection part; throughput per camera count; no
+    // GPU memory on tract.
+    let first = backends[0]["first_frame_ms"].as_f64().unwrap();
+    let first_detect = backends[0]["first_detect_ms"].as_f64().unwrap();
+    assert!(first_detect > 0.0 && first_detect < first, "{first_detect} {first}");
+    assert!(backends[0]["second_frame_ms"].as_f64().unwrap() > 0.0);
+    let through = backends[0]["throughput"].as_array().unwrap();
+    let cameras: Vec<u64> = through.iter().map(|t| t["streams"].as_u64().unwrap()).collect();
+    assert_eq!(cameras, [1, 2]);
+    assert!(through.iter().all(|t| t["fps"].as_f64().unwrap() > 0.0), "{through:?}");
+    assert!(backends[0]["gpu_mib"].is_null());
     // The config's five models (BlazeFace, encoder, two PAD heads, the object tagger) and the
     // int8 encoder, which names its fp32 source.
     let models = r["models"].as_array().unwrap();
@@ -72,6 +85,7 @@ fn bench_reports_every_stage_and_model() {
 
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.contains("| tract | detect |"), "{md}");
+    assert!(md.contains("| tract | 2 |"), "throughput with two cameras: {md}");
     assert!(md.contains("| mobileface-256-int8@61c8f6d0 | int8 |"), "{md}");
     for chart in ["report-stages.svg", "report-models.svg"] {
         assert!(md.contains(chart));
@@ -98,4 +112,6 @@ fn bench_refuses_bad_input_by_name() {
 
     let out = edgeid(&["bench", "tests/data/sample1.jpg", "--runs", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--runs must be at least 1"));
+    let out = edgeid(&["bench", "tests/data/sample1.jpg", "--streams", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--streams: each count from 1 to 64"));
 }

@@ -129,6 +129,10 @@ pub enum Command {
         /// Synthetic templates for the search stage.
         #[arg(long, default_value_t = 10_000)]
         gallery: usize,
+        /// Also measure throughput with this many cameras (comma-separated, e.g. 1,2,4): one
+        /// pipeline and thread per camera, each replaying the photo.
+        #[arg(long, value_delimiter = ',', value_name = "N,...")]
+        streams: Vec<usize>,
         /// Also write the report as Markdown with SVG charts beside it.
         #[arg(long)]
         report: Option<PathBuf>,

@@ -112,7 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bank = app::build_prototypes(&cfg, &dir, &output)?;
             out.emit(&render::BankWritten { bank: &bank, file: &output })?;
         }
-        Command::Bench { image, backends, models, runs, gallery, report } => {
+        Command::Bench { image, backends, models, runs, gallery, streams, report } => {
             let mut kinds = Vec::new();
             for b in &backends {
                 if b == "all" {
@@ -125,7 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             anyhow::ensure!(runs >= 1, "--runs must be at least 1");
-            let opts = edgeid::bench::Options { image, runs, backends: kinds, models, gallery };
+            anyhow::ensure!(
+                streams.iter().all(|&k| (1..=64).contains(&k)),
+                "--streams: each count from 1 to 64 cameras"
+            );
+            let opts =
+                edgeid::bench::Options { image, runs, backends: kinds, models, gallery, streams };
             let r = edgeid::bench::run(&cfg, &opts, !cli.json)?;
             if let Some(path) = &report {
                 out.written(&edgeid::bench::report::write(&r, path)?);
