@@ -8,7 +8,6 @@ use common::{config, frame, legacy_config, SAMPLES};
 use edgeid::detect::iou;
 use edgeid::infer::BackendKind;
 use edgeid::pipeline::Pipeline;
-use edgeid::tag::Tagger;
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
