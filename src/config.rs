@@ -444,12 +444,18 @@ impl Config {
     }
 
     /// With `[trust]`, refuses the config unless every manifest it names is in the signed set as
-    /// it was signed.
+    /// it was signed, and records the bytes checked as the ones every later
+    /// [`Manifest::load`](crate::manifest::Manifest::load) of that manifest parses (the file
+    /// is not read again between the check and the loading).
     pub fn verify_trust(&self) -> Result<(), ConfigError> {
         let Some(t) = &self.trust else { return Ok(()) };
         let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
         let set = crate::trust::SignedSet::load(&t.signed_set, &t.public_key).map_err(untrusted)?;
-        self.manifests().iter().try_for_each(|m| set.check(m).map_err(untrusted))
+        for m in self.manifests() {
+            let bytes = set.check(&m).map_err(untrusted)?;
+            crate::manifest::record_verified(&m, bytes);
+        }
+        Ok(())
     }
 
     /// Every manifest this config runs.
@@ -473,9 +479,11 @@ impl Config {
     pub fn check_trusted(&self, manifest: &Path) -> Result<(), ConfigError> {
         let Some(t) = &self.trust else { return Ok(()) };
         let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
-        crate::trust::SignedSet::load(&t.signed_set, &t.public_key)
+        let bytes = crate::trust::SignedSet::load(&t.signed_set, &t.public_key)
             .and_then(|set| set.check(manifest))
-            .map_err(untrusted)
+            .map_err(untrusted)?;
+        crate::manifest::record_verified(manifest, bytes);
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -395,12 +395,37 @@ impl Precision {
     }
 }
 
+/// Manifest texts verified at start-up (against a signed set), by canonical path.
+static VERIFIED: std::sync::RwLock<BTreeMap<PathBuf, String>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Records the bytes of a manifest as verified: from now on [`Manifest::load`] parses these
+/// bytes rather than reading the file again, so a manifest swapped on disk after the start-up
+/// check (pointing at another model, with that model's sha256) is never the one that runs.
+/// A reload (SIGHUP) verifies and records again. Bytes that are not UTF-8 are not recorded
+/// (the manifest is then refused when read, as before).
+pub fn record_verified(path: &Path, bytes: Vec<u8>) {
+    if let Ok(text) = String::from_utf8(bytes) {
+        VERIFIED.write().unwrap_or_else(|e| e.into_inner()).insert(canonical(path), text);
+    }
+}
+
 impl Manifest {
-    /// Reads and validates a manifest (not the model file: see [`Manifest::verify_file`]).
+    /// Reads and validates a manifest (not the model file: see [`Manifest::verify_file`]);
+    /// a manifest verified at start-up ([`record_verified`]) is parsed from the verified bytes.
     pub fn load(path: &Path) -> Result<Manifest, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
-        })?;
+        let verified =
+            VERIFIED.read().unwrap_or_else(|e| e.into_inner()).get(&canonical(path)).cloned();
+        let text = match verified {
+            Some(text) => text,
+            None => std::fs::read_to_string(path).map_err(|source| {
+                ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
+            })?,
+        };
         Manifest::parse(&text, path)
     }
 

@@ -80,16 +80,18 @@ impl SignedSet {
         Ok(SignedSet { path: path.to_path_buf(), hashes })
     }
 
-    /// Refuses a manifest that is not in the set, or not as it was signed.
-    pub fn check(&self, manifest: &Path) -> Result<(), TrustError> {
+    /// Refuses a manifest that is not in the set, or not as it was signed; returns the bytes
+    /// that were checked, so that what runs is what was verified (the file is not read again).
+    pub fn check(&self, manifest: &Path) -> Result<Vec<u8>, TrustError> {
         let signed = self.hashes.get(&canonical(manifest)).ok_or_else(|| TrustError::Unlisted {
             manifest: manifest.to_path_buf(),
             set: self.path.clone(),
         })?;
-        let actual = file_sha256(manifest).map_err(|e| TrustError::Unreadable {
+        let bytes = std::fs::read(manifest).map_err(|e| TrustError::Unreadable {
             path: manifest.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let actual = hex(&Sha256::digest(&bytes));
         if &actual != signed {
             return Err(TrustError::Changed {
                 manifest: manifest.to_path_buf(),
@@ -97,7 +99,7 @@ impl SignedSet {
                 signed: signed.clone(),
             });
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Writes a set of `manifests` (named relative to the set's folder) signed with the

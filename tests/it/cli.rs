@@ -389,6 +389,45 @@ fn replace_sha(manifest: &str, digest: &str) -> String {
         .join("\n")
 }
 
+/// Regression: the trust check read each manifest at start-up, then the loaders read it again,
+/// so a manifest swapped on disk in between (naming another model, with that model's sha256)
+/// was the one that ran. The checked bytes are now the ones parsed.
+#[test]
+fn regression_a_manifest_swapped_after_the_trust_check_does_not_run() {
+    let sb = Sandbox::new();
+    let secret = sb.path("secret.key");
+    edgeid::trust::keygen(&secret).unwrap();
+    let models = sb.path("models");
+    let manifests: Vec<PathBuf> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    let set = models.join("manifests.sig");
+    let public = edgeid::trust::SignedSet::sign(&set, &manifests, &secret).unwrap();
+    sb.edit("config.toml", |t| {
+        format!("{t}\n[trust]\npublic_key = \"{public}\"\nsigned_set = \"models/manifests.sig\"\n")
+    });
+    let cfg = edgeid::config::Config::load_verified(Path::new(&sb.config())).unwrap();
+    let encoder = cfg.encoder.manifest.clone();
+    assert!(encoder.ends_with("mobileface.toml"), "{encoder:?}");
+
+    // After the check, the encoder's manifest becomes MobileFaceNet-192's (a valid manifest of
+    // a model whose file matches it): the pipeline still runs the signed MobileFace-256.
+    let swapped = std::fs::read_to_string(models.join("mobilefacenet.toml")).unwrap();
+    std::fs::write(&encoder, swapped).unwrap();
+    let m = edgeid::manifest::Manifest::load(&encoder).unwrap();
+    assert!(m.id.starts_with("mobileface-256@"), "{}", m.id);
+    let p = edgeid::pipeline::Pipeline::load(&cfg).unwrap();
+    assert_eq!(p.encoder.dim(), 256);
+
+    // A new start checks the file again and refuses it by name.
+    assert_fails_with(
+        &edgeid(&["--config", &sb.config(), "gallery", "list", "--gallery", "g.db"]),
+        &["mobileface.toml", "changed since it was signed"],
+    );
+}
+
 /// `[trust]`: only manifests in a set signed with the configured key run. An edited manifest,
 /// an altered set, another key, or a manifest left out of the set stop every command.
 #[test]
