@@ -24,8 +24,8 @@ use crate::tag::{embed_whole, PrototypeBank, TagReport, Tagger};
 pub enum EnrollError {
     #[error("no face found in {path} (faces scoring at least {min_score}); use a photo where the face is visible, frontal and at least 40 px wide")]
     NoFace { path: PathBuf, min_score: f32 },
-    #[error("the name `{0}` is not valid: give a non-empty name of at most 200 characters")]
-    BadName(String),
+    #[error("the name {name:?} is not valid ({reason}); give 1 to {max} printable characters", max = crate::gallery::MAX_NAME_CHARS)]
+    BadName { name: String, reason: String },
     #[error("morph suspected: the face in {path} {why}; enrol a genuine, unedited photo of the person (or turn mad.enabled off to skip morph checks)")]
     MorphSuspected { path: PathBuf, why: String },
 }
@@ -135,10 +135,9 @@ pub fn enroll(
     name: &str,
     images: &[PathBuf],
 ) -> anyhow::Result<EnrollReport> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        bail!(EnrollError::BadName(name.to_string()));
-    }
+    let name = crate::gallery::normalise_name(name)
+        .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
+    let name = name.as_str();
     if images.is_empty() {
         bail!("no image given; pass one or more photos of {name}");
     }

@@ -116,6 +116,12 @@ impl Encoder {
             out.shape,
             self.dim
         );
+        // A NaN would sort above every score in the 1:N search and hide the real best match.
+        ensure!(
+            out.data.iter().all(|x| x.is_finite()),
+            "encoder {} produced a non-finite embedding (NaN or infinity); the model or its backend is broken",
+            self.manifest.id
+        );
         Ok(out
             .data
             .chunks(self.dim)

@@ -52,6 +52,8 @@ pub enum GalleryError {
     Key { path: PathBuf, source: KeyError },
     #[error("gallery {path} refused: {reason}")]
     Exposed { path: PathBuf, reason: String },
+    #[error("gallery {path}: {reason}")]
+    Refused { path: PathBuf, reason: String },
     #[error("gallery {path} was not sealed with key {key}: nothing in it can be read, so nobody matches; point gallery.key at the key it was created with")]
     WrongKey { path: PathBuf, key: PathBuf },
     #[error("gallery {path} already has {names:?}; remove them (`edgeid gallery remove`) or import into another gallery; nothing was imported")]
@@ -160,6 +162,31 @@ pub struct Gallery {
     templates: Matrix,
 }
 
+/// The longest name a gallery takes, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A name as the gallery stores it: trimmed, Unicode NFC (so that one name typed two ways is
+/// one identity), at most [`MAX_NAME_CHARS`] characters, and printable: no control characters
+/// (newlines and terminal escapes would forge log and `journal tail` lines) and no invisible
+/// formatting characters (bidirectional overrides, zero-width characters) that make one name
+/// look like another. `Err` says why.
+pub fn normalise_name(name: &str) -> Result<String, String> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = name.trim().nfc().collect();
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    let n = name.chars().count();
+    if n > MAX_NAME_CHARS {
+        return Err(format!("it has {n} characters"));
+    }
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    if let Some(c) = name.chars().find(|&c| c.is_control() || invisible(c)) {
+        return Err(format!("it holds the control or formatting character U+{:04X}", c as u32));
+    }
+    Ok(name)
+}
+
 impl Gallery {
     /// Opens a gallery, creating it if `create` (enrolment) and it does not exist.
     /// The key is read from `key_path`, and created there with a new gallery.
@@ -177,6 +204,13 @@ impl Gallery {
         let sql = |source| GalleryError::Sqlite { path: path.to_path_buf(), source };
         let not_gallery =
             |reason: String| GalleryError::NotAGallery { path: path.to_path_buf(), reason };
+        // An empty file is not an empty gallery: taking it for a new one would make a new key
+        // and hide that the gallery was lost.
+        if exists && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(not_gallery(
+                "the file is empty (0 bytes); restore the gallery from a backup or an `edgeid gallery export`, or delete the file to start a new gallery".into(),
+            ));
+        }
         if !exists {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -314,7 +348,15 @@ impl Gallery {
                 ),
             });
         }
-        Ok(blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let v: Vec<f32> =
+            blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(GalleryError::NotAGallery {
+                path: self.path.clone(),
+                reason: format!("a template of `{name}` holds a non-finite value (NaN or infinity); restore the gallery from a backup or an `edgeid gallery export`"),
+            });
+        }
+        Ok(v)
     }
 
     /// What a template of `name` is bound to: sealed for one encoder and one identity.
@@ -400,6 +442,17 @@ impl Gallery {
         name: &str,
         templates: &[Template],
     ) -> Result<(), GalleryError> {
+        // A NaN template would sort above every score (`total_cmp`) and hide the real best
+        // match: refused before anything is stored.
+        if let Some(t) = templates.iter().find(|t| t.embedding.0.iter().any(|x| !x.is_finite())) {
+            return Err(GalleryError::Refused {
+                path: self.path.clone(),
+                reason: format!(
+                    "the template of `{name}` from {} holds a non-finite value (NaN or infinity); the encoder's output is broken, nothing was enrolled",
+                    t.source
+                ),
+            });
+        }
         let now = unix_now();
         let aad = self.template_aad(name);
         let sealed: Vec<Vec<u8>> = templates
@@ -580,6 +633,16 @@ impl Gallery {
                 how: "Import it into a gallery of the export's encoder".into(),
             });
         }
+        if let Some((name, reason)) = bundle
+            .identities
+            .iter()
+            .find_map(|i| normalise_name(&i.name).err().map(|r| (&i.name, r)))
+        {
+            return Err(GalleryError::Refused {
+                path: self.path.clone(),
+                reason: format!("the export holds the name {name:?}, which is not valid ({reason}); nothing was imported"),
+            });
+        }
         let here: Vec<String> = self.list()?.into_iter().map(|i| i.name).collect();
         let clash: Vec<String> = bundle
             .identities
@@ -725,4 +788,22 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_printable_nfc_and_bounded() {
+        assert_eq!(normalise_name("  Zoë Ann ").unwrap(), "Zoë Ann");
+        // "e" + combining diaeresis is the same name as the precomposed "ë".
+        assert_eq!(normalise_name("Zoe\u{308}").unwrap(), "Zoë");
+        for bad in ["", "   ", "eve\ngranted alice", "\u{1b}[2Jeve", "ali\u{202E}ce", "a\u{200B}b"]
+        {
+            assert!(normalise_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalise_name(&"x".repeat(MAX_NAME_CHARS)).is_ok());
+        assert!(normalise_name(&"x".repeat(MAX_NAME_CHARS + 1)).unwrap_err().contains("101"));
+    }
 }

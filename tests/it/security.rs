@@ -326,3 +326,61 @@ fn a_plain_gallery_is_sealed_on_first_open() {
     let file = std::fs::read(&old).unwrap();
     assert!(!file.windows(16).any(|w| w == &plain[..16]), "no plain template left in the file");
 }
+
+/// Regression: a 0-byte gallery was taken for a new, empty one (and a new key made), so a
+/// lost gallery let nobody in without saying why, and enrolling into it hid the loss.
+#[test]
+fn regression_an_empty_gallery_file_is_refused_not_taken_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("gallery.db");
+    std::fs::write(&g, b"").unwrap();
+    assert_refused(&identified(&s(&g)), "the file is empty (0 bytes)");
+    let o = edgeid(&["enroll", "--gallery", &s(&g), "--name", "bob", &s(&data("sample2.jpg"))]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("restore the gallery from a backup"), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&g).unwrap().len(), 0, "left as it was");
+    assert!(!dir.path().join("gallery.db.key").exists(), "no new key made");
+}
+
+/// Regression: a NaN in a template sorted above every score in the 1:N search (`total_cmp`)
+/// and became everyone's nearest identity. Non-finite templates are refused before storing.
+#[test]
+fn regression_a_non_finite_template_is_refused_and_nothing_stored() {
+    use edgeid::encode::Embedding;
+    use edgeid::gallery::{Gallery, Template};
+    let dir = tempfile::tempdir().unwrap();
+    let (g, key) = (dir.path().join("g.db"), dir.path().join("g.key"));
+    let mut gallery = Gallery::open(&g, &key, "enc@1", 4, true).unwrap();
+    let good = Template {
+        embedding: Embedding(vec![0.5, 0.5, 0.5, 0.5]),
+        source: "a.jpg".into(),
+        crop: None,
+    };
+    let nan = Template { embedding: Embedding(vec![f32::NAN, 0.0, 0.0, 1.0]), ..good.clone() };
+    let err = gallery.enroll_templates("eve", &[good.clone(), nan]).unwrap_err().to_string();
+    assert!(err.contains("non-finite value") && err.contains("nothing was enrolled"), "{err}");
+    assert_eq!(gallery.len(), 0);
+    gallery.enroll_templates("ann", &[good]).unwrap();
+    let probe = Embedding(vec![0.5, 0.5, 0.5, 0.5]);
+    let m = gallery.best_match(&probe).unwrap();
+    assert_eq!(m.name, "ann");
+    assert!((m.similarity - 1.0).abs() < 1e-6);
+}
+
+/// Regression: a name with a newline or a terminal escape was enrolled as given, and then
+/// forged lines in the log and in `journal tail`. Refused, with the name shown escaped, and
+/// nothing stored.
+#[test]
+fn regression_names_that_forge_log_lines_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.db");
+    let photo = s(&data("sample2.jpg"));
+    for bad in ["eve\n2026-12-01 granted alice", "\u{1b}[2Jeve"] {
+        let o = edgeid(&["enroll", "--gallery", &s(&g), "--name", bad, &photo]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("is not valid") && err.contains("control"), "{err}");
+        assert_eq!(err.lines().count(), 1, "the message itself is one line: {err}");
+    }
+    assert!(!g.exists(), "no gallery created");
+}
