@@ -446,6 +446,18 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), ModelError> {
+        // The model lies in the manifest's folder or below it: a manifest must not make the
+        // runtime read (and, through error messages, describe) any other file on the device.
+        let inside = self
+            .file
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !inside || self.file.as_os_str().is_empty() {
+            return Err(self.invalid(format!(
+                "`file = {:?}` must name the model relative to the manifest's folder, without `..` or a leading `/`; put the model beside its manifest",
+                self.file
+            )));
+        }
         if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(self.invalid("`sha256` must be 64 hexadecimal digits"));
         }
@@ -625,5 +637,18 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("unknown variant `l3`"), "{e}");
+    }
+
+    /// Regression: `file = "../../etc/passwd"` was read (and hashed) as a model.
+    #[test]
+    fn regression_a_model_file_outside_the_manifest_folder_is_refused() {
+        for bad in ["../../etc/passwd", "/etc/passwd", "models/../../x.onnx", ""] {
+            let text = with_role("encoder", INPUT)
+                .replace("file = \"x.onnx\"", &format!("file = {bad:?}"));
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains("relative to the manifest's folder, without `..`"), "{bad}: {e}");
+        }
+        let inside = with_role("encoder", INPUT).replace("x.onnx", "sub/./x.onnx");
+        assert_eq!(parse(&inside).unwrap().model_path(), Path::new("/m/sub/./x.onnx"));
     }
 }
