@@ -540,3 +540,23 @@ fn an_onnxruntime_backend_needs_the_feature() {
     assert_fails_with(&o, &["backend `ort-cuda` cannot run", "--features ort"]);
     assert!(!tmp.path().join("g.db").exists());
 }
+
+/// Regression: `edgeid gallery list | head -0` (a reader that closes its end) panicked with a
+/// backtrace on the first line written. The command now ends quietly, as `cat` does.
+#[test]
+fn regression_a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = enrolled_gallery(dir.path());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .args(["--config", "configs/mtcnn-mobileface.toml", "gallery", "list", "--gallery", &g])
+        .current_dir(root())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?} {err}", o.status);
+}

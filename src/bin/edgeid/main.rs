@@ -45,10 +45,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Models { action } => {
+            signals::quiet_on_closed_stdout();
             out.emit(&models(action)?)?;
             return Ok(ExitCode::SUCCESS);
         }
-        _ => {}
+        _ => signals::quiet_on_closed_stdout(),
     }
     let cfg = Config::load_verified(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());

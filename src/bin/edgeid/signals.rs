@@ -9,6 +9,18 @@ use anyhow::Context;
 
 use edgeid::daemon::Control;
 
+/// For the one-shot commands: a closed stdout (`edgeid journal tail | head -1`) ends the
+/// process quietly, as it ends `cat`, instead of a panic with a backtrace. Rust ignores SIGPIPE
+/// so that a write fails instead; the daemon keeps that (a client that hangs up on its HTTP
+/// endpoint must not stop it), so this is not called for `edgeid run`.
+pub fn quiet_on_closed_stdout() {
+    // SAFETY: restores the default disposition of one signal before any thread is started;
+    // no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A daemon control wired to the process's signals.
 pub fn control() -> anyhow::Result<Control> {
     let control = Control::default();
