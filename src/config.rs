@@ -594,17 +594,19 @@ impl Config {
             |v| (1.0..=1024.0).contains(&v),
             "1 to 1024 frames",
         )?;
+        // Upper bounds too: a duration beyond what the clock types hold panicked at the first
+        // camera failure or audit instead of being refused here.
         self.check(
             "daemon.retry_initial_s",
             dm.retry_initial_s,
-            |v| v > 0.0,
-            "more than 0 seconds",
+            |v| v > 0.0 && v <= 3600.0,
+            "more than 0, at most 3600 seconds",
         )?;
         self.check(
             "daemon.retry_max_s",
             dm.retry_max_s,
-            |v| v >= dm.retry_initial_s,
-            "at least daemon.retry_initial_s",
+            |v| v >= dm.retry_initial_s && v <= 86_400.0,
+            "at least daemon.retry_initial_s, at most 86400 seconds (a day)",
         )?;
         if !dm.http.is_empty() && dm.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
@@ -628,8 +630,8 @@ impl Config {
             self.check(
                 "audit.every_hours",
                 a.every_hours,
-                |v| v >= 0.0,
-                "0 (never) or more hours",
+                |v| (0.0..=8760.0).contains(&v),
+                "0 (never) to 8760 hours (a year)",
             )?;
             self.check(
                 "audit.drift_window",
@@ -641,6 +643,20 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {
+            match s {
+                SourceConfig::Replay { fps, .. } => self.check(
+                    "sources.fps",
+                    *fps,
+                    |v| v == 0.0 || (0.01..=1000.0).contains(&v),
+                    "0 (as fast as frames are taken) or 0.01 to 1000 frames per second",
+                )?,
+                SourceConfig::V4l2 { fps, .. } => self.check(
+                    "sources.fps",
+                    *fps as f32,
+                    |v| (1.0..=1000.0).contains(&v),
+                    "1 to 1000 frames per second",
+                )?,
+            }
             if !names.insert(s.name()) {
                 return Err(ConfigError::Invalid {
                     path: self.path.clone(),
@@ -709,5 +725,35 @@ mod tests {
         assert!(e.contains("needs `kind`"), "{e}");
         let e = err("kind = \"blazeface\"\nmodel = \"b.toml\"\nnms = 1.5");
         assert!(e.contains("detector.nms = 1.5 is out of range"), "{e}");
+    }
+
+    /// Regression: durations beyond what `Duration` holds (a huge `retry_max_s` or
+    /// `audit.every_hours`, a replay `fps` near 0) were accepted and panicked in the daemon.
+    #[test]
+    fn regression_durations_the_daemon_cannot_hold_are_refused() {
+        let with = |extra: &str| {
+            let text =
+                format!("[detector]\nkind = \"blazeface\"\nmodel = \"b.toml\"\n{REST}{extra}");
+            Config::parse(&text, Path::new("/etc/edgeid/c.toml"))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let e = with("[daemon]\nretry_max_s = 1e30\n").unwrap_err();
+        assert!(
+            e.contains("daemon.retry_max_s = 1000000000000000000000000000000 is out of range"),
+            "{e}"
+        );
+        let e =
+            with("[audit]\nset = \"s\"\nbaseline = \"pixels\"\nevery_hours = 1e12\n").unwrap_err();
+        assert!(e.contains("audit.every_hours") && e.contains("8760"), "{e}");
+        let replay = |fps: &str| {
+            with(&format!(
+                "[[sources]]\nkind = \"replay\"\nname = \"r\"\npath = \"d\"\nfps = {fps}\n"
+            ))
+        };
+        let e = replay("1e-30").unwrap_err();
+        assert!(e.contains("sources.fps") && e.contains("0.01 to 1000"), "{e}");
+        assert!(replay("0").is_ok() && replay("4").is_ok());
+        assert!(with("[daemon]\nretry_max_s = 60\n").is_ok());
     }
 }
