@@ -300,7 +300,12 @@ impl Identifier {
         let (model_id, dim) = encoder_identity(cfg)?;
         let gallery = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?;
         if let Some(dir) = &crops_dir {
-            std::fs::create_dir_all(dir)
+            // Face images are personal data: the folder and each crop owner-only.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
         }
         let pipeline = Pipeline::load(cfg)?;
@@ -329,7 +334,14 @@ impl Identifier {
                 path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             for (i, o) in observations.iter().enumerate() {
                 let out = dir.join(format!("{stem}_face{}.png", i + 1));
-                o.aligned.image.save(&out).with_context(|| format!("writing {}", out.display()))?;
+                let write = || -> anyhow::Result<()> {
+                    let _ = std::fs::remove_file(&out);
+                    let file = crate::util::create_private(&out)?;
+                    let mut w = std::io::BufWriter::new(file);
+                    o.aligned.image.write_to(&mut w, image::ImageFormat::Png)?;
+                    Ok(())
+                };
+                write().with_context(|| format!("writing {}", out.display()))?;
             }
         }
         let faces = observations

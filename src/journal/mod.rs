@@ -69,6 +69,12 @@ impl Journal {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| not(format!("cannot create its folder: {e}")))?;
             }
+            // Owner-only from the start (SQLite gives its WAL files the same mode): the journal
+            // names people and when they came and went.
+            if !path.exists() {
+                crate::util::create_private(path)
+                    .map_err(|e| not(format!("cannot create it: {e}")))?;
+            }
         }
         let flags = if create {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE

@@ -384,3 +384,21 @@ fn regression_names_that_forge_log_lines_are_refused() {
     }
     assert!(!g.exists(), "no gallery created");
 }
+
+/// Regression: the journal and the `identify --crops` folder and files were created with the
+/// umask's modes (0644/0755): anyone on the device could read who came when, and their faces.
+#[test]
+fn regression_the_journal_and_face_crops_are_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = alice_gallery(dir.path());
+    let crops = dir.path().join("crops/sub");
+    let o = edgeid(&["identify", "--gallery", &g, "--crops", &s(&crops), &s(&data("sample1.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode(&crops), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&crops).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files.iter().all(|f| mode(f) == 0o600), "{files:?}");
+    let j = dir.path().join("journal/j.db");
+    Journal::open(&j).unwrap();
+    assert_eq!(mode(&j), 0o600);
+}
