@@ -84,6 +84,27 @@ pub(super) fn verify(conn: &Connection, table: &str) -> rusqlite::Result<Verifie
     Ok(v)
 }
 
+/// A table without chain columns (written before records were chained and never opened for
+/// writing since, or its columns removed): nothing in it can be vouched for, so it is broken at
+/// its first record.
+pub(super) fn unchained(conn: &Connection, table: &str) -> rusqlite::Result<Verified> {
+    let (records, first): (i64, Option<i64>) =
+        conn.query_row(&format!("SELECT count(*), min(id) FROM {table}"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(Verified {
+        table: table.to_string(),
+        records: records as usize,
+        head: GENESIS.to_string(),
+        broken: first.map(|id| Break {
+            id,
+            reason:
+                "the table has no chain columns: it was never chained, or its chain was removed"
+                    .into(),
+        }),
+    })
+}
+
 fn digest(table: &str, prev: &str, row: &rusqlite::Row) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {

@@ -102,6 +102,14 @@ impl Journal {
                 return Err(not("it has no decisions table".into()));
             }
         }
+        if !create {
+            // Reading (tail, export, verify) never writes: no schema, no chaining of records
+            // found unchained. Verifying used to chain such a table as it stood, so removing a
+            // table's chain columns made `verify` seal whatever had been edited.
+            conn.pragma_update(None, "query_only", true)
+                .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+            return Ok(Journal { conn, path: path.to_path_buf() });
+        }
         // secure_delete: freed space is zeroed, so a record rewritten when it is chained (or a
         // crop deleted) leaves no stale copy in the file.
         conn.execute_batch(
@@ -206,7 +214,35 @@ impl Journal {
 
     /// Walks every chained table and reports the first broken link of each.
     pub fn verify(&self) -> Result<Vec<Verified>, JournalError> {
-        CHAINED.iter().map(|t| chain::verify(&self.conn, t).map_err(|e| self.sql(e))).collect()
+        CHAINED
+            .iter()
+            .map(|t| {
+                let columns = |name: &str| -> rusqlite::Result<i64> {
+                    self.conn.query_row(
+                        &format!("SELECT count(*) FROM pragma_table_info('{t}') WHERE name = ?1"),
+                        [name],
+                        |r| r.get(0),
+                    )
+                };
+                let (has_id, has_hash) = (
+                    columns("id").map_err(|e| self.sql(e))?,
+                    columns("hash").map_err(|e| self.sql(e))?,
+                );
+                if has_id > 0 && has_hash == 0 {
+                    return chain::unchained(&self.conn, t).map_err(|e| self.sql(e));
+                }
+                if has_id == 0 {
+                    // A journal from before this table existed.
+                    return Ok(Verified {
+                        table: t.to_string(),
+                        records: 0,
+                        head: chain::GENESIS.to_string(),
+                        broken: None,
+                    });
+                }
+                chain::verify(&self.conn, t).map_err(|e| self.sql(e))
+            })
+            .collect()
     }
 
     /// Records a generalization audit (its full report as JSON); returns its id.

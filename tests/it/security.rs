@@ -402,3 +402,39 @@ fn regression_the_journal_and_face_crops_are_owner_only() {
     Journal::open(&j).unwrap();
     assert_eq!(mode(&j), 0o600);
 }
+
+/// Regression: `journal verify` opened the journal for writing and chained any table found
+/// without chain columns, so dropping those columns after editing a record made `verify`
+/// seal the edit and report the chain intact. Verifying now only reads.
+#[test]
+fn regression_verify_does_not_rechain_a_journal_whose_chain_was_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    {
+        let j = Journal::open(&path).unwrap();
+        for i in 0..3i64 {
+            j.append(&decision(1_700_000_000_000 + i * 60_000, 0.6, 100.0)).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE decisions SET identity = 'mallory' WHERE id = 2;
+         ALTER TABLE decisions DROP COLUMN hash; ALTER TABLE decisions DROP COLUMN prev_hash;",
+    )
+    .unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+    let o = edgeid(&["journal", "--journal", &s(&path), "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no chain columns"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "verify wrote nothing");
+    let columns: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('decisions') WHERE name = 'hash'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 0);
+}
