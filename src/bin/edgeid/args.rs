@@ -17,7 +17,8 @@ pub struct Cli {
     /// Machine-readable output: one JSON object per line on stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// More log output on stderr (-v info, -vv debug).
+    /// More log output on stderr (default: edgeid's info, dependencies' warnings; -v edgeid's
+    /// debug; -vv everything's debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]

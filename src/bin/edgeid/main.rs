@@ -20,9 +20,11 @@ use render::Out;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // edgeid's own INFO (start, reloads, decisions' context) by default, its dependencies'
+    // WARN: tract alone writes tens of thousands of debug lines. RUST_LOG overrides.
     let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,edgeid=info",
+        1 => "warn,edgeid=debug",
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
