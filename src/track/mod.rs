@@ -162,6 +162,14 @@ impl Tracker {
                 if usable(&t.sightings, p) >= p.decide_after_frames {
                     t.decided = true;
                     due.push(t.clone());
+                } else if t.sightings.len() > p.decide_after_frames + UNUSABLE_KEPT {
+                    // Someone who never becomes usable (too small, blurred) would otherwise
+                    // grow the track, crops and all, for as long as they stand there: keep
+                    // every usable sighting (fewer than decide_after_frames) and the latest
+                    // unusable ones.
+                    if let Some(i) = t.sightings.iter().position(|s| !is_usable(s, p)) {
+                        t.sightings.remove(i);
+                    }
                 }
             }
         }
@@ -185,6 +193,9 @@ impl Tracker {
 }
 
 /// Sightings good enough to decide on: face wide enough and sharp enough.
+/// Unusable sightings an undecided track keeps (the most recent), beside its usable ones.
+pub const UNUSABLE_KEPT: usize = 16;
+
 pub fn usable(sightings: &[Sighting], p: &TrackerConfig) -> usize {
     sightings.iter().filter(|s| is_usable(s, p)).count()
 }
@@ -241,5 +252,27 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].sightings.len(), 2);
         assert_eq!(rest[0].id, 3);
+    }
+
+    /// Regression: a person who never became usable grew their track by one sighting (with
+    /// its crop) per frame for as long as they stood there.
+    #[test]
+    fn regression_an_undecided_track_stays_bounded() {
+        let params = TrackerConfig { decide_after_frames: 5, ..TrackerConfig::default() };
+        let mut t = Tracker::new(params.clone());
+        let blurred = |seq| Sighting { sharpness: 0.0, ..sighting(0.0, [1.0, 0.0], seq) };
+        for seq in 0..1000 {
+            // Two usable frames early on, then only blurred ones.
+            let s =
+                if seq == 3 || seq == 7 { sighting(0.0, [1.0, 0.0], seq) } else { blurred(seq) };
+            assert!(t.update(seq, vec![s]).is_empty());
+        }
+        let rest = t.flush();
+        assert_eq!(rest.len(), 1);
+        let kept = &rest[0].sightings;
+        assert_eq!(kept.len(), 5 + UNUSABLE_KEPT, "bounded");
+        assert_eq!(usable(kept, &params), 2, "every usable sighting kept");
+        assert_eq!(kept.last().unwrap().seq, 999, "the latest kept");
+        assert_eq!(rest[0].frames_seen, 1000);
     }
 }
