@@ -138,6 +138,36 @@ fn yes() -> bool {
     true
 }
 
+/// The longest side of the largest pyramid level P-Net runs on.
+pub const MAX_LEVEL_SIDE: f32 = 2048.0;
+
+/// The pyramid scales: the first maps `min_face_px` onto P-Net's `cell`, the last keeps the
+/// shorter side at least one cell.
+///
+/// No level is larger than [`MAX_LEVEL_SIDE`] on its longer side: on a huge image the
+/// smallest faces searched for grow with it (a 9999-pixel square took minutes and gigabytes at
+/// 20 px; a face that small in such a picture is no use at a door anyway).
+fn pyramid_scales(cell: f32, min_face_px: f32, factor: f32, width: u32, height: u32) -> Vec<f32> {
+    let wanted = cell / min_face_px;
+    let cap = MAX_LEVEL_SIDE / width.max(height).max(1) as f32;
+    let m = wanted.min(cap);
+    if m < wanted {
+        log::warn!(
+            "{width}×{height} image: faces smaller than {:.0} px are not searched for (detector.min_face_px = {min_face_px}; pyramid levels are capped at {MAX_LEVEL_SIDE:.0} px)",
+            cell / m
+        );
+    }
+    let mut min_layer = width.min(height) as f32 * m;
+    let mut scales = Vec::new();
+    let mut s = m;
+    while min_layer >= cell {
+        scales.push(s);
+        s *= factor;
+        min_layer *= factor;
+    }
+    scales
+}
+
 /// Tunable detection parameters (from the config; the model facts come from the manifests).
 #[derive(Debug, Clone)]
 pub struct MtcnnParams {
@@ -258,19 +288,8 @@ impl Mtcnn {
         Ok(Mtcnn { pnet, rnet, onet, stride, cell, params, id })
     }
 
-    /// The pyramid scales: the first maps `min_face_px` onto P-Net's cell, the last keeps the
-    /// shorter side at least one cell.
     fn scales(&self, width: u32, height: u32) -> Vec<f32> {
-        let m = self.cell / self.params.min_face_px;
-        let mut min_layer = width.min(height) as f32 * m;
-        let mut scales = Vec::new();
-        let mut s = m;
-        while min_layer >= self.cell {
-            scales.push(s);
-            s *= self.params.scale_factor;
-            min_layer *= self.params.scale_factor;
-        }
-        scales
+        pyramid_scales(self.cell, self.params.min_face_px, self.params.scale_factor, width, height)
     }
 
     /// Stage 1: P-Net over the pyramid, NMS within and across levels, regression, squaring.
@@ -576,6 +595,18 @@ fn run_batches(session: &mut Box<dyn Session>, crops: &[RgbImage]) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a 9999-pixel square ran P-Net on a 6000-pixel first level (minutes and
+    /// gigabytes); levels are now capped, small images keep their pyramid.
+    #[test]
+    fn regression_pyramid_levels_are_capped_on_huge_images() {
+        let huge = pyramid_scales(12.0, 20.0, 0.709, 9999, 9999);
+        assert!(9999.0 * huge[0] <= MAX_LEVEL_SIDE + 0.5, "{}", huge[0]);
+        assert!(huge.windows(2).all(|w| w[1] < w[0]));
+        let small = pyramid_scales(12.0, 20.0, 0.709, 640, 480);
+        assert_eq!(small[0], 0.6, "min_face_px onto the cell, as before");
+        assert!(480.0 * small.last().unwrap() >= 12.0);
+    }
 
     #[test]
     fn crop_padded_fills_outside_with_zero() {
