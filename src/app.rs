@@ -28,6 +28,10 @@ pub enum EnrollError {
     BadName { name: String, reason: String },
     #[error("morph suspected: the face in {path} {why}; enrol a genuine, unedited photo of the person (or turn mad.enabled off to skip morph checks)")]
     MorphSuspected { path: PathBuf, why: String },
+    #[error("the face in {path} is already enrolled as {who}; enrolling it as `{name}` too would let either name in for it. Nothing was enrolled; if they are one person under two names on purpose, add --force")]
+    EnrolledAsOther { path: PathBuf, name: String, who: String },
+    #[error("the face in {path} does not match {what} (similarity {similarity:.3}, below the match threshold {threshold}); a different person under one name would let both in. Nothing was enrolled; check the photo, or if it is the same person looking very different, add --force")]
+    NotTheSamePerson { path: PathBuf, what: String, similarity: f32, threshold: f32 },
 }
 
 /// What enrolment stored.
@@ -135,6 +139,18 @@ pub fn enroll(
     name: &str,
     images: &[PathBuf],
 ) -> anyhow::Result<EnrollReport> {
+    enroll_with(cfg, gallery, name, images, false)
+}
+
+/// [`enroll`], with `force`: enrol even a face that matches another identity, or that does
+/// not match the name's templates (or the other images given), which is otherwise refused.
+pub fn enroll_with(
+    cfg: &Config,
+    gallery: &Path,
+    name: &str,
+    images: &[PathBuf],
+    force: bool,
+) -> anyhow::Result<EnrollReport> {
     let name = crate::gallery::normalise_name(name)
         .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
     let name = name.as_str();
@@ -188,6 +204,44 @@ pub fn enroll(
                         others.len(),
                         who.join(", ")
                     ),
+                });
+            }
+        }
+        let threshold = cfg.recognition.match_threshold;
+        if let (false, Some(g)) = (force, &existing) {
+            let all = g.identities_matching(&obs.embedding, -1.0);
+            let others: Vec<String> = all
+                .iter()
+                .filter(|m| m.name != name && m.similarity >= threshold)
+                .map(|m| format!("`{}` (similarity {:.3})", m.name, m.similarity))
+                .collect();
+            if !others.is_empty() {
+                bail!(EnrollError::EnrolledAsOther {
+                    path: path.clone(),
+                    name: name.to_string(),
+                    who: others.join(", "),
+                });
+            }
+            if let Some(same) = all.iter().find(|m| m.name == name) {
+                if same.similarity < threshold {
+                    bail!(EnrollError::NotTheSamePerson {
+                        path: path.clone(),
+                        what: format!("`{name}` as enrolled"),
+                        similarity: same.similarity,
+                        threshold,
+                    });
+                }
+            }
+        }
+        if let (false, Some(first)) = (force, embeddings.first()) {
+            let first: &Template = first;
+            let similarity = first.embedding.cosine(&obs.embedding);
+            if similarity < threshold {
+                bail!(EnrollError::NotTheSamePerson {
+                    path: path.clone(),
+                    what: format!("the face in {}", first.source),
+                    similarity,
+                    threshold,
                 });
             }
         }

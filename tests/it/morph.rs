@@ -58,10 +58,16 @@ fn a_morph_of_two_enrolled_people_is_refused_at_enrolment() {
     assert!(msg.contains("alice") && msg.contains("bob") && msg.contains("morph"), "{msg}");
     assert_eq!(open_gallery(&cfg, &gallery).unwrap().list().unwrap(), before);
 
-    // The check is a MAD check: with MAD off the morph is enrolled (what the attack wants).
+    // With MAD off the identity check still refuses it: it already matches alice and bob.
     let mut off = cfg.clone();
     off.mad.enabled = false;
-    enroll(&off, &gallery, "mallory", &[morph]).unwrap();
+    let err = enroll(&off, &gallery, "mallory", std::slice::from_ref(&morph)).unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<EnrollError>(), Some(EnrollError::EnrolledAsOther { .. })),
+        "{err:#}"
+    );
+    // Only forced is it enrolled (what the attack wants).
+    edgeid::app::enroll_with(&off, &gallery, "mallory", &[morph], true).unwrap();
     assert_eq!(open_gallery(&cfg, &gallery).unwrap().len(), 3);
 }
 

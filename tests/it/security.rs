@@ -438,3 +438,39 @@ fn regression_verify_does_not_rechain_a_journal_whose_chain_was_removed() {
         .unwrap();
     assert_eq!(columns, 0);
 }
+
+/// Regression: one person could be enrolled under a second name, and another person added to
+/// an existing name, silently ("enrolled with 1 template(s)"): either way a name let in a face
+/// it should not. Both are refused, naming who matched, unless `--force`.
+#[test]
+fn regression_a_face_is_enrolled_under_one_name_and_a_name_holds_one_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = alice_gallery(dir.path());
+    let list = || edgeid(&["gallery", "list", "--gallery", &g, "--json"]).stdout;
+    let before = list();
+    let enrol = |name: &str, photos: &[&str], force: bool| {
+        let mut args = vec!["enroll", "--gallery", &g, "--name", name];
+        if force {
+            args.push("--force");
+        }
+        let photos: Vec<String> = photos.iter().map(|p| s(&data(p))).collect();
+        args.extend(photos.iter().map(String::as_str));
+        edgeid(&args)
+    };
+    // alice's face (sample1's largest) under another name.
+    let o = enrol("bob", &["sample1.jpg"], false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already enrolled as `alice`"), "{}", stderr(&o));
+    // Someone else (sample5's largest face) under alice's name.
+    let o = enrol("alice", &["sample5.jpg"], false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not match `alice` as enrolled"), "{}", stderr(&o));
+    // Two people in one enrolment under a new name.
+    let o = enrol("carol", &["sample5.jpg", "sample3.jpg"], false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not match the face in"), "{}", stderr(&o));
+    assert_eq!(list(), before, "nothing enrolled");
+    // Asked for explicitly, it is done.
+    let o = enrol("bob", &["sample1.jpg"], true);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -34,6 +34,10 @@ pub enum Command {
         gallery: Option<PathBuf>,
         #[arg(long)]
         name: String,
+        /// Enrol even a face that matches another identity, or that does not match the
+        /// name's templates or the other images (refused otherwise).
+        #[arg(long)]
+        force: bool,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },

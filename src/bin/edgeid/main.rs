@@ -56,8 +56,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = Config::load_verified(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
     match cli.command {
-        Command::Enroll { gallery, name, images } => {
-            out.emit(&app::enroll(&cfg, &gallery_or_default(gallery), &name, &images)?)?;
+        Command::Enroll { gallery, name, force, images } => {
+            let gallery = gallery_or_default(gallery);
+            out.emit(&app::enroll_with(&cfg, &gallery, &name, &images, force)?)?;
         }
         Command::Identify { gallery, crops, tags, images } => {
             let mut identifier = app::Identifier::new(&cfg, &gallery_or_default(gallery), crops)?;
