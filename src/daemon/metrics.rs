@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Generalization audits run, and 1 while the latest one raised an alert.
     pub audits: AtomicU64,
     pub audit_alert: AtomicU64,
+    /// Why the latest reload (SIGHUP) was refused, while the daemon runs on the configuration
+    /// and gallery from before it; `None` once a reload succeeds.
+    stale: Mutex<Option<String>>,
 }
 
 impl Metrics {
@@ -49,7 +52,18 @@ impl Metrics {
             stages: Mutex::new(Vec::new()),
             audits: AtomicU64::new(0),
             audit_alert: AtomicU64::new(0),
+            stale: Mutex::new(None),
         }
+    }
+
+    /// Records the outcome of a reload: `Some(why)` when it was refused.
+    pub fn set_stale(&self, why: Option<String>) {
+        *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why the daemon runs on data older than asked for, if it does.
+    pub fn stale(&self) -> Option<String> {
+        self.stale.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn camera(&self, name: &str) -> &CameraMetrics {
@@ -135,6 +149,11 @@ impl Metrics {
             out,
             "# HELP edgeid_audit_alert 1 while the latest audit raised an alert (retention or drift).\n# TYPE edgeid_audit_alert gauge\nedgeid_audit_alert {}",
             self.audit_alert.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgeid_reload_refused 1 while the latest reload (SIGHUP) was refused and the daemon runs on the configuration and gallery from before it.\n# TYPE edgeid_reload_refused gauge\nedgeid_reload_refused {}",
+            u8::from(self.stale().is_some())
         );
         let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");
         let _ = writeln!(out, "# TYPE edgeid_stage_seconds histogram");

@@ -364,8 +364,12 @@ fn worker_loop(
                     policy = policy_of(&cfg, &pipeline);
                     tracker.set_params(cfg.tracker.clone());
                     log::info!("reloaded the gallery ({} templates) and thresholds", gallery.len());
+                    metrics.set_stale(None);
                 }
-                Err(e) => log::warn!("reload refused, keeping the running configuration: {e:#}"),
+                Err(e) => {
+                    log::warn!("reload refused, keeping the running configuration: {e:#}");
+                    metrics.set_stale(Some(format!("{e:#}")));
+                }
             }
         }
         let frame = match queue.pop(Duration::from_millis(200)) {
@@ -483,7 +487,12 @@ fn start_http(
                         .filter(|(_, c)| c.up.load(Ordering::Relaxed) == 0)
                         .map(|(n, _)| n.as_str())
                         .collect();
-                    if down.is_empty() {
+                    if let Some(why) = metrics.stale() {
+                        // Running, but not on what the operator asked for: removed people may
+                        // still be let in.
+                        let body = format!("stale: the latest reload was refused ({why}); the daemon runs on the configuration and gallery from before it. Fix the cause and send SIGHUP again\n");
+                        (503, body, "text/plain")
+                    } else if down.is_empty() {
                         (200, "ok\n".to_string(), "text/plain")
                     } else {
                         (503, format!("cameras down: {}\n", down.join(", ")), "text/plain")

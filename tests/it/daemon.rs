@@ -172,17 +172,40 @@ fn sigkill_loses_no_committed_decision() {
 /// SIGTERM drains and exits 0.
 #[test]
 fn sighup_reloads_the_gallery_and_sigterm_drains() {
-    let s = Setup::legacy(&replay_list(), 0.0, true, "");
+    let port = free_port();
+    let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
     s.enrol("alice", "sample2.jpg");
     let mut child = s.spawn(&["run"]);
     let pid = child.id().to_string();
     wait_for("a first decision", Duration::from_secs(120), || journal_count(&s.journal()) >= 1);
     // sample3's largest face is the person of sample1's face at (1052, 213).
     s.enrol("bob", "sample3.jpg");
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let hup = || assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    hup();
     wait_for("bob granted", Duration::from_secs(180), || {
         rows(&s.journal()).iter().any(|r| r.2 == "bob")
     });
+
+    // Regression: a refused reload only logged a warning; health and metrics said all was
+    // well while the daemon ran on the old data. A bad threshold, then the fix.
+    let good = std::fs::read_to_string(s.config()).unwrap();
+    let bad = good.replace("match_threshold = 0.44", "match_threshold = 5");
+    assert_ne!(bad, good);
+    std::fs::write(s.config(), &bad).unwrap();
+    hup();
+    wait_for("health to say stale", Duration::from_secs(60), || {
+        http_get(port, "/healthz").contains("503")
+    });
+    let health = http_get(port, "/healthz");
+    assert!(health.contains("stale: the latest reload was refused"), "{health}");
+    assert!(health.contains("recognition.match_threshold = 5"), "{health}");
+    assert!(http_get(port, "/metrics").contains("edgeid_reload_refused 1"));
+    std::fs::write(s.config(), &good).unwrap();
+    hup();
+    wait_for("health to recover", Duration::from_secs(60), || {
+        http_get(port, "/healthz").contains("200 OK")
+    });
+    assert!(http_get(port, "/metrics").contains("edgeid_reload_refused 0"));
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let start = Instant::now();
     let status = child.wait().unwrap();
