@@ -372,6 +372,19 @@ fn worker_loop(
                 }
             }
         }
+        // A person removed (or enrolled) while running counts from the next frame on, without
+        // waiting for a SIGHUP: the check is one SQLite pragma.
+        match gallery.changed_on_disk() {
+            Ok(false) => {}
+            Ok(true) => match gallery.reload() {
+                Ok(()) => log::info!("gallery changed on disk: {} templates now", gallery.len()),
+                Err(e) => {
+                    log::warn!("gallery changed on disk but cannot be read, keeping the running copy: {e:#}");
+                    metrics.set_stale(Some(format!("{e:#}")));
+                }
+            },
+            Err(e) => log::warn!("checking the gallery for changes: {e:#}"),
+        }
         let frame = match queue.pop(Duration::from_millis(200)) {
             Popped::Frame(f) => f,
             Popped::Empty => continue,

@@ -160,6 +160,10 @@ pub struct Gallery {
     /// of truth.
     names: Vec<String>,
     templates: Matrix,
+    /// SQLite's `data_version` when the templates were read: it moves when another connection
+    /// (an `edgeid gallery remove`, an enrolment) commits, so a running daemon sees at once that
+    /// its copy is out of date.
+    data_version: i64,
 }
 
 /// The longest name a gallery takes, in characters.
@@ -303,6 +307,7 @@ impl Gallery {
             dim,
             names: Vec::new(),
             templates: Matrix::new(dim),
+            data_version: 0,
         };
         match schema.as_str() {
             "1" => gallery.seal_plain_templates()?,
@@ -396,8 +401,23 @@ impl Gallery {
         GalleryError::Sqlite { path: self.path.clone(), source }
     }
 
+    /// Whether another connection changed the gallery since its templates were read.
+    pub fn changed_on_disk(&self) -> Result<bool, GalleryError> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(v != self.data_version)
+    }
+
     /// Reads every template into memory.
     pub fn reload(&mut self) -> Result<(), GalleryError> {
+        // Taken first: a change committed while reading shows at the next check. Kept even if
+        // the reading fails, so a damaged file is reported once per change, not per frame.
+        self.data_version = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
         let mut stmt = self
             .conn
             .prepare("SELECT i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")

@@ -206,6 +206,21 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
         http_get(port, "/healthz").contains("200 OK")
     });
     assert!(http_get(port, "/metrics").contains("edgeid_reload_refused 0"));
+
+    // Regression: a person removed with `gallery remove` was still granted until a SIGHUP
+    // (4 more times in 21 s). Now no decision made after the removal grants them.
+    let o = s.spawn(&["gallery", "remove", "bob"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Decisions already on their way when it was removed may still name bob: a second's grace.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rows(&s.journal()).last().map_or(0, |r| r.0);
+    wait_for("bob's face decided again", Duration::from_secs(180), || {
+        // Each loop of the replay decides sample1's three faces again; two loops' worth.
+        rows(&s.journal()).iter().filter(|r| r.0 > after).count() >= 12
+    });
+    let later: Vec<_> = rows(&s.journal()).into_iter().filter(|r| r.0 > after).collect();
+    assert!(!later.iter().any(|r| r.2 == "bob"), "bob granted after removal: {later:?}");
+    assert!(later.iter().any(|r| r.2 == "alice"), "alice still is: {later:?}");
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let start = Instant::now();
     let status = child.wait().unwrap();
