@@ -187,7 +187,7 @@ impl OrtSession {
         for b in sizes {
             let mut shape = super::concrete_shape(&input, 0);
             shape[0] = b;
-            // Twice: the first run of a shape searches, the second allocates what it chose.
+            // Twice: the first run of a shape pays for the search, the second runs as frames will.
             for _ in 0..2 {
                 self.run(Tensor::zeros(shape.clone()))?;
             }
