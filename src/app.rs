@@ -167,7 +167,7 @@ pub fn enroll_with(
 
     let mut pipeline = Pipeline::load(cfg)?;
     let mut templates = Vec::new();
-    let mut embeddings = Vec::new();
+    let mut embeddings: Vec<Template> = Vec::new();
     for path in images {
         let (frame, face, count) = largest_face(cfg, &mut pipeline, path)?;
         let smad = match &mut pipeline.mad {
@@ -234,7 +234,6 @@ pub fn enroll_with(
             }
         }
         if let (false, Some(first)) = (force, embeddings.first()) {
-            let first: &Template = first;
             let similarity = first.embedding.cosine(&obs.embedding);
             if similarity < threshold {
                 bail!(EnrollError::NotTheSamePerson {

@@ -403,21 +403,18 @@ impl Gallery {
 
     /// Whether another connection changed the gallery since its templates were read.
     pub fn changed_on_disk(&self) -> Result<bool, GalleryError> {
-        let v: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
-        Ok(v != self.data_version)
+        Ok(self.read_data_version()? != self.data_version)
+    }
+
+    fn read_data_version(&self) -> Result<i64, GalleryError> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.sql(e))
     }
 
     /// Reads every template into memory.
     pub fn reload(&mut self) -> Result<(), GalleryError> {
         // Taken first: a change committed while reading shows at the next check. Kept even if
         // the reading fails, so a damaged file is reported once per change, not per frame.
-        self.data_version = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
+        self.data_version = self.read_data_version()?;
         let mut stmt = self
             .conn
             .prepare("SELECT i.name, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id")
