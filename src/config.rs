@@ -29,6 +29,16 @@ pub enum ConfigError {
     /// A manifest outside the signed set (`[trust]`); the message is the source's.
     #[error("config {path}")]
     Untrusted { path: PathBuf, source: crate::trust::TrustError },
+    #[error("config {path}: {key} = {value} is below {floor}, the floor of {model} ({what}); raise it, or set {override_key} = true if you calibrated it on your own population")]
+    BelowFloor {
+        path: PathBuf,
+        key: &'static str,
+        value: f32,
+        floor: f32,
+        model: String,
+        what: &'static str,
+        override_key: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +92,10 @@ pub struct EncoderConfig {
 pub struct RecognitionConfig {
     /// Cosine similarity at or above which a face is the enrolled identity.
     pub match_threshold: f32,
+    /// Lets `match_threshold` go below the encoder's measured floor (`[embedding] match_floor`
+    /// of its manifest): for a population calibrated with `edgeid calibrate`, never by default.
+    #[serde(default)]
+    pub allow_below_floor: bool,
 }
 
 /// Presentation-attack detection: heads on the face crop, fused into one live score.
@@ -99,6 +113,9 @@ pub struct PadConfig {
     /// Live score at or above which a face is taken as bona fide.
     #[serde(default = "default_pad_threshold")]
     pub threshold: f32,
+    /// Lets `threshold` go below the highest floor of the heads (`[head] floor`).
+    #[serde(default)]
+    pub allow_below_floor: bool,
 }
 
 impl Default for PadConfig {
@@ -108,6 +125,7 @@ impl Default for PadConfig {
             models: Vec::new(),
             fusion: Fusion::Mean,
             threshold: default_pad_threshold(),
+            allow_below_floor: false,
         }
     }
 }
@@ -380,7 +398,95 @@ impl Config {
     pub fn load_verified(path: &Path) -> Result<Config, ConfigError> {
         let cfg = Config::load(path)?;
         cfg.verify_trust()?;
+        cfg.check_floors()?;
         Ok(cfg)
+    }
+
+    /// Refuses a match threshold below the encoder's measured floor, or a live threshold below
+    /// the PAD heads' highest floor, unless the config's override key says so (then warns):
+    /// `match_threshold = 0` would grant everyone, also through a SIGHUP. A manifest that cannot
+    /// be read is left to the model loading that follows, which names what is wrong with it.
+    pub fn check_floors(&self) -> Result<(), ConfigError> {
+        use crate::manifest::Manifest;
+        let encoder = Manifest::load(&self.encoder.manifest).ok();
+        if let Some((floor, model)) =
+            encoder.and_then(|m| Some((m.embedding.as_ref()?.match_floor?, m.id)))
+        {
+            self.check_floor(Floor {
+                key: "recognition.match_threshold",
+                value: self.recognition.match_threshold,
+                floor,
+                model,
+                what: "a similarity its impostor pairs were measured to reach",
+                override_key: "recognition.allow_below_floor",
+                allowed: self.recognition.allow_below_floor,
+            })?;
+        }
+        if !self.pad.enabled {
+            return Ok(());
+        }
+        let heads = self.pad.models.iter().filter_map(|p| Manifest::load(p).ok());
+        let highest = heads
+            .filter_map(|m| Some((m.head.as_ref()?.floor?, m.id)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((floor, model)) = highest {
+            self.check_floor(Floor {
+                key: "pad.threshold",
+                value: self.pad.threshold,
+                floor,
+                model,
+                what: "the score below which the head itself calls a face an attack",
+                override_key: "pad.allow_below_floor",
+                allowed: self.pad.allow_below_floor,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check_floor(&self, f: Floor) -> Result<(), ConfigError> {
+        if f.value >= f.floor {
+            return Ok(());
+        }
+        if f.allowed {
+            log::warn!(
+                "config {}: {} = {} is below {}, the floor of {}; running on it because {} = true",
+                self.path.display(),
+                f.key,
+                f.value,
+                f.floor,
+                f.model,
+                f.override_key
+            );
+            return Ok(());
+        }
+        Err(ConfigError::BelowFloor {
+            path: self.path.clone(),
+            key: f.key,
+            value: f.value,
+            floor: f.floor,
+            model: f.model,
+            what: f.what,
+            override_key: f.override_key,
+        })
+    }
+
+    /// The decision thresholds that differ between two configs, as `key old -> new` (logged at
+    /// every reload, so the device's own log says when its thresholds moved).
+    pub fn threshold_changes(&self, new: &Config) -> Vec<String> {
+        let pairs = [
+            (
+                "recognition.match_threshold",
+                self.recognition.match_threshold,
+                new.recognition.match_threshold,
+            ),
+            ("pad.threshold", self.pad.threshold, new.pad.threshold),
+            ("mad.threshold", self.mad.threshold, new.mad.threshold),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(key, old, new)| format!("{key} {old} -> {new}"))
+            .collect()
     }
 
     /// Reads, parses, validates and resolves a config file. Data only: no model or manifest is
@@ -684,6 +790,17 @@ impl Config {
         let OutOfRange { key, value, allowed } = e;
         ConfigError::OutOfRange { path: self.path.clone(), key, value, allowed }
     }
+}
+
+/// One threshold held against its model's floor.
+struct Floor {
+    key: &'static str,
+    value: f32,
+    floor: f32,
+    model: String,
+    what: &'static str,
+    override_key: &'static str,
+    allowed: bool,
 }
 
 #[cfg(test)]

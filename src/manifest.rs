@@ -204,6 +204,12 @@ pub struct OutputSpec {
 pub struct EmbeddingSpec {
     pub dim: usize,
     pub normalize: Normalize,
+    /// The lowest `recognition.match_threshold` a config may run this encoder at without
+    /// `recognition.allow_below_floor`: a similarity that the encoder's impostor pairs were
+    /// measured to reach (the manifest says on which hand-labelled data). A threshold of 0, or
+    /// one typed wrong, would let nearly everyone in; the floor makes that a refused config.
+    #[serde(default)]
+    pub match_floor: Option<f32>,
 }
 
 /// Where the face landmarks must land in the encoder's input crop.
@@ -282,6 +288,10 @@ pub struct HeadSpec {
     pub score_index: usize,
     /// The crop is a square of the face box's longer side times this, around its centre.
     pub crop_scale: f32,
+    /// The lowest threshold on this head's score a config may use without
+    /// `pad.allow_below_floor` (the manifest says why this value).
+    #[serde(default)]
+    pub floor: Option<f32>,
 }
 
 /// Facts of a one-stage object detector with distribution-focal box regression (NanoDet).
@@ -500,6 +510,14 @@ impl Manifest {
             if e.dim == 0 {
                 return Err(self.invalid("embedding.dim must be positive"));
             }
+            if e.match_floor.is_some_and(|f| !(f > -1.0 && f < 1.0)) {
+                return Err(self.invalid(
+                    "embedding.match_floor must be a cosine similarity between -1 and 1, exclusive",
+                ));
+            }
+        }
+        if self.head.as_ref().and_then(|h| h.floor).is_some_and(|f| !(0.0..=1.0).contains(&f)) {
+            return Err(self.invalid("head.floor must be a score from 0 to 1"));
         }
         if let Some(f) = &self.features {
             if f.dim == 0 {
@@ -606,6 +624,23 @@ mod tests {
         assert_eq!(d.role, Role::Dmad);
         assert_eq!(d.dmad.as_ref().unwrap().kind, DmadKind::Linear);
         assert!(d.input().is_err(), "a D-MAD head has no image input");
+    }
+
+    #[test]
+    fn floors_must_be_scores_their_thresholds_can_take() {
+        let enc = |floor: &str| {
+            let t =
+                format!("{INPUT}[embedding]\ndim = 4\nnormalize = \"l2\"\nmatch_floor = {floor}\n");
+            parse(&with_role("encoder", &t))
+        };
+        assert_eq!(enc("0.4871").unwrap().embedding.unwrap().match_floor, Some(0.4871));
+        assert!(enc("1.5").unwrap_err().contains("embedding.match_floor must be a cosine"));
+        let head = |floor: &str| {
+            let t = format!("{INPUT}[head]\nscore_index = 0\ncrop_scale = 1.0\nfloor = {floor}\n");
+            parse(&with_role("pad", &t))
+        };
+        assert_eq!(head("0.5").unwrap().head.unwrap().floor, Some(0.5));
+        assert!(head("-0.1").unwrap_err().contains("head.floor must be a score from 0 to 1"));
     }
 
     #[test]

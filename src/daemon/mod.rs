@@ -117,9 +117,16 @@ pub fn run(
     let metrics = Arc::new(Metrics::new(&names));
     let http = start_http(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     log::info!(
-        "edgeid running: {} source(s), journal {}",
+        "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
         names.len(),
-        cfg.daemon.journal.display()
+        cfg.daemon.journal.display(),
+        cfg.recognition.match_threshold,
+        if cfg.policy.require_live { cfg.pad.threshold.to_string() } else { "not required".into() },
+        if cfg.policy.require_bona_fide {
+            cfg.mad.threshold.to_string()
+        } else {
+            "not required".into()
+        },
     );
 
     let (tx, rx) = mpsc::channel::<Decision>();
@@ -359,6 +366,9 @@ fn worker_loop(
             reload_seen = generation;
             match reload(config_path, &pipeline) {
                 Ok((new_cfg, new_gallery)) => {
+                    for change in cfg.threshold_changes(&new_cfg) {
+                        log::info!("reload: {change}");
+                    }
                     cfg = new_cfg;
                     gallery = new_gallery;
                     policy = policy_of(&cfg, &pipeline);

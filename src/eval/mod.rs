@@ -53,6 +53,12 @@ pub fn calibrate(
         text.parse().with_context(|| format!("parsing {}", config_path.display()))?;
     // Rounded up, so that no impostor the exact threshold rejects is let in.
     let rounded = (point.threshold as f64 * 1e4).ceil() / 1e4;
+    // Below the encoder's floor: written, the config would be refused at the next start.
+    let mut calibrated = cfg.clone();
+    calibrated.recognition.match_threshold = rounded as f32;
+    calibrated.check_floors().with_context(|| {
+        format!("the threshold calibrated on {} is not written", dataset.display())
+    })?;
     doc["recognition"]["match_threshold"] = toml_edit::value(rounded);
     if let Some(item) = doc["recognition"].get_mut("match_threshold") {
         if let Some(value) = item.as_value_mut() {

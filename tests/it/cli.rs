@@ -326,6 +326,35 @@ fn bad_configs_are_refused_by_key() {
     sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 2"));
     assert_fails_with(&run(&sb), &["recognition.match_threshold = 2", "out of range"]);
 
+    // Regression: `match_threshold = 0.0` and `pad.threshold = 0.0` were taken, and then
+    // everyone was granted. Below the floors the manifests measured, they are refused unless
+    // the override key says so (then they run, with a warning).
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 0.0"));
+    assert_fails_with(
+        &run(&sb),
+        &[
+            "recognition.match_threshold = 0 is below 0.4109",
+            "mobileface-256@80c1c6f0",
+            "recognition.allow_below_floor = true",
+        ],
+    );
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| {
+        t.replace("match_threshold = 0.44", "match_threshold = 0.4\nallow_below_floor = true")
+    });
+    let o =
+        edgeid(&["--config", &sb.config(), "identify", "--gallery", &g, &s(&data("sample2.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("recognition.match_threshold = 0.4 is below 0.4109, the floor of mobileface-256@80c1c6f0; running on it because recognition.allow_below_floor = true"),
+        "{}",
+        stderr(&o)
+    );
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("threshold = 0.65", "threshold = 0.0"));
+    assert_fails_with(&run(&sb), &["pad.threshold = 0 is below 0.5", "pad.allow_below_floor"]);
+
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("min_face_px = 20", "min_face_px = \"twenty\""));
     assert_fails_with(&run(&sb), &["config.toml", "is not valid", "min_face_px"]);

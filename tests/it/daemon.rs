@@ -6,7 +6,6 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{data, Setup};
@@ -135,7 +134,7 @@ fn sigkill_loses_no_committed_decision() {
     let port = free_port();
     let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
     s.enrol("alice", "sample2.jpg");
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.daemon(&[]);
     wait_for("3 decisions", Duration::from_secs(120), || journal_count(&s.journal()) >= 3);
 
     // While it runs: health and metrics on loopback.
@@ -147,8 +146,7 @@ fn sigkill_loses_no_committed_decision() {
     assert!(metrics.contains("edgeid_stage_seconds_bucket{stage=\"detect\",le=\"+Inf\"}"));
 
     let before = rows(&s.journal());
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let j = Journal::open_existing(&s.journal()).unwrap();
     assert_eq!(j.integrity_check().unwrap(), "ok");
     let after_kill = rows(&s.journal());
@@ -175,21 +173,22 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     let port = free_port();
     let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
     s.enrol("alice", "sample2.jpg");
-    let mut child = s.spawn(&["run"]);
-    let pid = child.id().to_string();
+    let mut child = s.daemon(&[]);
     wait_for("a first decision", Duration::from_secs(120), || journal_count(&s.journal()) >= 1);
     // sample3's largest face is the person of sample1's face at (1052, 213).
     s.enrol("bob", "sample3.jpg");
-    let hup = || assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let hup = || child.signal("HUP");
     hup();
     wait_for("bob granted", Duration::from_secs(180), || {
         rows(&s.journal()).iter().any(|r| r.2 == "bob")
     });
 
-    // Regression: a refused reload only logged a warning; health and metrics said all was
-    // well while the daemon ran on the old data. A bad threshold, then the fix.
+    // Regressions: a refused reload only logged a warning; health and metrics said all was
+    // well while the daemon ran on the old data. And `match_threshold = 0.0` was taken through
+    // SIGHUP, granting everyone: now it is below the encoder's measured floor (0.4109) and
+    // refused. Then a raise, which the log names.
     let good = std::fs::read_to_string(s.config()).unwrap();
-    let bad = good.replace("match_threshold = 0.44", "match_threshold = 5");
+    let bad = good.replace("match_threshold = 0.44", "match_threshold = 0.0");
     assert_ne!(bad, good);
     std::fs::write(s.config(), &bad).unwrap();
     hup();
@@ -198,14 +197,25 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     });
     let health = http_get(port, "/healthz");
     assert!(health.contains("stale: the latest reload was refused"), "{health}");
-    assert!(health.contains("recognition.match_threshold = 5"), "{health}");
+    assert!(
+        health.contains(
+            "recognition.match_threshold = 0 is below 0.4109, the floor of mobileface-256"
+        ),
+        "{health}"
+    );
     assert!(http_get(port, "/metrics").contains("edgeid_reload_refused 1"));
-    std::fs::write(s.config(), &good).unwrap();
+    std::fs::write(s.config(), good.replace("match_threshold = 0.44", "match_threshold = 0.45"))
+        .unwrap();
     hup();
     wait_for("health to recover", Duration::from_secs(60), || {
         http_get(port, "/healthz").contains("200 OK")
     });
     assert!(http_get(port, "/metrics").contains("edgeid_reload_refused 0"));
+    assert!(
+        child.log().contains("reload: recognition.match_threshold 0.44 -> 0.45"),
+        "{}",
+        child.log()
+    );
 
     // Regression: a person removed with `gallery remove` was still granted until a SIGHUP
     // (4 more times in 21 s). Now no decision made after the removal grants them.
@@ -222,9 +232,9 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     let later: Vec<_> = rows(&s.journal()).into_iter().filter(|r| r.0 > after).collect();
     assert!(!later.iter().any(|r| r.2 == "bob"), "bob granted after removal: {later:?}");
     assert!(later.iter().any(|r| r.2 == "alice"), "alice still is: {later:?}");
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    child.signal("TERM");
     let start = Instant::now();
-    let status = child.wait().unwrap();
+    let status = child.wait();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     assert!(start.elapsed() < Duration::from_secs(30));
     let j = Journal::open_existing(&s.journal()).unwrap();
@@ -309,7 +319,7 @@ fn the_daemon_audits_on_its_schedule() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no-audit-set"), "{err}");
     std::fs::write(s.config(), text).unwrap();
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.daemon(&[]);
     let audits = || {
         if !s.journal().exists() {
             return 0;
@@ -330,8 +340,7 @@ fn the_daemon_audits_on_its_schedule() {
             .is_some_and(|n| n >= 2)
     });
     assert!(metrics.contains("edgeid_audit_alert 0"), "{metrics}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let last: edgeid::audit::AuditReport = serde_json::from_str(
         Journal::open_existing(&s.journal()).unwrap().audits().unwrap().last().unwrap(),
     )

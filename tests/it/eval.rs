@@ -237,6 +237,16 @@ fn calibrate_writes_the_threshold_for_a_target_fmr() {
             .output()
             .unwrap()
     };
+    // On this small set FMR 1e-2 sits below the encoder's measured floor: refused, unwritten,
+    // until the config allows it.
+    let out = run("1e-2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is not written") && err.contains("is below 0.4871"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), text);
+    let allowed = text.replacen("allow_below_floor = false", "allow_below_floor = true", 1);
+    assert!(allowed.contains("match_threshold = 0.58\n# A threshold below the encoder's"));
+    std::fs::write(&cfg_path, &allowed).unwrap();
     let out = run("1e-2");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

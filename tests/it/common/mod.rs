@@ -130,6 +130,22 @@ impl Setup {
         let cfg = edgeid::config::Config::load(&self.config()).unwrap();
         edgeid::app::enroll(&cfg, &self.gallery(), name, &[data(photo)]).unwrap();
     }
+    /// A long-running `edgeid run` (with `args` after it): its log goes to a file (a pipe
+    /// nobody reads would fill and stop it), and it is killed when the test ends, also when
+    /// the test fails (a looping replay left running slowed every later test).
+    pub fn daemon(&self, args: &[&str]) -> Daemon {
+        let log = self.dir.path().join(format!("daemon-{}.log", uniq()));
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .arg("--config")
+            .arg(self.config())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
     pub fn spawn(&self, args: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_edgeid"))
             .arg("--config")
@@ -210,5 +226,48 @@ pub fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
         encoder: "mobileface-256@80c1c6f0".into(),
         detector: "mtcnn".into(),
         crop_png: None,
+    }
+}
+
+fn uniq() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A running daemon of [`Setup::daemon`]; killed on drop.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+    /// Sends a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid()).status().unwrap();
+        assert!(ok.success(), "kill -{name} {}", self.pid());
+    }
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+    /// SIGKILL, then reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().unwrap();
+    }
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
