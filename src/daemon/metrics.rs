@@ -42,6 +42,10 @@ pub struct Metrics {
     /// Why the latest reload (SIGHUP) was refused, while the daemon runs on the configuration
     /// and gallery from before it; `None` once a reload succeeds.
     stale: Mutex<Option<String>>,
+    /// Why the journal cannot be written, while it cannot: no decision is taken meanwhile.
+    journal_failing: Mutex<Option<String>>,
+    /// Failed attempts to write a decision or audit to the journal.
+    pub journal_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -53,7 +57,19 @@ impl Metrics {
             audits: AtomicU64::new(0),
             audit_alert: AtomicU64::new(0),
             stale: Mutex::new(None),
+            journal_failing: Mutex::new(None),
+            journal_failures: AtomicU64::new(0),
         }
+    }
+
+    /// Records whether the journal can be written: `Some(why)` while it cannot.
+    pub fn set_journal_failing(&self, why: Option<String>) {
+        *self.journal_failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why the journal cannot be written, if it cannot.
+    pub fn journal_failing(&self) -> Option<String> {
+        self.journal_failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Records the outcome of a reload: `Some(why)` when it was refused.
@@ -154,6 +170,16 @@ impl Metrics {
             out,
             "# HELP edgeid_reload_refused 1 while the latest reload (SIGHUP) was refused and the daemon runs on the configuration and gallery from before it.\n# TYPE edgeid_reload_refused gauge\nedgeid_reload_refused {}",
             u8::from(self.stale().is_some())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgeid_journal_writable 0 while the journal cannot be written (no decision is taken meanwhile).\n# TYPE edgeid_journal_writable gauge\nedgeid_journal_writable {}",
+            u8::from(self.journal_failing().is_none())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgeid_journal_failures_total Failed attempts to write to the journal.\n# TYPE edgeid_journal_failures_total counter\nedgeid_journal_failures_total {}",
+            self.journal_failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");
         let _ = writeln!(out, "# TYPE edgeid_stage_seconds histogram");

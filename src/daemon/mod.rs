@@ -8,6 +8,7 @@
 //! decided and journaled, then `run` returns. Reload (SIGHUP): the gallery and thresholds are
 //! read again from the config file; a bad new config is logged and the old one kept.
 
+pub mod http;
 pub mod metrics;
 pub mod queue;
 
@@ -92,6 +93,16 @@ pub fn run(
         }
     }
     let journal = Journal::open(&cfg.daemon.journal)?;
+    // Never append to a journal whose chain is broken (an edited or removed record): the
+    // operator must see it, and keep the file as it is as evidence.
+    for t in journal.ensure_sound()? {
+        log::info!(
+            "journal {}: {} {} records verified",
+            cfg.daemon.journal.display(),
+            t.records,
+            t.table
+        );
+    }
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
     let mut workers = Vec::new();
@@ -115,7 +126,7 @@ pub fn run(
     }
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let metrics = Arc::new(Metrics::new(&names));
-    let http = start_http(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
+    let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     log::info!(
         "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
         names.len(),
@@ -131,10 +142,11 @@ pub fn run(
 
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
+    let writer_stop = control.stop.clone();
     let writer = thread::spawn(move || -> anyhow::Result<u64> {
         let mut n = 0;
         for d in rx {
-            journal.append(&d)?;
+            journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
             let reasons = d.reasons.join(",");
             writer_metrics.decision(d.outcome.as_str(), &reasons);
             log::info!(
@@ -230,6 +242,52 @@ pub fn run(
         peak_rss_kib: peak_rss_kib(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes one decision, retrying every second while the journal refuses it (a full disk, a
+/// lock held by another program, an I/O error): meanwhile `/healthz` answers 503 and the
+/// workers take no decision, so nothing is decided that is not journaled, and the decisions
+/// already made wait here, in order, instead of being dropped. Gives up only when the daemon
+/// is stopping, with an error that says the decision was not journaled (non-zero exit).
+fn journal_until_written(
+    journal: &Journal,
+    d: &Decision,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut failures = 0u64;
+    loop {
+        match journal.append(d) {
+            Ok(_) => {
+                if failures > 0 {
+                    log::warn!(
+                        "journal writable again after {failures} failed attempt(s); deciding again"
+                    );
+                    metrics.set_journal_failing(None);
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                failures += 1;
+                metrics.journal_failures.fetch_add(1, Ordering::Relaxed);
+                if failures == 1 {
+                    log::error!(
+                        "cannot write a decision to the journal ({e:#}); taking no decision until it can, retrying every second"
+                    );
+                }
+                metrics.set_journal_failing(Some(format!("{e:#}")));
+                if stop.load(Ordering::SeqCst) {
+                    return Err(anyhow::Error::from(e).context(format!(
+                        "stopping with a decision not journaled (camera {}, track {}, {})",
+                        d.camera,
+                        d.track_id,
+                        d.outcome.as_str()
+                    )));
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Reads frames into the queue until the source ends, `max_frames`, or stop. A failing camera
@@ -395,6 +453,18 @@ fn worker_loop(
             },
             Err(e) => log::warn!("checking the gallery for changes: {e:#}"),
         }
+        // While the journal cannot be written, no decision is taken: frames wait in the
+        // queue (a camera's drops the oldest, counted, as usual). Stopped meanwhile, the
+        // worker closes the queue (so capture does not wait for room) and ends; the writer then
+        // reports what it could not journal.
+        if metrics.journal_failing().is_some() {
+            if control.stop.load(Ordering::SeqCst) {
+                queue.close();
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         let frame = match queue.pop(Duration::from_millis(200)) {
             Popped::Frame(f) => f,
             Popped::Empty => continue,
@@ -479,58 +549,6 @@ fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Ga
         false,
     )?;
     Ok((cfg, gallery))
-}
-
-/// Serves /healthz and /metrics until `stop`. Refuses to start on a taken address.
-fn start_http(
-    addr: &str,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<Option<thread::JoinHandle<()>>> {
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    let server = tiny_http::Server::http(addr).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr} ({e}); change daemon.http or set it to \"\" to turn it off"
-        )
-    })?;
-    Ok(Some(thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            let request = match server.recv_timeout(Duration::from_millis(200)) {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(_) => break,
-            };
-            let (status, body, kind) = match request.url() {
-                "/healthz" => {
-                    let down: Vec<&str> = metrics
-                        .cameras
-                        .iter()
-                        .filter(|(_, c)| c.up.load(Ordering::Relaxed) == 0)
-                        .map(|(n, _)| n.as_str())
-                        .collect();
-                    if let Some(why) = metrics.stale() {
-                        // Running, but not on what the operator asked for: removed people may
-                        // still be let in.
-                        let body = format!("stale: the latest reload was refused ({why}); the daemon runs on the configuration and gallery from before it. Fix the cause and send SIGHUP again\n");
-                        (503, body, "text/plain")
-                    } else if down.is_empty() {
-                        (200, "ok\n".to_string(), "text/plain")
-                    } else {
-                        (503, format!("cameras down: {}\n", down.join(", ")), "text/plain")
-                    }
-                }
-                "/metrics" => (200, metrics.render(), "text/plain; version=0.0.4"),
-                _ => (404, "not found: try /healthz or /metrics\n".to_string(), "text/plain"),
-            };
-            let header =
-                tiny_http::Header::from_bytes("Content-Type", kind).expect("static header");
-            let _ = request.respond(
-                tiny_http::Response::from_string(body).with_status_code(status).with_header(header),
-            );
-        }
-    })))
 }
 
 /// glibc raises its mmap threshold each time a large block is freed; after that, multi-MB frame

@@ -7,7 +7,7 @@
 //! [`GENESIS`].
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -103,6 +103,49 @@ pub(super) fn unchained(conn: &Connection, table: &str) -> rusqlite::Result<Veri
                     .into(),
         }),
     })
+}
+
+/// Where `table`'s last record is not the one its chain head (table `chain_heads`, updated
+/// with every append) names: records were removed from the end, or the head rewritten. `None`
+/// where they agree or the journal predates chain heads.
+pub(super) fn head_mismatch(conn: &Connection, table: &str) -> rusqlite::Result<Option<Break>> {
+    let kept: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_heads'",
+        [],
+        |r| r.get(0),
+    )?;
+    if kept == 0 {
+        return Ok(None);
+    }
+    let head: Option<(i64, String)> = conn
+        .query_row("SELECT last_id, head FROM chain_heads WHERE tbl = ?1", [table], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((head_id, head_hash)) = head else { return Ok(None) };
+    let (last_id, last_hash): (i64, String) = conn
+        .query_row(&format!("SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"), [], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+        })
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string()));
+    if (last_id, last_hash.as_str()) == (head_id, head_hash.as_str()) {
+        return Ok(None);
+    }
+    let reason = if last_id < head_id {
+        format!(
+            "the journal wrote records up to id {head_id} but its last is {last_id}: records \
+             {}..={head_id} were removed from the end",
+            last_id + 1
+        )
+    } else {
+        format!(
+            "the last record (id {last_id}) is not the one the chain head names (id {head_id}, \
+             hash {head_hash}): the end of the table or the head was rewritten"
+        )
+    };
+    let id = if last_id == head_id { last_id } else { last_id.min(head_id) + 1 };
+    Ok(Some(Break { id, reason }))
 }
 
 fn digest(table: &str, prev: &str, row: &rusqlite::Row) -> String {

@@ -33,6 +33,9 @@ pub enum JournalError {
     NotAJournal { path: PathBuf, reason: String },
     #[error("journal {path}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
+    /// The hash chain does not hold (a record edited or removed): nothing is appended to it.
+    #[error("journal {path} fails verification: {table} record {id}: {reason}. Nothing is appended to a journal whose chain is broken: move the file aside (keep it as evidence; `edgeid journal verify` reads it) and start again, which creates a new one")]
+    Broken { path: PathBuf, table: String, id: i64, reason: String },
 }
 
 /// A journaled decision with its row id.
@@ -110,6 +113,15 @@ impl Journal {
                 .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
             return Ok(Journal { conn, path: path.to_path_buf() });
         }
+        // Chain heads are kept since 2026-12: a journal that has them was chained from its
+        // start, so a table of it without chain columns had them removed (see `upgrade`).
+        let had_heads: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_heads'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| not(e.to_string()))?;
         // secure_delete: freed space is zeroed, so a record rewritten when it is chained (or a
         // crop deleted) leaves no stale copy in the file.
         conn.execute_batch(
@@ -140,19 +152,54 @@ impl Journal {
                  hash TEXT);
              CREATE TABLE IF NOT EXISTS audit_scores (
                  key TEXT PRIMARY KEY,
-                 scores TEXT NOT NULL);",
+                 scores TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS chain_heads (
+                 tbl TEXT PRIMARY KEY,
+                 last_id INTEGER NOT NULL,
+                 head TEXT NOT NULL);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         let journal = Journal { conn, path: path.to_path_buf() };
         for table in CHAINED {
-            journal.upgrade(table)?;
+            journal.upgrade(table, had_heads > 0)?;
+            // A journal from before chain heads were kept starts from its last record as it is.
+            journal
+                .conn
+                .execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO chain_heads (tbl, last_id, head)
+                         SELECT '{table}', coalesce(max(id), 0),
+                                coalesce((SELECT hash FROM {table} ORDER BY id DESC LIMIT 1), ?1)
+                         FROM {table}"
+                    ),
+                    [chain::GENESIS],
+                )
+                .map_err(|e| journal.sql(e))?;
         }
         Ok(journal)
     }
 
+    /// Verifies every chain and refuses a journal whose chain is broken, so that the daemon
+    /// never appends to one (an appended record would chain onto whatever was edited, and
+    /// records removed from the end would leave no trace). Returns what was verified.
+    pub fn ensure_sound(&self) -> Result<Vec<Verified>, JournalError> {
+        let tables = self.verify()?;
+        if let Some((t, b)) = tables.iter().find_map(|t| t.broken.as_ref().map(|b| (t, b))) {
+            return Err(JournalError::Broken {
+                path: self.path.clone(),
+                table: t.table.clone(),
+                id: b.id,
+                reason: b.reason.clone(),
+            });
+        }
+        Ok(tables)
+    }
+
     /// A journal written before records were chained gets the two columns, and its records
-    /// are chained as they stand (once, in one transaction).
-    fn upgrade(&self, table: &str) -> Result<(), JournalError> {
+    /// are chained as they stand (once, in one transaction). In a journal that keeps chain
+    /// heads (`had_heads`), missing columns were removed: refused, never chained again (that
+    /// would seal whatever had been edited).
+    fn upgrade(&self, table: &str, had_heads: bool) -> Result<(), JournalError> {
         let has: i64 = self
             .conn
             .query_row(
@@ -163,6 +210,17 @@ impl Journal {
             .map_err(|e| self.sql(e))?;
         if has > 0 {
             return Ok(());
+        }
+        if had_heads {
+            let v = chain::unchained(&self.conn, table).map_err(|e| self.sql(e))?;
+            if let Some(b) = v.broken {
+                return Err(JournalError::Broken {
+                    path: self.path.clone(),
+                    table: table.to_string(),
+                    id: b.id,
+                    reason: b.reason,
+                });
+            }
         }
         let path = self.path.clone();
         let sql = |source| JournalError::Sqlite { path: path.clone(), source };
@@ -197,6 +255,16 @@ impl Journal {
         let sql = |source| JournalError::Sqlite { path: path.clone(), source };
         let tx =
             Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        // The last record must be the one the chain head names: otherwise records were removed
+        // from the end, and the new record would take a removed one's id and hide the cut.
+        if let Some(b) = chain::head_mismatch(&tx, table).map_err(sql)? {
+            return Err(JournalError::Broken {
+                path: self.path.clone(),
+                table: table.to_string(),
+                id: b.id,
+                reason: b.reason,
+            });
+        }
         let prev: String = tx
             .query_row(&format!("SELECT hash FROM {table} ORDER BY id DESC LIMIT 1"), [], |r| {
                 r.get::<_, Option<String>>(0)
@@ -207,7 +275,12 @@ impl Journal {
             .unwrap_or_else(|| chain::GENESIS.to_string());
         insert(&tx).map_err(sql)?;
         let id = tx.last_insert_rowid();
-        chain::seal(&tx, table, id, &prev).map_err(sql)?;
+        let hash = chain::seal(&tx, table, id, &prev).map_err(sql)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO chain_heads (tbl, last_id, head) VALUES (?1, ?2, ?3)",
+            params![table, id, hash],
+        )
+        .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(id)
     }
@@ -240,7 +313,11 @@ impl Journal {
                         broken: None,
                     });
                 }
-                chain::verify(&self.conn, t).map_err(|e| self.sql(e))
+                let mut v = chain::verify(&self.conn, t).map_err(|e| self.sql(e))?;
+                if v.broken.is_none() {
+                    v.broken = chain::head_mismatch(&self.conn, t).map_err(|e| self.sql(e))?;
+                }
+                Ok(v)
             })
             .collect()
     }

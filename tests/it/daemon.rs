@@ -114,13 +114,18 @@ fn stored_crops_are_opt_in() {
     assert_eq!((crop.width(), crop.height()), (112, 112));
 }
 
+/// The whole response to `GET path`, or "" where the connection was refused, reset or closed
+/// without one.
 fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let get = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    get().unwrap_or_default()
 }
 
 fn free_port() -> u16 {
@@ -347,4 +352,129 @@ fn the_daemon_audits_on_its_schedule() {
     .unwrap();
     assert_eq!(last.baseline.model.id, "pixels-16x16-grey");
     assert!(!last.alert, "{:?}", last.retention);
+}
+
+/// The sum of a metric's samples (over its labels) on /metrics.
+fn metric(port: u16, name: &str) -> f64 {
+    http_get(port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Regression: one failed journal write ended the writer thread, and every later decision was
+/// dropped while `/healthz` answered 200. Here another program holds the journal's write lock
+/// past the busy timeout (as a backup tool or a full disk would refuse writes): `/healthz` says
+/// so (503), no frame is decided meanwhile, and once the lock is released the held decisions
+/// are written and deciding resumes. Every decision the daemon logged is in the journal.
+#[test]
+fn regression_a_journal_that_cannot_be_written_stops_decisions_and_loses_none() {
+    let port = free_port();
+    let s = Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    s.enrol("alice", "sample2.jpg");
+    let mut child = s.daemon(&[]);
+    wait_for("2 decisions", Duration::from_secs(120), || journal_count(&s.journal()) >= 2);
+    let lock = rusqlite::Connection::open(s.journal()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    wait_for("health to say the journal cannot be written", Duration::from_secs(120), || {
+        http_get(port, "/healthz").contains("503")
+    });
+    let health = http_get(port, "/healthz");
+    assert!(health.contains("journal cannot be written (journal"), "{health}");
+    assert!(health.contains("no decision is taken until it can"), "{health}");
+    assert_eq!(metric(port, "edgeid_journal_writable"), 0.0);
+    assert!(metric(port, "edgeid_journal_failures_total") >= 1.0);
+    // A frame in the pipeline when the write failed may still finish; after that, none.
+    std::thread::sleep(Duration::from_secs(5));
+    let processed = metric(port, "edgeid_frames_processed_total");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(metric(port, "edgeid_frames_processed_total"), processed, "frames decided");
+    let held = journal_count(&s.journal());
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    wait_for("health to recover", Duration::from_secs(60), || {
+        http_get(port, "/healthz").contains("200 OK")
+    });
+    wait_for("deciding again", Duration::from_secs(120), || {
+        journal_count(&s.journal()) >= held + 3
+    });
+    assert_eq!(metric(port, "edgeid_journal_writable"), 1.0);
+    child.signal("TERM");
+    assert!(child.wait().success(), "{}", child.log());
+    let log = child.log();
+    assert!(log.contains("cannot write a decision to the journal"), "{log}");
+    assert!(log.contains("journal writable again"), "{log}");
+    let logged = log.lines().filter(|l| l.contains("decision: camera")).count() as i64;
+    assert_eq!(logged, journal_count(&s.journal()), "every decision made is journaled");
+    assert!(Journal::open_existing(&s.journal())
+        .unwrap()
+        .verify()
+        .unwrap()
+        .iter()
+        .all(|t| t.broken.is_none()));
+}
+
+/// Threads of a process (Linux).
+fn threads(pid: &str) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Regression: about 100 idle connections to the HTTP endpoint under a task limit of 64 made
+/// the server panic (it ran a thread per connection) and `/healthz` refuse connections for the
+/// rest of the run. Now 200 idle connections cost the daemon no thread, those over the bound
+/// are closed at once, the rest are closed after the header timeout, and `/healthz` answers
+/// while they are open and after.
+#[test]
+fn regression_idle_connections_cannot_take_the_health_endpoint_down() {
+    use edgeid::daemon::http::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+    let port = free_port();
+    let s = Setup::legacy(&replay_list(), 2.0, true, &format!("127.0.0.1:{port}"));
+    s.enrol("alice", "sample2.jpg");
+    let child = s.daemon(&[]);
+    wait_for("the endpoint", Duration::from_secs(120), || {
+        http_get(port, "/healthz").contains("200 OK")
+    });
+    let before = threads(&child.pid());
+    let idle: Vec<std::net::TcpStream> =
+        (0..200).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = threads(&child.pid());
+    assert!(during <= before + 1, "threads {before} before, {during} with 200 idle connections");
+    // Closed by the daemon: a read ends at once (0 bytes, or reset).
+    let closed = |streams: &[std::net::TcpStream]| {
+        streams
+            .iter()
+            .filter(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let mut b = [0u8; 1];
+                let mut stream: &std::net::TcpStream = c;
+                match stream.read(&mut b) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                }
+            })
+            .count()
+    };
+    let over = closed(&idle);
+    assert!(over >= 200 - MAX_CONNECTIONS, "{over} of 200 closed at once");
+    let start = Instant::now();
+    wait_for("/healthz with idle connections open", HEADER_TIMEOUT * 3, || {
+        http_get(port, "/healthz").contains("200 OK")
+    });
+    println!(
+        "200 idle connections: {over} closed at once; /healthz answered after {:?}",
+        start.elapsed()
+    );
+    std::thread::sleep(HEADER_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(closed(&idle), 200, "idle connections timed out");
+    assert!(http_get(port, "/healthz").contains("200 OK"));
+    assert!(http_get(port, "/metrics").contains("edgeid_frames_in_total"));
+    assert!(http_get(port, "/nope").contains("404"));
 }

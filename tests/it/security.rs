@@ -439,6 +439,69 @@ fn regression_verify_does_not_rechain_a_journal_whose_chain_was_removed() {
     assert_eq!(columns, 0);
 }
 
+/// Regressions: the daemon appended to a journal that failed `journal verify`, and removing
+/// the newest records left no trace (the next decision took a removed one's id). The journal
+/// keeps its chain head: `verify` names the cut, nothing appends to it (no id is reused), and
+/// the daemon refuses to start on it, leaving the file as it was for the operator.
+#[test]
+fn regression_a_journal_cut_at_the_end_is_reported_and_never_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    {
+        let j = Journal::open(&path).unwrap();
+        for i in 0..5i64 {
+            j.append(&decision(1_700_000_000_000 + i * 60_000, 0.6, 100.0)).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM decisions WHERE id > 3", []).unwrap();
+    drop(conn);
+    let o = edgeid(&["journal", "--journal", &s(&path), "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("decisions record 4: the journal wrote records up to id 5 but its last is 3: records 4..=5 were removed from the end"),
+        "{}",
+        stderr(&o)
+    );
+    let e = Journal::open(&path)
+        .unwrap()
+        .append(&decision(1_700_000_900_000, 0.6, 100.0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fails verification") && e.contains("move the file aside"), "{e}");
+    assert_eq!(Journal::open_existing(&path).unwrap().count().unwrap(), 3, "id 4 not reused");
+
+    let setup = common::Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    std::fs::copy(&path, setup.journal()).unwrap();
+    let before = std::fs::read(setup.journal()).unwrap();
+    let run = setup.spawn(&["run", "--max-frames", "2"]).wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("fails verification: decisions record 4")
+            && err.contains("records 4..=5 were removed"),
+        "{err}"
+    );
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert_eq!(std::fs::read(setup.journal()).unwrap(), before, "the journal is left as it was");
+
+    // A journal that keeps chain heads, with its chain columns dropped: opening it for writing
+    // (the daemon) refuses it instead of chaining the table again as it stands.
+    let fresh = dir.path().join("fresh.db");
+    {
+        let j = Journal::open(&fresh).unwrap();
+        j.append(&decision(1_700_000_000_000, 0.6, 100.0)).unwrap();
+    }
+    rusqlite::Connection::open(&fresh)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE decisions DROP COLUMN hash; ALTER TABLE decisions DROP COLUMN prev_hash;",
+        )
+        .unwrap();
+    let e = Journal::open(&fresh).err().expect("refused").to_string();
+    assert!(e.contains("no chain columns"), "{e}");
+}
+
 /// Regression: one person could be enrolled under a second name, and another person added to
 /// an existing name, silently ("enrolled with 1 template(s)"): either way a name let in a face
 /// it should not. Both are refused, naming who matched, unless `--force`.

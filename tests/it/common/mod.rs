@@ -135,15 +135,24 @@ impl Setup {
     /// the test fails (a looping replay left running slowed every later test).
     pub fn daemon(&self, args: &[&str]) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{}.log", uniq()));
-        let child = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgeid"));
+        command
             .arg("--config")
             .arg(self.config())
             .arg("run")
             .args(args)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        // Killed also when the test process is (a timeout, ^C), where no drop runs.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
         Daemon { child, log }
     }
     pub fn spawn(&self, args: &[&str]) -> Child {
