@@ -54,12 +54,21 @@ pub struct SignedSet {
 impl SignedSet {
     /// Reads the set at `path` and checks its signature with `public_key` (hex).
     pub fn load(path: &Path, public_key: &str) -> Result<SignedSet, TrustError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrustError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        SignedSet::parse(&text, path, public_key)
+    }
+
+    /// Checks `text`, a set read from `path` (its folder anchors the names), against the
+    /// public key (hex).
+    pub fn parse(text: &str, path: &Path, public_key: &str) -> Result<SignedSet, TrustError> {
         let bad_key = || TrustError::BadPublicKey(public_key.to_string());
         let key_bytes: [u8; 32] = unhex(public_key).ok_or_else(bad_key)?;
         let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad_key())?;
         let unreadable =
             |reason: String| TrustError::Unreadable { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
         let body_end = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
         let (body, last) = text.split_at(body_end);
         let signature: [u8; 64] = last

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 build="${FUZZ_BUILD:--O}"
 jobs="${FUZZ_JOBS:-2}"
-targets=(image config manifest replay_list)
+targets=(image config manifest replay_list mjpeg yuyv transfer signed_set dmad_weights)
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "tools/fuzz.sh: no nightly toolchain; install it with \`rustup toolchain install nightly\`" >&2
   exit 1

@@ -650,14 +650,10 @@ impl Gallery {
                 how: "Import it into a gallery of the export's encoder".into(),
             });
         }
-        if let Some((name, reason)) = bundle
-            .identities
-            .iter()
-            .find_map(|i| normalise_name(&i.name).err().map(|r| (&i.name, r)))
-        {
+        if let Some(problem) = bundle.problem(&self.model_id, self.dim) {
             return Err(GalleryError::Refused {
                 path: self.path.clone(),
-                reason: format!("the export holds the name {name:?}, which is not valid ({reason}); nothing was imported"),
+                reason: format!("the export cannot be imported: {problem}; nothing was imported"),
             });
         }
         let here: Vec<String> = self.list()?.into_iter().map(|i| i.name).collect();
@@ -681,17 +677,6 @@ impl Gallery {
             let id = tx.last_insert_rowid();
             let aad = self.template_aad(&ident.name);
             for t in &ident.templates {
-                if t.vector.len() != self.dim {
-                    return Err(GalleryError::NotAGallery {
-                        path: self.path.clone(),
-                        reason: format!(
-                            "the export's template of `{}` has {} values, expected {}",
-                            ident.name,
-                            t.vector.len(),
-                            self.dim
-                        ),
-                    });
-                }
                 let bytes: Vec<u8> = t.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tx.execute(
                     "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -33,6 +33,31 @@ pub struct LinearWeights {
     pub bias: f32,
 }
 
+/// Why a linear head's weights file was refused.
+#[derive(Debug)]
+pub enum WeightsError {
+    /// Not the JSON of a linear head.
+    Json(String),
+    /// Not one finite weight per embedding value (or a bias that is not finite).
+    Shape(String),
+}
+
+impl LinearWeights {
+    /// Parses a linear head's JSON for an encoder of `dim` values.
+    pub fn parse(bytes: &[u8], dim: usize) -> Result<LinearWeights, WeightsError> {
+        let w: LinearWeights =
+            serde_json::from_slice(bytes).map_err(|e| WeightsError::Json(e.to_string()))?;
+        if w.weights.len() != dim || !w.weights.iter().all(|x| x.is_finite()) || !w.bias.is_finite()
+        {
+            return Err(WeightsError::Shape(format!(
+                "it holds {} weights and a bias, which must be finite; the encoder's embedding has {dim} dimensions",
+                w.weights.len()
+            )));
+        }
+        Ok(w)
+    }
+}
+
 /// A differential morph detector over the embeddings of a reference and a probe.
 #[derive(Clone)]
 pub struct Dmad {
@@ -78,18 +103,14 @@ impl Dmad {
             (DmadKind::Linear, _, _) => {
                 let bytes = m.verify_file()?;
                 let file = m.model_path();
-                let weights: LinearWeights = serde_json::from_slice(&bytes).map_err(|e| {
-                    ModelError::Unloadable { path: file.clone(), message: e.to_string() }
+                let weights = LinearWeights::parse(&bytes, dim).map_err(|e| match e {
+                    WeightsError::Json(message) => {
+                        ModelError::Unloadable { path: file.clone(), message }
+                    }
+                    WeightsError::Shape(message) => {
+                        ModelError::ShapeMismatch { path: file.clone(), message }
+                    }
                 })?;
-                if weights.weights.len() != dim || !weights.weights.iter().all(|w| w.is_finite()) {
-                    return Err(ModelError::ShapeMismatch {
-                        path: file,
-                        message: format!(
-                            "it holds {} finite weights, the encoder's embedding has {dim} dimensions",
-                            weights.weights.len()
-                        ),
-                    });
-                }
                 Ok(Dmad { id: m.id, kind: DmadKindLoaded::Linear(weights) })
             }
             (DmadKind::Onnx, Some(input), Some(output)) => {

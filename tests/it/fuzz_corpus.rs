@@ -100,3 +100,90 @@ fn replay_list_corpus() {
     ];
     assert_eq!(files, want.map(PathBuf::from));
 }
+
+#[test]
+fn mjpeg_corpus() {
+    use edgeid::capture::convert::mjpeg_to_rgb;
+    for (_, bytes) in corpus("mjpeg") {
+        let _ = mjpeg_to_rgb(&bytes);
+    }
+    // A frame without Huffman tables (as UVC cameras send) decodes as the full JPEG does.
+    let read = |name: &str| std::fs::read(root().join("fuzz/corpus/mjpeg").join(name)).unwrap();
+    let (full, stripped) = (read("tiny.jpg"), read("tiny-no-dht.jpg"));
+    assert!(stripped.len() < full.len());
+    let (a, b) = (mjpeg_to_rgb(&full).unwrap(), mjpeg_to_rgb(&stripped).unwrap());
+    assert_eq!(a.dimensions(), (16, 16));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn yuyv_corpus() {
+    use edgeid::capture::convert::yuyv_to_rgb;
+    let mut decoded = Vec::new();
+    for (path, bytes) in corpus("yuyv") {
+        let (w, h) = (
+            u16::from_le_bytes([bytes[0], bytes[1]]) as u32,
+            u16::from_le_bytes([bytes[2], bytes[3]]) as u32,
+        );
+        if let Ok(img) = yuyv_to_rgb(&bytes[4..], w, h) {
+            assert_eq!(img.dimensions(), (w, h));
+            decoded.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    assert_eq!(decoded, ["4x2"], "the odd width is refused");
+}
+
+#[test]
+fn transfer_corpus() {
+    use edgeid::gallery::key::Key;
+    use edgeid::gallery::transfer::{Bundle, MAGIC};
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::load_or_create(&dir.path().join("transfer.key")).unwrap();
+    let open = |data: &[u8]| {
+        let (&mode, rest) = data.split_first().unwrap();
+        let file = if mode == 0 { rest.to_vec() } else { [MAGIC, &key.seal(rest, MAGIC)].concat() };
+        Bundle::from_bytes(&file, &key, Path::new("fuzz.export"))
+    };
+    for (_, bytes) in corpus("transfer") {
+        if let Ok(b) = open(&bytes) {
+            let _ = b.problem("mobilefacenet-192@d730d00e", 192);
+        }
+    }
+    let seed = std::fs::read(root().join("fuzz/corpus/transfer/bundle.json")).unwrap();
+    let bundle = open(&seed).unwrap();
+    assert_eq!(bundle.problem("mobilefacenet-192@d730d00e", 2), None);
+    assert!(bundle.problem("mobilefacenet-192@d730d00e", 192).unwrap().contains("(192)"));
+    // JSON has no NaN, but a value past f32's range becomes infinite: refused before import.
+    let huge = String::from_utf8(seed).unwrap().replace("0.8", "1e39");
+    let inf = open(huge.as_bytes()).unwrap();
+    assert!(inf.problem("mobilefacenet-192@d730d00e", 2).unwrap().contains("not finite"));
+    assert!(open(&std::fs::read(root().join("fuzz/corpus/transfer/raw-file")).unwrap()).is_err());
+}
+
+#[test]
+fn signed_set_corpus() {
+    use edgeid::trust::SignedSet;
+    // The key in fuzz/fuzz_targets/signed_set.rs.
+    let key = "0463ad2683f642a45aa621657418d2e70f1bc9cb7ab40823f3a8329dddc90c57";
+    let n = parsed("signed_set", |t| {
+        SignedSet::parse(t, Path::new("/etc/edgeid/set.sig"), key).map(drop)
+    });
+    assert_eq!(n, 1, "the signed seed verifies, the other does not");
+    let seed = std::fs::read_to_string(root().join("fuzz/corpus/signed_set/set.sig")).unwrap();
+    let altered = seed.replace("liveness.toml", "liveness.tom1");
+    assert!(SignedSet::parse(&altered, Path::new("/etc/edgeid/set.sig"), key).is_err());
+}
+
+#[test]
+fn dmad_weights_corpus() {
+    use edgeid::heads::mad::LinearWeights;
+    let mut ok = 0;
+    for (_, bytes) in corpus("dmad_weights") {
+        if let Ok(w) = LinearWeights::parse(&bytes, 256) {
+            assert!(w.weights.iter().all(|x| x.is_finite()));
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "the bundled head parses, the two-weight one is refused for 256 values");
+    assert!(LinearWeights::parse(br#"{"weights":[1e39,0],"bias":0}"#, 2).is_err());
+}
