@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 edgeid=target/release/edgeid
+mkdir -p var
 gallery=var/demo.db
 rm -f "$gallery" "$gallery-wal" "$gallery-shm"
 

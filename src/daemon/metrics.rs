@@ -28,6 +28,9 @@ pub struct CameraMetrics {
     pub reconnects: AtomicU64,
     /// 1 while the camera delivers frames.
     pub up: AtomicU64,
+    /// When the camera's worker last went round its loop (ms since the daemon started; it
+    /// goes round at least every 200 ms when idle): what the systemd watchdog is fed from.
+    pub worker_beat_ms: AtomicU64,
 }
 
 pub struct Metrics {
@@ -46,6 +49,7 @@ pub struct Metrics {
     journal_failing: Mutex<Option<String>>,
     /// Failed attempts to write a decision or audit to the journal.
     pub journal_failures: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Metrics {
@@ -59,7 +63,28 @@ impl Metrics {
             stale: Mutex::new(None),
             journal_failing: Mutex::new(None),
             journal_failures: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Records that `camera`'s worker is going round its loop.
+    pub fn beat(&self, camera: &str) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.camera(camera).worker_beat_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// The cameras whose worker has not gone round its loop for longer than `limit` (stuck in
+    /// a model, say): while there is one, the systemd watchdog is not fed.
+    pub fn stalled(&self, limit: std::time::Duration) -> Vec<String> {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.cameras
+            .iter()
+            .filter(|(_, c)| {
+                now.saturating_sub(c.worker_beat_ms.load(Ordering::Relaxed))
+                    > limit.as_millis() as u64
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Records whether the journal can be written: `Some(why)` while it cannot.

@@ -172,6 +172,8 @@ pub fn run(
 
     let mut handles = Vec::new();
     for (source_cfg, opened, models, gallery) in workers {
+        let source = source_cfg.name().to_string();
+        metrics.beat(&source);
         let queue = Arc::new(FrameQueue::new(cfg.daemon.queue_capacity));
         let capture = {
             let (queue, metrics, control, options) =
@@ -191,8 +193,10 @@ pub fn run(
                 // the daemon, so it exits non-zero and systemd restarts it, instead of
                 // capture filling a queue nobody drains. Built with panic = "abort" (the
                 // `device` profile) the process ends at once, to the same effect.
-                let work =
-                    || worker_loop(&path, cfg, models, gallery, &queue, &metrics, &control, tx);
+                let work = || {
+                    let place = (source.as_str(), &*queue);
+                    worker_loop(&path, cfg, models, gallery, place, &metrics, &control, tx)
+                };
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
                 if outcome.is_err() {
                     control.stop.store(true, Ordering::SeqCst);
@@ -203,6 +207,16 @@ pub fn run(
         handles.push((capture, worker, queue));
     }
     drop(tx);
+    // systemd (Type=notify): ready once every camera's worker runs; the watchdog is fed while
+    // each worker goes round its loop. Outside systemd (no NOTIFY_SOCKET) these do nothing.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("running: {} source(s)", names.len())),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| {
+        let (metrics, stop) = (metrics.clone(), control.stop.clone());
+        thread::spawn(move || feed_watchdog(interval, &metrics, &stop))
+    });
 
     let mut cameras = Vec::new();
     let mut failure = None;
@@ -227,6 +241,9 @@ pub fn run(
     }
     let decisions = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
     control.stop.store(true, Ordering::SeqCst);
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
     // An audit in progress is abandoned, not waited for (the first one with a new baseline
     // takes about a minute): it writes nothing until it completes.
     drop(auditor);
@@ -242,6 +259,29 @@ pub fn run(
         peak_rss_kib: peak_rss_kib(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Feeds the systemd watchdog (`WatchdogSec=`) at half its interval while every camera's
+/// worker went round its loop within the interval; a worker stuck longer (a model that hangs)
+/// starves it, and systemd restarts the service. Says STOPPING=1 when the daemon stops.
+fn feed_watchdog(interval: Duration, metrics: &Metrics, stop: &AtomicBool) {
+    let mut starving = false;
+    while !stop.load(Ordering::SeqCst) {
+        let stalled = metrics.stalled(interval);
+        if stalled.is_empty() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            starving = false;
+        } else if !starving {
+            log::error!(
+                "the worker of {} has not gone round its loop for over {:.0?}; not feeding the systemd watchdog (systemd restarts the service)",
+                stalled.join(", "),
+                interval
+            );
+            starving = true;
+        }
+        sleep_unless_stopped(interval / 2, stop);
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
 
 /// Writes one decision, retrying every second while the journal refuses it (a full disk, a
@@ -403,7 +443,7 @@ fn worker_loop(
     mut cfg: Config,
     (mut pipeline, mut tagger): (Pipeline, Option<Tagger>),
     mut gallery: Gallery,
-    queue: &FrameQueue,
+    (source, queue): (&str, &FrameQueue),
     metrics: &Metrics,
     control: &Control,
     tx: mpsc::Sender<Decision>,
@@ -419,6 +459,7 @@ fn worker_loop(
         }
     };
     loop {
+        metrics.beat(source);
         let generation = control.reload.load(Ordering::SeqCst);
         if generation != reload_seen {
             reload_seen = generation;

@@ -216,9 +216,18 @@ impl Gallery {
             ));
         }
         if !exists {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| not_gallery(format!("cannot create its folder: {e}")))?;
+            // The folder is not made here: made by whoever runs this command, it would belong
+            // to them, and the daemon's user could not write there (or a typo would start a
+            // new gallery somewhere unseen).
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+                return Err(GalleryError::Refused {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "its folder {} does not exist; create it first, owned by the user the daemon runs as (`install -d -m 700 -o edgeid -g edgeid {}`), or choose another --gallery",
+                        dir.display(),
+                        dir.display()
+                    ),
+                });
             }
             // Created here, owner-only, before SQLite opens it (its WAL files take this mode).
             crate::util::create_private(path)

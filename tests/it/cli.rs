@@ -379,6 +379,13 @@ fn foreign_and_broken_galleries_are_refused() {
     let (g, before) = enrolled_gallery(tmp.path());
     let photo = s(&data("sample2.jpg"));
 
+    // Regression: a gallery in a folder that does not exist had the folder made silently (by
+    // whoever ran the command, so the daemon's user could not write there). Refused, saying how.
+    let elsewhere = tmp.path().join("no-such-folder/g.db");
+    let o = edgeid(&["enroll", "--gallery", &s(&elsewhere), "--name", "bob", &photo]);
+    assert_fails_with(&o, &["no-such-folder does not exist; create it first", "install -d"]);
+    assert!(!tmp.path().join("no-such-folder").exists());
+
     // Another encoder (same file, another model id) must not enrol into this gallery.
     let sb = Sandbox::new();
     sb.edit("models/mobileface.toml", |t| {

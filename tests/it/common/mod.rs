@@ -134,6 +134,10 @@ impl Setup {
     /// nobody reads would fill and stop it), and it is killed when the test ends, also when
     /// the test fails (a looping replay left running slowed every later test).
     pub fn daemon(&self, args: &[&str]) -> Daemon {
+        self.daemon_with_env(args, &[])
+    }
+    /// The same with environment variables set (systemd's NOTIFY_SOCKET, WATCHDOG_USEC…).
+    pub fn daemon_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{}.log", uniq()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgeid"));
         command
@@ -141,6 +145,7 @@ impl Setup {
             .arg(self.config())
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         // Killed also when the test process is (a timeout, ^C), where no drop runs.
