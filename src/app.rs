@@ -513,6 +513,13 @@ pub fn gallery_reencode(cfg: &Config, gallery: &Path) -> anyhow::Result<Reencode
     Ok(ReencodeReport { gallery: gallery.into(), from, to, identities, templates })
 }
 
+/// `gallery seal`: seals a gallery of plain templates (schema 1) in place; returns how many
+/// templates were sealed (0 for a gallery sealed already).
+pub fn gallery_seal(cfg: &Config, gallery: &Path) -> anyhow::Result<usize> {
+    let (model_id, dim) = encoder_identity(cfg)?;
+    Ok(Gallery::seal_plain(gallery, &cfg.gallery.key_for(gallery), &model_id, dim)?.1)
+}
+
 pub fn gallery_remove(cfg: &Config, gallery: &Path, name: &str) -> anyhow::Result<()> {
     Ok(open_gallery(cfg, gallery)?.remove(name)?)
 }

@@ -201,6 +201,46 @@ impl Gallery {
         dim: usize,
         create: bool,
     ) -> Result<Gallery, GalleryError> {
+        Gallery::open_with(path, key_path, model_id, dim, create, false)
+    }
+
+    /// Opens a gallery of plain templates (schema 1, written before templates were sealed) and
+    /// seals them in place under its key (created if there is none), in one transaction: the
+    /// explicit step `edgeid gallery seal` takes. Returns the gallery and how many templates
+    /// were sealed. A gallery already sealed is opened as it is (0).
+    pub fn seal_plain(
+        path: &Path,
+        key_path: &Path,
+        model_id: &str,
+        dim: usize,
+    ) -> Result<(Gallery, usize), GalleryError> {
+        let before = Gallery::stored_schema(path)?;
+        let g = Gallery::open_with(path, key_path, model_id, dim, false, true)?;
+        let sealed = if before == "1" { g.len() } else { 0 };
+        Ok((g, sealed))
+    }
+
+    fn stored_schema(path: &Path) -> Result<String, GalleryError> {
+        if !path.exists() {
+            return Err(GalleryError::Missing { path: path.to_path_buf() });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| GalleryError::Sqlite { path: path.to_path_buf(), source })?;
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).map_err(
+            |e| GalleryError::NotAGallery { path: path.to_path_buf(), reason: e.to_string() },
+        )
+    }
+
+    /// `seal_plain`: whether plain templates in an existing file may be sealed (only on the
+    /// explicit command; a new gallery is sealed as it is created).
+    fn open_with(
+        path: &Path,
+        key_path: &Path,
+        model_id: &str,
+        dim: usize,
+        create: bool,
+        seal_plain: bool,
+    ) -> Result<Gallery, GalleryError> {
         let exists = path.exists();
         if !exists && !create {
             return Err(GalleryError::Missing { path: path.to_path_buf() });
@@ -283,6 +323,19 @@ impl Gallery {
                 .map_err(|e| not_gallery(e.to_string()))?
                 .ok_or_else(|| not_gallery(format!("its meta table has no `{key}`")))
         };
+        let schema = meta("schema")?;
+        // Plain templates in a file that existed: an old gallery, or one whose schema was set
+        // back to 1 with a template planted in it. Sealing them on open would vouch for
+        // whatever is there; only the explicit command does.
+        if schema == "1" && exists && !seal_plain {
+            return Err(GalleryError::Refused {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it holds plain, unsealed templates (schema 1): written by an edgeid from before templates were sealed, or set back to schema 1 by someone who could write the file (a way to plant a template). Nothing was read from it. If it is your gallery as you enrolled it, seal it with `edgeid gallery seal --gallery {}`",
+                    path.display()
+                ),
+            });
+        }
         let stored_model = meta("model_id")?;
         if stored_model != model_id {
             let (templates, missing) = crop_counts(&conn).map_err(sql)?;
@@ -305,7 +358,6 @@ impl Gallery {
         // Checked once the file is known to be a gallery (another file gets that message).
         crate::util::check_private(path)
             .map_err(|reason| GalleryError::Exposed { path: path.to_path_buf(), reason })?;
-        let schema = meta("schema")?;
         let key = if schema == "1" { Key::load_or_create(key_path) } else { Key::load(key_path) }
             .map_err(|source| GalleryError::Key { path: path.to_path_buf(), source })?;
         let mut gallery = Gallery {
@@ -388,6 +440,16 @@ impl Gallery {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let rows: Vec<(i64, String, Vec<u8>)> =
             template_rows(&tx, "vector").map_err(|e| self.sql(e))?;
+        if let Some((_, name, bytes)) = rows.iter().find(|(_, _, b)| b.len() != self.dim * 4) {
+            return Err(GalleryError::Refused {
+                path: self.path.clone(),
+                reason: format!(
+                    "a template of `{name}` is not a plain template ({} bytes, {} expected): the gallery was sealed once and its schema set back to 1; nothing was sealed. Restore it from a backup",
+                    bytes.len(),
+                    self.dim * 4
+                ),
+            });
+        }
         for (id, name, plain) in &rows {
             let sealed = self.key.seal(plain, &self.template_aad(name));
             tx.execute("UPDATE templates SET vector = ?1 WHERE id = ?2", params![sealed, id])

@@ -264,10 +264,13 @@ fn gallery_export_moves_identities_under_a_transfer_key() {
     assert_eq!(list(&g2), listed);
 }
 
-/// A gallery written before templates were sealed (schema 1, plain floats) is sealed in place
-/// the first time it is opened, under a new key, and still identifies the same person.
+/// Regression: a gallery whose schema was set back to 1 had its plain templates sealed on the
+/// next open, so anyone who could write the file could plant a template. Now a gallery of
+/// plain templates (written before templates were sealed) is refused until `edgeid gallery
+/// seal` seals it in place, under a new key; it then identifies the same person. A sealed
+/// gallery set back to schema 1 with a planted template is refused by both.
 #[test]
-fn a_plain_gallery_is_sealed_on_first_open() {
+fn regression_a_plain_gallery_is_sealed_only_by_command() {
     let dir = tempfile::tempdir().unwrap();
     let (g, _) = alice_gallery(dir.path());
     let (export, transfer) = (dir.path().join("x"), dir.path().join("t.key"));
@@ -311,6 +314,13 @@ fn a_plain_gallery_is_sealed_on_first_open() {
     drop(conn);
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
 
+    let before = std::fs::read(&old).unwrap();
+    assert_refused(&identified(&s(&old)), "holds plain, unsealed templates (schema 1)");
+    assert!(std::fs::read(&old).unwrap() == before, "nothing written");
+    assert!(!dir.path().join("old.db.key").exists());
+    let sealed = edgeid(&["gallery", "seal", "--gallery", &s(&old)]);
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    assert!(String::from_utf8_lossy(&sealed.stdout).contains("1 plain template(s) sealed"));
     assert_eq!(names(&identified(&s(&old))), ["alice"]);
     assert_eq!(mode(&dir.path().join("old.db.key")), 0o600);
     let conn = rusqlite::Connection::open(&old).unwrap();
@@ -325,6 +335,23 @@ fn a_plain_gallery_is_sealed_on_first_open() {
     drop(conn);
     let file = std::fs::read(&old).unwrap();
     assert!(!file.windows(16).any(|w| w == &plain[..16]), "no plain template left in the file");
+
+    // The attack: the sealed gallery set back to schema 1, with mallory's plain template.
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "UPDATE meta SET value = '1' WHERE key = 'schema';
+         INSERT INTO identities VALUES (2, 'mallory', 1700000000);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (2, ?1, ?2, 'x.jpg', 1700000000)",
+        rusqlite::params![bundle.model_id, plain],
+    )
+    .unwrap();
+    drop(conn);
+    assert_refused(&identified(&s(&old)), "set back to schema 1 by someone who could write");
+    let o = edgeid(&["gallery", "seal", "--gallery", &s(&old)]);
+    assert_refused(&o, "is not a plain template");
 }
 
 /// Regression: a 0-byte gallery was taken for a new, empty one (and a new key made), so a

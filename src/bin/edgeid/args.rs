@@ -239,4 +239,8 @@ pub enum GalleryAction {
     /// enrolment (gallery.keep_crops), in one transaction: all templates move or none. For a
     /// change of encoder; the photos are not needed.
     Reencode,
+    /// Seal a gallery of plain templates (written before templates were sealed, schema 1) in
+    /// place under its key (created 0600 if there is none). Opening such a gallery is refused
+    /// otherwise: whoever can write the file could have planted a plain template.
+    Seal,
 }

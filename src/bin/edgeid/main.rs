@@ -188,6 +188,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             .with_context(|| format!("re-encoding {}", gallery.display()))?,
                     )?;
                 }
+                GalleryAction::Seal => {
+                    let sealed = app::gallery_seal(&cfg, &gallery)?;
+                    out.emit(&render::Sealed { sealed, gallery: &gallery })?;
+                }
                 GalleryAction::Remove { name } => {
                     app::gallery_remove(&cfg, &gallery, &name)
                         .with_context(|| format!("removing `{name}`"))?;

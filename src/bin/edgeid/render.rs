@@ -448,6 +448,20 @@ impl Text for Removed<'_> {
     }
 }
 
+/// `gallery seal`.
+#[derive(Serialize)]
+pub struct Sealed<'a> {
+    pub sealed: usize,
+    #[serde(skip)]
+    pub gallery: &'a Path,
+}
+
+impl Text for Sealed<'_> {
+    fn text(&self) -> String {
+        format!("{}: {} plain template(s) sealed", self.gallery.display(), self.sealed)
+    }
+}
+
 /// `models keygen` / `models sign`: what was written and the public key for `[trust]`.
 #[derive(Serialize)]
 pub struct PublicKey {
