@@ -174,7 +174,9 @@ fn bad_images_fail_clearly_and_leave_the_gallery_alone() {
     // identify reports the good image, names the bad one, and exits non-zero.
     let o = edgeid(&["identify", "--gallery", &g, "--json", &good, &s(&truncated)]);
     assert_fails_with(&o, &["truncated.jpg"]);
-    assert_eq!(stdout(&o).lines().count(), 1);
+    // The good image's report, then the bad one's error (as JSON too).
+    assert_eq!(stdout(&o).lines().count(), 2);
+    assert!(stdout(&o).lines().nth(1).unwrap().starts_with("{\"error\":"));
     // An image with no face is not an error for identify: it has zero faces.
     let o = edgeid(&["identify", "--gallery", &g, "--json", &s(&no_face)]);
     assert!(o.status.success());
@@ -597,4 +599,29 @@ fn regression_a_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?} {err}", o.status);
+}
+
+/// Regression: with `--json`, a failed image (or a failed command) was only a text line on
+/// stderr, so a program reading the JSON stream could not tell which image failed or why. Now
+/// each failure is also a JSON object on stdout, in order; stderr keeps its one line each.
+#[test]
+fn regression_json_output_carries_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, _) = enrolled_gallery(tmp.path());
+    let bad = root().join("Cargo.toml");
+    let o = edgeid(&["--json", "identify", "--gallery", &g, &s(&bad), &s(&data("sample2.jpg"))]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> =
+        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    assert_eq!(lines[0]["image"], s(&bad));
+    assert!(lines[0]["error"].as_str().unwrap().contains("cannot be decoded"), "{}", lines[0]);
+    assert!(lines[1]["faces"].is_array(), "{}", lines[1]);
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("error:")).count(), 1);
+
+    let missing = s(&tmp.path().join("none.db"));
+    let o = edgeid(&["--json", "gallery", "list", "--gallery", &missing]);
+    assert_eq!(o.status.code(), Some(1));
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(e["error"].as_str().unwrap().contains("does not exist"), "{e}");
 }

@@ -20,6 +20,7 @@ use render::Out;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let out = Out { json: cli.json };
     // edgeid's own INFO (start, reloads, decisions' context) by default, its dependencies'
     // WARN: tract alone writes tens of thousands of debug lines. RUST_LOG overrides.
     let level = match cli.verbose {
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            out.error(None, &e);
             ExitCode::FAILURE
         }
     }
@@ -65,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if tags {
                 identifier = identifier.with_tags(&cfg)?;
             }
-            return each_image(&images, |path| out.emit(&identifier.identify(path)?));
+            return each_image(out, &images, |path| out.emit(&identifier.identify(path)?));
         }
         Command::Eval { dataset, report } => {
             let r = edgeid::eval::dataset::evaluate(&cfg, &dataset, !cli.json)?;
@@ -106,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tag { images } => {
             let mut tagger = edgeid::pipeline::tagger(&cfg)?;
-            return each_image(&images, |path| {
+            return each_image(out, &images, |path| {
                 let frame = edgeid::capture::load_image(path)?;
                 let tags = tagger.tag(&frame.image)?;
                 out.emit(&render::Tagged { image: path.display().to_string(), tags: &tags })
@@ -206,13 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Runs `each` on every image; one bad image does not hide the results of the others (it is
 /// reported on stderr) and the exit code says whether any failed.
 fn each_image(
+    out: Out,
     images: &[PathBuf],
     mut each: impl FnMut(&std::path::Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for path in images {
         if let Err(e) = each(path) {
-            eprintln!("error: {e:#}");
+            out.error(Some(path), &e);
             failed += 1;
         }
     }

@@ -38,6 +38,21 @@ impl Out {
         Ok(())
     }
 
+    /// An error: one line on stderr, and with `--json` also one JSON object on stdout
+    /// (`{"error": …}`, with `"image"` for one image of several), so that a program reading
+    /// the JSON stream sees the failure where it happened.
+    pub fn error(self, image: Option<&std::path::Path>, e: &anyhow::Error) {
+        eprintln!("error: {e:#}");
+        if self.json {
+            let error = format!("{e:#}");
+            let line = match image {
+                Some(image) => serde_json::json!({ "image": image, "error": error }),
+                None => serde_json::json!({ "error": error }),
+            };
+            println!("{line}");
+        }
+    }
+
     /// Names the files a `--report` wrote, on stderr (text mode only: JSON mode keeps stderr
     /// for errors and progress).
     pub fn written(self, files: &[PathBuf]) {
