@@ -26,6 +26,59 @@ pub use key::{Key, KeyError};
 use search::Matrix;
 pub use transfer::{Bundle, TransferError};
 
+/// What is wrong with the disk, where SQLite's error says it is the disk's fault. A full disk
+/// often reaches SQLite as a plain I/O error (mapping its WAL index fails): the file system's
+/// free space tells the two apart.
+fn disk_trouble(e: &rusqlite::Error, path: &Path) -> Option<&'static str> {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code()? {
+        DiskFull => Some("the disk is full"),
+        SystemIoFailure if no_space_left(path) => Some("the disk is full (an I/O error)"),
+        SystemIoFailure => Some("the disk failed to read or write (I/O error)"),
+        CannotOpen => Some("the file cannot be opened"),
+        ReadOnly => Some("the file or its disk is read-only"),
+        _ => None,
+    }
+}
+
+/// Whether the file system holding `path` has no block left for this user.
+fn no_space_left(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statvfs fills the zeroed struct from a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_bavail == 0
+    }
+}
+
+/// Held while a gallery file is created: an exclusive `flock` on its folder, so a second
+/// creator waits and then finds the gallery made (released when dropped). `None` where the
+/// folder cannot be opened (refused with its own message further on) or locked (a file system
+/// without locks: creation goes ahead unserialised, as before).
+struct CreationLock {
+    _folder: std::fs::File,
+}
+
+impl CreationLock {
+    fn take(path: &Path) -> Option<CreationLock> {
+        use std::os::fd::AsRawFd;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = std::fs::File::open(dir).ok()?;
+        // SAFETY: flock on a descriptor this function owns; it blocks until the lock is free.
+        if unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            log::warn!(
+                "cannot lock {} to create a gallery in it ({}); going ahead",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(CreationLock { _folder: folder })
+    }
+}
+
 /// 1: plain little-endian f32 templates. 2: sealed templates and a key check value.
 const SCHEMA_VERSION: i64 = 2;
 
@@ -47,6 +100,8 @@ pub enum GalleryError {
     UnknownIdentity { path: PathBuf, name: String },
     #[error("gallery {path}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("gallery {path} cannot be read or written: {what}; free space on its device or check the disk, then try again (nothing was changed)")]
+    Disk { path: PathBuf, what: &'static str, source: rusqlite::Error },
     /// The message is the key's (shown as this error's source).
     #[error("gallery {path}")]
     Key { path: PathBuf, source: KeyError },
@@ -241,13 +296,22 @@ impl Gallery {
         create: bool,
         seal_plain: bool,
     ) -> Result<Gallery, GalleryError> {
-        let exists = path.exists();
-        if !exists && !create {
+        if !path.exists() && !create {
             return Err(GalleryError::Missing { path: path.to_path_buf() });
         }
+        // Two first enrolments at once: the second waits until the first has created the
+        // file, its tables and its key, then opens what it made (it used to meet an empty
+        // file or a half-made schema and fail with SQLite's words).
+        let _creating = if path.exists() { None } else { CreationLock::take(path) };
+        let exists = path.exists();
         let sql = |source| GalleryError::Sqlite { path: path.to_path_buf(), source };
         let not_gallery =
             |reason: String| GalleryError::NotAGallery { path: path.to_path_buf(), reason };
+        // A full disk or a failing one is not a foreign file: say so.
+        let read_error = |e: rusqlite::Error| match disk_trouble(&e, path) {
+            Some(what) => GalleryError::Disk { path: path.to_path_buf(), what, source: e },
+            None => not_gallery(e.to_string()),
+        };
         // An empty file is not an empty gallery: taking it for a new one would make a new key
         // and hide that the gallery was lost.
         if exists && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
@@ -275,6 +339,8 @@ impl Gallery {
         }
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+        // Another enrolment, a removal or the daemon's check may hold the file for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         // Reading the schema is the first access to the file: a non-database fails here.
         let tables: i64 = conn
             .query_row(
@@ -282,7 +348,7 @@ impl Gallery {
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| not_gallery(e.to_string()))?;
+            .map_err(read_error)?;
         if tables == 0 {
             let others: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
@@ -469,7 +535,10 @@ impl Gallery {
     }
 
     fn sql(&self, source: rusqlite::Error) -> GalleryError {
-        GalleryError::Sqlite { path: self.path.clone(), source }
+        match disk_trouble(&source, &self.path) {
+            Some(what) => GalleryError::Disk { path: self.path.clone(), what, source },
+            None => GalleryError::Sqlite { path: self.path.clone(), source },
+        }
     }
 
     /// Whether another connection changed the gallery since its templates were read.

@@ -625,3 +625,63 @@ fn regression_json_output_carries_errors() {
     let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(e["error"].as_str().unwrap().contains("does not exist"), "{e}");
 }
+
+/// Regressions: two first enrolments into a new gallery at once failed with SQLite's words
+/// (`table meta already exists`, an empty file); a full disk read "is not an edgeid gallery".
+/// Now the second waits for the first to create the gallery, and a full disk (a 1 MiB tmpfs,
+/// where the machine lets a test mount one) is named as such, with nothing stored lost.
+#[test]
+fn regression_concurrent_first_enrolments_and_a_full_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = s(&tmp.path().join("new.db"));
+    let enrol = |name: &str, photo: &str| {
+        let exe = env!("CARGO_BIN_EXE_edgeid");
+        let config = root().join("configs/mtcnn-mobileface.toml");
+        std::process::Command::new(exe)
+            .args(["--config", &s(&config), "enroll", "--gallery", &g, "--name", name])
+            .arg(data(photo))
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (enrol("alice", "sample2.jpg"), enrol("bob", "sample3.jpg"));
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let list = edgeid(&["--json", "gallery", "list", "--gallery", &g]);
+    assert_eq!(stdout(&list).lines().count(), 2, "{}", stdout(&list));
+
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("NOT RUN: the full-disk half needs to mount a tmpfs (root); this machine refused");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&disk);
+    let small = s(&disk.join("g.db"));
+    let o = edgeid(&["enroll", "--gallery", &small, "--name", "alice", &s(&data("sample2.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Fill what is left.
+    let filler = disk.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let o = edgeid(&["enroll", "--gallery", &small, "--name", "bob", &s(&data("sample3.jpg"))]);
+    assert_fails_with(&o, &["cannot be read or written", "the disk is full", "free space"]);
+    std::fs::remove_file(&filler).unwrap();
+    let list = edgeid(&["gallery", "list", "--gallery", &small]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).starts_with("alice"), "{}", stdout(&list));
+}
