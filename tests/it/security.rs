@@ -141,7 +141,9 @@ fn assert_refused(o: &Output, fragment: &str) {
     println!("{err}");
     assert!(err.contains(fragment), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(o.stdout.is_empty(), "nothing identified");
+    // Nothing identified: with --json, stdout holds only the error, as JSON.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().all(|l| l.starts_with("{\"error\":")), "nothing identified: {out}");
 }
 
 #[test]
