@@ -29,16 +29,8 @@ pub enum ConfigError {
     /// A manifest outside the signed set (`[trust]`); the message is the source's.
     #[error("config {path}")]
     Untrusted { path: PathBuf, source: crate::trust::TrustError },
-    #[error("config {path}: {key} = {value} is below {floor}, the floor of {model} ({what}); raise it, or set {override_key} = true if you calibrated it on your own population")]
-    BelowFloor {
-        path: PathBuf,
-        key: &'static str,
-        value: f32,
-        floor: f32,
-        model: String,
-        what: &'static str,
-        override_key: &'static str,
-    },
+    #[error("config {path}: {} = {} is below {}, the floor of {} ({}); raise it, or set {} = true if you calibrated it on your own population", .below.key, .below.value, .below.floor, .below.model, .below.what, .below.override_key)]
+    BelowFloor { path: PathBuf, below: Floor },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,15 +404,17 @@ impl Config {
         if let Some((floor, model)) =
             encoder.and_then(|m| Some((m.embedding.as_ref()?.match_floor?, m.id)))
         {
-            self.check_floor(Floor {
-                key: "recognition.match_threshold",
-                value: self.recognition.match_threshold,
-                floor,
-                model,
-                what: "a similarity its impostor pairs were measured to reach",
-                override_key: "recognition.allow_below_floor",
-                allowed: self.recognition.allow_below_floor,
-            })?;
+            self.check_floor(
+                Floor {
+                    key: "recognition.match_threshold",
+                    value: self.recognition.match_threshold,
+                    floor,
+                    model,
+                    what: "a similarity its impostor pairs were measured to reach",
+                    override_key: "recognition.allow_below_floor",
+                },
+                self.recognition.allow_below_floor,
+            )?;
         }
         if !self.pad.enabled {
             return Ok(());
@@ -430,24 +424,26 @@ impl Config {
             .filter_map(|m| Some((m.head.as_ref()?.floor?, m.id)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((floor, model)) = highest {
-            self.check_floor(Floor {
-                key: "pad.threshold",
-                value: self.pad.threshold,
-                floor,
-                model,
-                what: "the score below which the head itself calls a face an attack",
-                override_key: "pad.allow_below_floor",
-                allowed: self.pad.allow_below_floor,
-            })?;
+            self.check_floor(
+                Floor {
+                    key: "pad.threshold",
+                    value: self.pad.threshold,
+                    floor,
+                    model,
+                    what: "the score below which the head itself calls a face an attack",
+                    override_key: "pad.allow_below_floor",
+                },
+                self.pad.allow_below_floor,
+            )?;
         }
         Ok(())
     }
 
-    fn check_floor(&self, f: Floor) -> Result<(), ConfigError> {
+    fn check_floor(&self, f: Floor, allowed: bool) -> Result<(), ConfigError> {
         if f.value >= f.floor {
             return Ok(());
         }
-        if f.allowed {
+        if allowed {
             log::warn!(
                 "config {}: {} = {} is below {}, the floor of {}; running on it because {} = true",
                 self.path.display(),
@@ -459,15 +455,7 @@ impl Config {
             );
             return Ok(());
         }
-        Err(ConfigError::BelowFloor {
-            path: self.path.clone(),
-            key: f.key,
-            value: f.value,
-            floor: f.floor,
-            model: f.model,
-            what: f.what,
-            override_key: f.override_key,
-        })
+        Err(ConfigError::BelowFloor { path: self.path.clone(), below: f })
     }
 
     /// The decision thresholds that differ between two configs, as `key old -> new` (logged at
@@ -792,15 +780,18 @@ impl Config {
     }
 }
 
-/// One threshold held against its model's floor.
-struct Floor {
-    key: &'static str,
-    value: f32,
-    floor: f32,
-    model: String,
-    what: &'static str,
-    override_key: &'static str,
-    allowed: bool,
+/// One threshold held against its model's floor (and, below it, what the error says).
+#[derive(Debug)]
+pub struct Floor {
+    pub key: &'static str,
+    pub value: f32,
+    pub floor: f32,
+    /// The model whose manifest sets the floor.
+    pub model: String,
+    /// What the floor is.
+    pub what: &'static str,
+    /// The key that lets the threshold go below it.
+    pub override_key: &'static str,
 }
 
 #[cfg(test)]

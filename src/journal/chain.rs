@@ -109,12 +109,7 @@ pub(super) fn unchained(conn: &Connection, table: &str) -> rusqlite::Result<Veri
 /// with every append) names: records were removed from the end, or the head rewritten. `None`
 /// where they agree or the journal predates chain heads.
 pub(super) fn head_mismatch(conn: &Connection, table: &str) -> rusqlite::Result<Option<Break>> {
-    let kept: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_heads'",
-        [],
-        |r| r.get(0),
-    )?;
-    if kept == 0 {
+    if !heads_kept(conn)? {
         return Ok(None);
     }
     let head: Option<(i64, String)> = conn
@@ -146,6 +141,16 @@ pub(super) fn head_mismatch(conn: &Connection, table: &str) -> rusqlite::Result<
     };
     let id = if last_id == head_id { last_id } else { last_id.min(head_id) + 1 };
     Ok(Some(Break { id, reason }))
+}
+
+/// Whether the journal keeps chain heads (journals written since 2026-12 do).
+pub(super) fn heads_kept(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_heads'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 fn digest(table: &str, prev: &str, row: &rusqlite::Row) -> String {

@@ -115,13 +115,7 @@ impl Journal {
         }
         // Chain heads are kept since 2026-12: a journal that has them was chained from its
         // start, so a table of it without chain columns had them removed (see `upgrade`).
-        let had_heads: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_heads'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| not(e.to_string()))?;
+        let had_heads = chain::heads_kept(&conn).map_err(|e| not(e.to_string()))?;
         // secure_delete: freed space is zeroed, so a record rewritten when it is chained (or a
         // crop deleted) leaves no stale copy in the file.
         conn.execute_batch(
@@ -161,7 +155,7 @@ impl Journal {
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         let journal = Journal { conn, path: path.to_path_buf() };
         for table in CHAINED {
-            journal.upgrade(table, had_heads > 0)?;
+            journal.upgrade(table, had_heads)?;
             // A journal from before chain heads were kept starts from its last record as it is.
             journal
                 .conn
