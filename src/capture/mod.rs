@@ -99,14 +99,21 @@ pub fn load_image(path: &Path) -> Result<Frame, ImageError> {
 /// Largest side of a decoded image, in pixels (a 48-megapixel phone photo is 8000 × 6000).
 pub const MAX_SIDE: u32 = 10_000;
 
+/// Most a decoder may allocate, in bytes: a 10 000 × 10 000 RGB image is 300 MB.
+const MAX_ALLOC: u64 = 512 << 20;
+
 /// What a decoder may allocate: a few bytes of header cannot make a device reserve gigabytes
 /// (a kiosk has little memory, and an image file is untrusted input).
 fn decode_limits() -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(512 << 20);
+    limits.max_alloc = Some(MAX_ALLOC);
     limits
+}
+
+fn over_limits() -> String {
+    format!("it is over {MAX_SIDE} pixels a side or {} MiB decoded; scale it down", MAX_ALLOC >> 20)
 }
 
 /// Decodes encoded image bytes (JPEG, PNG, WebP, BMP) into RGB.
@@ -120,20 +127,158 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
             return Err("the JPEG data is truncated: it has no end-of-image marker".into());
         }
     }
-    let why = |e: image::ImageError| match e {
-        image::ImageError::Limits(_) => {
-            format!("it is over {MAX_SIDE} pixels a side or 512 MiB decoded; scale it down")
-        }
-        e => e.to_string(),
+    let mut image = if format == image::ImageFormat::Png {
+        decode_png(bytes)?
+    } else {
+        let why = |e: image::ImageError| match e {
+            image::ImageError::Limits(_) => over_limits(),
+            e => e.to_string(),
+        };
+        let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        reader.limits(decode_limits());
+        let mut decoder = reader.into_decoder().map_err(why)?;
+        let orientation = decoder.orientation().map_err(why)?;
+        let mut image = image::DynamicImage::from_decoder(decoder).map_err(why)?;
+        image.apply_orientation(orientation);
+        image
     };
-    let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    reader.limits(decode_limits());
-    let mut decoder = reader.into_decoder().map_err(why)?;
-    let orientation = decoder.orientation().map_err(why)?;
-    let mut image = image::DynamicImage::from_decoder(decoder).map_err(why)?;
-    image.apply_orientation(orientation);
     if image.width() == 0 || image.height() == 0 {
         return Err("the image is empty".into());
     }
-    Ok(image.to_rgb8())
+    // `into_rgb8` keeps an RGB image's buffer where `to_rgb8` would copy it (300 MB at the
+    // largest size).
+    Ok(std::mem::take(&mut image).into_rgb8())
+}
+
+/// A PNG through the `png` crate with its colour profile and text chunks skipped: `image`
+/// inflates an iCCP chunk up to its whole allocation limit before finding it too large (a 1 MB
+/// chunk in a 64 × 64 PNG cost 600 MB), and neither is used here. Palette, grey and 16-bit
+/// images come out as 8-bit grey or colour; an eXIf orientation is applied as for a JPEG.
+fn decode_png(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    use image::{DynamicImage, ImageBuffer};
+    let why = |e: png::DecodingError| match e {
+        png::DecodingError::LimitsExceeded => over_limits(),
+        e => e.to_string(),
+    };
+    let limits = png::Limits { bytes: MAX_ALLOC as usize };
+    let mut decoder = png::Decoder::new_with_limits(std::io::Cursor::new(bytes), limits);
+    decoder.set_ignore_iccp_chunk(true);
+    decoder.set_ignore_text_chunk(true);
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(why)?;
+    let (width, height) = reader.info().size();
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(over_limits());
+    }
+    let size =
+        reader.output_buffer_size().filter(|&n| n as u64 <= MAX_ALLOC).ok_or_else(over_limits)?;
+    let mut buf = vec![0u8; size];
+    let frame = reader.next_frame(&mut buf).map_err(why)?;
+    buf.truncate(frame.buffer_size());
+    let short = || "the PNG data is shorter than its header says".to_string();
+    let mut image = match frame.color_type {
+        png::ColorType::Grayscale => {
+            DynamicImage::ImageLuma8(ImageBuffer::from_raw(width, height, buf).ok_or_else(short)?)
+        }
+        png::ColorType::GrayscaleAlpha => {
+            DynamicImage::ImageLumaA8(ImageBuffer::from_raw(width, height, buf).ok_or_else(short)?)
+        }
+        png::ColorType::Rgb => {
+            DynamicImage::ImageRgb8(ImageBuffer::from_raw(width, height, buf).ok_or_else(short)?)
+        }
+        png::ColorType::Rgba => {
+            DynamicImage::ImageRgba8(ImageBuffer::from_raw(width, height, buf).ok_or_else(short)?)
+        }
+        png::ColorType::Indexed => return Err("the PNG palette could not be expanded".into()),
+    };
+    let exif = reader.info().exif_metadata.as_deref();
+    if let Some(orientation) = exif.and_then(image::metadata::Orientation::from_exif_chunk) {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG of `pixels` (packed samples of `color` at `depth`), with an optional eXIf chunk.
+    fn png(
+        (w, h): (u32, u32),
+        color: png::ColorType,
+        depth: png::BitDepth,
+        pixels: &[u8],
+        palette: Option<Vec<u8>>,
+        exif: Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        let mut info = png::Info::with_size(w, h);
+        (info.color_type, info.bit_depth) = (color, depth);
+        info.palette = palette.map(Into::into);
+        info.exif_metadata = exif.map(Into::into);
+        let mut out = Vec::new();
+        let mut writer = png::Encoder::with_info(&mut out, info).unwrap().write_header().unwrap();
+        writer.write_image_data(pixels).unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    /// Each PNG colour type comes out as the `image` crate's own decoder gave it (16-bit
+    /// samples within one step: the high byte, where `image` rounds).
+    #[test]
+    fn png_colour_types_decode_as_image_did() {
+        use png::{BitDepth::*, ColorType::*};
+        let cases: Vec<Vec<u8>> = vec![
+            png((3, 2), Rgb, Eight, &(0..18).map(|i| i * 13).collect::<Vec<u8>>(), None, None),
+            png((3, 2), Rgba, Eight, &(0..24).map(|i| i * 10).collect::<Vec<u8>>(), None, None),
+            png((3, 2), Grayscale, Eight, &[0, 40, 80, 120, 160, 255], None, None),
+            png(
+                (3, 2),
+                GrayscaleAlpha,
+                Eight,
+                &[9, 255, 50, 0, 90, 128, 1, 2, 3, 4, 5, 6],
+                None,
+                None,
+            ),
+            png((3, 2), Rgb, Sixteen, &(0..36).map(|i| i * 7).collect::<Vec<u8>>(), None, None),
+            png(
+                (3, 2),
+                Indexed,
+                Eight,
+                &[0, 1, 2, 2, 1, 0],
+                Some(vec![255, 0, 0, 0, 9, 0, 1, 2, 250]),
+                None,
+            ),
+        ];
+        for bytes in cases {
+            let ours = decode(&bytes).unwrap();
+            let theirs = image::load_from_memory(&bytes).unwrap().into_rgb8();
+            assert_eq!(ours.dimensions(), theirs.dimensions());
+            for (a, b) in ours.as_raw().iter().zip(theirs.as_raw()) {
+                assert!(a.abs_diff(*b) <= 1, "{:?} vs {:?}", ours.as_raw(), theirs.as_raw());
+            }
+        }
+    }
+
+    /// A PNG's eXIf orientation is applied, as for a JPEG: "rotate 90° clockwise" turns a
+    /// 2 × 1 image into 1 × 2 with its left pixel on top.
+    #[test]
+    fn png_exif_orientation_is_applied() {
+        // Big-endian TIFF: one IFD entry, tag 0x0112 (orientation), SHORT, count 1, value 6.
+        let exif = [
+            b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0,
+            0,
+        ];
+        let bytes = png(
+            (2, 1),
+            png::ColorType::Rgb,
+            png::BitDepth::Eight,
+            &[200, 0, 0, 0, 0, 90],
+            None,
+            Some(exif.to_vec()),
+        );
+        let img = decode(&bytes).unwrap();
+        assert_eq!(img.dimensions(), (1, 2));
+        assert_eq!(img.get_pixel(0, 0).0, [200, 0, 0]);
+        assert_eq!(img.get_pixel(0, 1).0, [0, 0, 90]);
+    }
 }

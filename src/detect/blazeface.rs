@@ -24,7 +24,7 @@ use crate::capture::Frame;
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Manifest, ModelError, SsdSpec};
-use crate::resize::resize_rgb;
+use crate::resize::resize_region;
 use crate::util::{check_range, OutOfRange};
 
 /// BlazeFace, MediaPipe's single-shot detector (`kind = "blazeface"`).
@@ -234,10 +234,10 @@ impl BlazeFace {
         let (x0, y0) = (rx.max(0.0) as u32, ry.max(0.0) as u32);
         let x1 = ((rx + rs).ceil() as u32).min(img.width());
         let y1 = ((ry + rs).ceil() as u32).min(img.height());
-        let part = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
-        let pw = ((part.width() as f32 * scale).round() as u32).clamp(1, side);
-        let ph = ((part.height() as f32 * scale).round() as u32).clamp(1, side);
-        let part = resize_rgb(&part, pw, ph);
+        let (cw, ch) = (x1 - x0, y1 - y0);
+        let pw = ((cw as f32 * scale).round() as u32).clamp(1, side);
+        let ph = ((ch as f32 * scale).round() as u32).clamp(1, side);
+        let part = resize_region(img, [x0, y0, cw, ch], pw, ph);
         // …on a black square.
         let (ox, oy) = if centred { ((side - pw) / 2, (side - ph) / 2) } else { (0, 0) };
         let mut input = RgbImage::new(side, side);

@@ -7,14 +7,14 @@
 //! from the whole frame and every tile are merged per class by NMS.
 
 use anyhow::ensure;
-use image::{imageops, RgbImage};
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::detect::{nms, Overlap};
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Dim, Manifest, ModelError, ObjectsSpec};
-use crate::resize::resize_rgb;
+use crate::resize::resize_region;
 
 /// One detected object in frame pixels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,9 +133,9 @@ impl ObjectDetector {
         let input = self.session.manifest().input()?.clone();
         let (ih, iw) = input.fixed_hw().expect("checked at load");
         let [rx, ry, rw, rh] = region;
-        let part = imageops::crop_imm(frame, rx, ry, rw, rh).to_image();
         let mut data = Vec::with_capacity(iw * ih * 3);
-        push_image(&input, &resize_rgb(&part, iw as u32, ih as u32), &mut data);
+        let part = resize_region(frame, [rx, ry, rw, rh], iw as u32, ih as u32);
+        push_image(&input, &part, &mut data);
         let outputs = self.session.run(Tensor::new(batch_shape(&input, 1, iw, ih), data))?;
         let (sx, sy) = (rw as f32 / iw as f32, rh as f32 / ih as f32);
         let bins = self.spec.reg_max + 1;

@@ -566,3 +566,73 @@ fn regression_a_face_is_enrolled_under_one_name_and_a_name_holds_one_face() {
     let o = enrol("bob", &["sample1.jpg"], true);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Runs `edgeid` on the default config and returns its exit code, stderr and peak resident
+/// memory (MiB, from `wait4`: this child's own, not the test process's other children's).
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which std's wait cannot do")]
+fn peak_of(args: &[&str]) -> (Option<i32>, String, f64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .args(["--config", "configs/default.toml"])
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, err, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// A PNG file of a black `side` × `side` RGB image, with an iCCP chunk whose profile inflates
+/// to `profile_mib` MiB of zeros (a decompression bomb) when that is not 0.
+fn black_png(path: &Path, side: u32, profile_mib: usize) {
+    use flate2::{write::ZlibEncoder, Compression};
+    use std::io::Write;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = png::Encoder::new(file, side, side);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().unwrap();
+    if profile_mib > 0 {
+        let mut z = ZlibEncoder::new(b"bomb\0\0".to_vec(), Compression::best());
+        let mib = vec![0u8; 1 << 20];
+        (0..profile_mib).for_each(|_| z.write_all(&mib).unwrap());
+        writer.write_chunk(png::chunk::iCCP, &z.finish().unwrap()).unwrap();
+    }
+    let mut rows = writer.stream_writer().unwrap();
+    let row = vec![0u8; side as usize * 3];
+    (0..side).for_each(|_| rows.write_all(&row).unwrap());
+    rows.finish().unwrap();
+}
+
+/// Regression: a 64 × 64 PNG carrying a 1 MB colour profile (inflating to 512 MiB) cost 600 MB
+/// to read (the decoder inflated the profile, that nothing uses, up to its memory limit), and a
+/// black 9999 × 9999 PNG cost 655 MB (the detector copied the whole frame before shrinking
+/// it). Now the profile is never inflated and the frame is shrunk in place: the bomb costs
+/// what a small photo does, the big frame little more than its own 286 MiB of pixels.
+#[test]
+fn regression_image_bombs_cost_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = s(&dir.path().join("g.db"));
+    let (bomb, big) = (dir.path().join("bomb.png"), dir.path().join("big.png"));
+    black_png(&bomb, 64, 512);
+    black_png(&big, 9999, 0);
+    let bomb_bytes = std::fs::metadata(&bomb).unwrap().len();
+    assert!((400_000..2_000_000).contains(&bomb_bytes), "{bomb_bytes} bytes");
+    let photo = s(&data("sample5.jpg"));
+    let (code, err, small) = peak_of(&["enroll", "--gallery", &g, "--name", "x", &photo]);
+    assert_eq!(code, Some(0), "{err}");
+    for (image, limit_mib) in [(&bomb, small + 40.0), (&big, 286.0 + small + 60.0)] {
+        let (code, err, peak) = peak_of(&["enroll", "--gallery", &g, "--name", "y", &s(image)]);
+        println!("{}: peak {peak:.0} MiB (a 1 MB photo: {small:.0} MiB)", image.display());
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("no face found"), "{err}");
+        assert!(peak < limit_mib, "{}: peak {peak:.0} MiB, over {limit_mib:.0}", image.display());
+    }
+}
