@@ -12,7 +12,7 @@ use crate::detect::Face;
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{Dim, HeadSpec, Manifest, ModelError, Role};
-use crate::resize::resize_rgb;
+use crate::resize::{resize_region, resize_rgb};
 
 /// A model that scores a square crop around the face box.
 pub struct CropHead {
@@ -89,16 +89,42 @@ impl CropHead {
     }
 }
 
-/// A square of the box's longer side × `scale` around its centre, black outside the frame.
+/// Largest side a head's square is cut at, before its resize to the head's input (a few
+/// hundred pixels): a face filling a 10 000-pixel photo at `crop_scale` 2.7 is a 27 000-pixel
+/// square (2 GB of pixels); a larger square is cut at this side, at a lower resolution.
+const MAX_CROP_SIDE: i64 = 2048;
+
+/// A square of the box's longer side × `scale` around its centre, black outside the frame; at
+/// most `MAX_CROP_SIDE` pixels a side (a larger square comes shrunk to that side).
 pub fn square_crop(img: &RgbImage, bbox: &[f32; 4], scale: f32) -> RgbImage {
     let side = ((bbox[2] - bbox[0]).max(bbox[3] - bbox[1]) * scale).round().max(1.0) as i64;
     let cx = (bbox[0] + bbox[2]) / 2.0;
     let cy = (bbox[1] + bbox[3]) / 2.0;
     let (x0, y0) =
         ((cx - side as f32 / 2.0).round() as i64, (cy - side as f32 / 2.0).round() as i64);
-    let side = side.min(16_384);
-    let mut out = RgbImage::new(side as u32, side as u32);
     let (iw, ih) = (img.width() as i64, img.height() as i64);
+    if side > MAX_CROP_SIDE {
+        // The part inside the frame, shrunk into its place on a black square.
+        let out_side = MAX_CROP_SIDE as u32;
+        let mut out = RgbImage::new(out_side, out_side);
+        let (ix0, iy0, ix1, iy1) = (x0.max(0), y0.max(0), (x0 + side).min(iw), (y0 + side).min(ih));
+        if ix1 > ix0 && iy1 > iy0 {
+            let k = MAX_CROP_SIDE as f64 / side as f64;
+            let at = |v: i64| ((v as f64 * k).round() as u32).min(out_side - 1);
+            let (dx, dy) = (at(ix0 - x0), at(iy0 - y0));
+            let (dw, dh) =
+                (at(ix1 - ix0).max(1).min(out_side - dx), at(iy1 - iy0).max(1).min(out_side - dy));
+            let region = [ix0 as u32, iy0 as u32, (ix1 - ix0) as u32, (iy1 - iy0) as u32];
+            image::imageops::replace(
+                &mut out,
+                &resize_region(img, region, dw, dh),
+                dx.into(),
+                dy.into(),
+            );
+        }
+        return out;
+    }
+    let mut out = RgbImage::new(side as u32, side as u32);
     for y in y0.max(0)..(y0 + side).min(ih) {
         for x in x0.max(0)..(x0 + side).min(iw) {
             out.put_pixel((x - x0) as u32, (y - y0) as u32, *img.get_pixel(x as u32, y as u32));
@@ -179,5 +205,27 @@ mod tests {
         assert_eq!(c.dimensions(), (4, 4));
         assert_eq!(c.get_pixel(0, 0).0, [0, 0, 0]);
         assert_eq!(c.get_pixel(1, 2).0, [255, 0, 0]);
+    }
+
+    /// A face filling a big photo: its 2.5× square (10 000 px, 300 MB at full resolution) is
+    /// cut at 2048 px a side, with the frame in its place and black around it.
+    #[test]
+    fn a_huge_square_is_cut_at_a_bounded_side() {
+        let mut img = RgbImage::new(4000, 3000);
+        for y in 1000..1100 {
+            for x in 2000..2100 {
+                img.put_pixel(x, y, image::Rgb([255, 0, 0]));
+            }
+        }
+        // Side 4000 × 2.5 = 10 000, from (-3000, -3500): the frame is x 3000..7000, y 3500..6500
+        // of the square; scale 2048 / 10 000.
+        let c = square_crop(&img, &[0.0, 0.0, 4000.0, 3000.0], 2.5);
+        assert_eq!(c.dimensions(), (2048, 2048));
+        let k = 2048.0 / 10_000.0;
+        let at = |v: f64| (v * k) as u32;
+        assert_eq!(c.get_pixel(at(3000.0 + 2050.0), at(3500.0 + 1050.0)).0, [255, 0, 0]);
+        assert_eq!(c.get_pixel(at(3000.0 + 1000.0), at(3500.0 + 1000.0)).0, [0, 0, 0]);
+        assert_eq!(c.get_pixel(at(1000.0), at(1000.0)).0, [0, 0, 0], "outside the frame");
+        assert_eq!(c.get_pixel(at(7100.0), at(6600.0)).0, [0, 0, 0], "outside the frame");
     }
 }
