@@ -20,8 +20,8 @@ use crate::util::{check_range, OutOfRange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {path} cannot be read: {source}; pass an existing file with --config")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("config {path} cannot be read: {error}; pass an existing file with --config")]
+    Unreadable { path: PathBuf, error: std::io::Error },
     #[error("config {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("config {path}: {key} = {value} is out of range ({allowed}); fix the value or remove the key to use the default")]
@@ -482,7 +482,7 @@ impl Config {
     /// the start-up step that reads them.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Unreadable { path: path.to_path_buf(), source })?;
+            .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
         Config::parse(&text, path)
     }
 

@@ -17,16 +17,16 @@ use sha2::{Digest, Sha256};
 /// model when a new one fails to load), so they are typed.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("model manifest {path} cannot be read: {source}; check the path in the config")]
-    ManifestUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("model manifest {path} cannot be read: {error}; check the path in the config")]
+    ManifestUnreadable { path: PathBuf, error: std::io::Error },
     #[error(
         "model manifest {path} is not valid: {message}; fix the manifest (see models/README.md)"
     )]
     ManifestInvalid { path: PathBuf, message: String },
     #[error("model file {path} is missing; copy it beside its manifest {manifest} or fix `file` in the manifest")]
     FileMissing { path: PathBuf, manifest: PathBuf },
-    #[error("model file {path} cannot be read: {source}")]
-    FileUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("model file {path} cannot be read: {error}")]
+    FileUnreadable { path: PathBuf, error: std::io::Error },
     #[error("model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected}; the file is corrupt or was swapped: restore the original file")]
     HashMismatch { path: PathBuf, expected: String, actual: String },
     #[error(
@@ -432,8 +432,8 @@ impl Manifest {
             VERIFIED.read().unwrap_or_else(|e| e.into_inner()).get(&canonical(path)).cloned();
         let text = match verified {
             Some(text) => text,
-            None => std::fs::read_to_string(path).map_err(|source| {
-                ModelError::ManifestUnreadable { path: path.to_path_buf(), source }
+            None => std::fs::read_to_string(path).map_err(|error| {
+                ModelError::ManifestUnreadable { path: path.to_path_buf(), error }
             })?,
         };
         Manifest::parse(&text, path)
@@ -586,7 +586,7 @@ impl Manifest {
             return Err(ModelError::FileMissing { path, manifest: self.path.clone() });
         }
         let bytes = std::fs::read(&path)
-            .map_err(|source| ModelError::FileUnreadable { path: path.clone(), source })?;
+            .map_err(|error| ModelError::FileUnreadable { path: path.clone(), error })?;
         let actual = crate::util::hex(&Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(&self.sha256) {
             return Err(ModelError::HashMismatch {

@@ -75,8 +75,8 @@ impl Frame {
 pub enum ImageError {
     #[error("image {path} does not exist; check the path")]
     Missing { path: PathBuf },
-    #[error("image {path} cannot be read: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("image {path} cannot be read: {error}")]
+    Unreadable { path: PathBuf, error: std::io::Error },
     #[error(
         "image {path} cannot be decoded ({reason}); give a complete JPEG, PNG, WebP or BMP file"
     )]
@@ -91,7 +91,7 @@ pub fn load_image(path: &Path) -> Result<Frame, ImageError> {
         return Err(ImageError::Missing { path: path.to_path_buf() });
     }
     let bytes = std::fs::read(path)
-        .map_err(|source| ImageError::Unreadable { path: path.to_path_buf(), source })?;
+        .map_err(|error| ImageError::Unreadable { path: path.to_path_buf(), error })?;
     let image = decode(&bytes).map_err(undecodable)?;
     Ok(Frame::new(image, path.display().to_string()))
 }

@@ -23,8 +23,8 @@ pub enum KeyError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("key {path} is not an edgeid key ({reason}); point at the key file written by edgeid (64 hex digits)")]
     NotAKey { path: PathBuf, reason: String },
-    #[error("key {path} cannot be created: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    #[error("key {path} cannot be created: {error}")]
+    Create { path: PathBuf, error: std::io::Error },
 }
 
 /// A 256-bit ChaCha20-Poly1305 key read from (or written to) a key file.
@@ -61,7 +61,7 @@ impl Key {
         if path.exists() {
             return Key::load(path);
         }
-        let create = |source| KeyError::Create { path: path.to_path_buf(), source };
+        let create = |error| KeyError::Create { path: path.to_path_buf(), error };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(create)?;
         }

@@ -33,6 +33,9 @@ fn assert_fails_with(o: &Output, fragments: &[&str]) {
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    // Regression: a typed error that printed its I/O cause also chained it as its source, so
+    // "(os error 2)" came twice in one line.
+    assert!(lines[0].matches("(os error").count() <= 1, "the cause given twice: {}", lines[0]);
     for f in fragments {
         assert!(lines[0].contains(f), "`{f}` missing from: {}", lines[0]);
     }
