@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{data, Setup};
+use common::{data, root, Setup};
 use edgeid::daemon::{self, Control, RunOptions};
 use edgeid::journal::Journal;
 
@@ -543,4 +543,41 @@ fn the_systemd_unit_is_sandboxed() {
         assert!(unit.lines().any(|l| l == line), "{line} missing from the unit");
     }
     assert!(!unit.contains("udev-settle"));
+}
+
+/// Regression: under systemd the daemon's log lines reached the journal all at one priority
+/// (stderr's default, info), so `journalctl -p warning` could not find its warnings. When
+/// `JOURNAL_STREAM` names the daemon's stderr, each line starts with its syslog priority
+/// (`<6>` info, `<4>` warning, `<3>` error), which journald reads; otherwise (a terminal, a
+/// file, the variable naming another stream) the lines are unchanged.
+#[test]
+fn regression_log_lines_carry_priorities_that_journald_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("one.txt");
+    let frames = [data("sample2.jpg"), root().join("Cargo.toml"), data("sample2.jpg")];
+    let text: String = frames.iter().map(|f| format!("{}\n", f.display())).collect();
+    std::fs::write(&list, text).unwrap();
+    let s = Setup::new(&list.display().to_string(), 0.0, false, "");
+    s.enrol("alice", "sample2.jpg");
+    let run = |stream: &str| {
+        let mut d = s.daemon_with_env(&[], &[("JOURNAL_STREAM", stream)]);
+        assert!(d.wait().success(), "{}", d.log());
+        d.log()
+    };
+    let journal = run("stderr");
+    let lines: Vec<&str> = journal.lines().collect();
+    assert!(lines.len() >= 3, "{journal}");
+    for line in &lines {
+        let priority = line.strip_prefix('<').and_then(|l| l.split_once('>')).map(|(p, _)| p);
+        assert!(matches!(priority, Some("3" | "4" | "6" | "7")), "no priority: {line:?}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>edgeid::daemon: ")), "{journal}");
+    let warned = lines.iter().find(|l| l.contains("Cargo.toml")).expect("the bad frame named");
+    assert!(warned.starts_with("<4>"), "{warned}");
+    // Another stream's device and inode: the variable is inherited, stderr is not the journal.
+    for plain in [run("1:1"), run("")] {
+        assert!(plain.lines().count() >= 3, "{plain}");
+        assert!(plain.lines().all(|l| !l.starts_with('<')), "{plain}");
+        assert!(plain.lines().any(|l| l.contains(" WARN ") && l.contains("Cargo.toml")), "{plain}");
+    }
 }

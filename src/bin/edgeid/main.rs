@@ -3,6 +3,7 @@
 //! calls the library for each command and hands the report to the renderer.
 
 mod args;
+mod logging;
 mod render;
 mod signals;
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         1 => "warn,edgeid=debug",
         _ => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    logging::init(level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -42,7 +42,7 @@ impl Out {
     /// (`{"error": …}`, with `"image"` for one image of several), so that a program reading
     /// the JSON stream sees the failure where it happened.
     pub fn error(self, image: Option<&std::path::Path>, e: &anyhow::Error) {
-        eprintln!("error: {e:#}");
+        eprintln!("{}error: {e:#}", crate::logging::error_prefix());
         if self.json {
             let error = format!("{e:#}");
             let line = match image {

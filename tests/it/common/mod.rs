@@ -136,18 +136,28 @@ impl Setup {
     pub fn daemon(&self, args: &[&str]) -> Daemon {
         self.daemon_with_env(args, &[])
     }
-    /// The same with environment variables set (systemd's NOTIFY_SOCKET, WATCHDOG_USEC…).
+    /// The same with environment variables set (systemd's NOTIFY_SOCKET, WATCHDOG_USEC…);
+    /// `JOURNAL_STREAM` given as "stderr" becomes the log file's `DEV:INODE`, as systemd sets it
+    /// for a service whose stderr is the journal.
     pub fn daemon_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        use std::os::unix::fs::MetadataExt;
         let log = self.dir.path().join(format!("daemon-{}.log", uniq()));
+        let stderr = std::fs::File::create(&log).unwrap();
+        let meta = stderr.metadata().unwrap();
+        let stream = format!("{}:{}", meta.dev(), meta.ino());
+        let env = env.iter().map(|&(k, v)| match (k, v) {
+            ("JOURNAL_STREAM", "stderr") => (k, stream.as_str()),
+            kv => kv,
+        });
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgeid"));
         command
             .arg("--config")
             .arg(self.config())
             .arg("run")
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(stderr);
         // Killed also when the test process is (a timeout, ^C), where no drop runs.
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
