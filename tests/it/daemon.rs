@@ -433,7 +433,16 @@ fn regression_idle_connections_cannot_take_the_health_endpoint_down() {
     let port = free_port();
     let s = Setup::legacy(&replay_list(), 2.0, true, &format!("127.0.0.1:{port}"));
     s.enrol("alice", "sample2.jpg");
-    let child = s.daemon(&[]);
+    // A task limit of 64, as the unit's TasksMax would set, where the machine lets the test make
+    // a pids cgroup (root, cgroup v1 or v2); dropped after the daemon (declared before it).
+    let cgroup = PidsCgroup::new(64);
+    let child = match &cgroup {
+        Some(cg) => s.daemon_in_cgroup(&cg.0, &[]),
+        None => {
+            println!("no pids cgroup can be made here: the task limit is not applied");
+            s.daemon(&[])
+        }
+    };
     wait_for("the endpoint", Duration::from_secs(120), || {
         http_get(port, "/healthz").contains("200 OK")
     });
@@ -477,6 +486,48 @@ fn regression_idle_connections_cannot_take_the_health_endpoint_down() {
     assert!(http_get(port, "/healthz").contains("200 OK"));
     assert!(http_get(port, "/metrics").contains("edgeid_frames_in_total"));
     assert!(http_get(port, "/nope").contains("404"));
+    if let Some(cg) = &cgroup {
+        // The daemon ran in the cgroup and never met its limit (a refused fork counts here).
+        let procs = std::fs::read_to_string(cg.0.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|p| p == child.pid()), "daemon {} not in {procs}", child.pid());
+        let events = std::fs::read_to_string(cg.0.join("pids.events")).unwrap();
+        assert_eq!(events.trim(), "max 0", "tasks refused under the limit of 64");
+        println!("under a task limit of 64: {} tasks at most", cg.peak());
+    }
+}
+
+/// A throwaway pids control group with a task limit, under cgroup v2 (`/sys/fs/cgroup` with
+/// the pids controller) or v1 (`/sys/fs/cgroup/pids`); `None` where neither can be made (not
+/// root, or a read-only cgroup file system). Removed on drop, once its tasks have ended.
+struct PidsCgroup(std::path::PathBuf);
+
+impl PidsCgroup {
+    fn new(max: u32) -> Option<PidsCgroup> {
+        let name = format!("edgeid-test-{}", std::process::id());
+        let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
+        let parent = if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/pids" };
+        let dir = Path::new(parent).join(name);
+        std::fs::create_dir(&dir).ok()?;
+        let cg = PidsCgroup(dir);
+        std::fs::write(cg.0.join("pids.max"), max.to_string()).ok()?;
+        Some(cg)
+    }
+    /// The most tasks it held at once, where the kernel keeps it (`pids.peak`).
+    fn peak(&self) -> String {
+        std::fs::read_to_string(self.0.join("pids.peak")).unwrap_or_default().trim().to_string()
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Under systemd (`Type=notify`, `WatchdogSec=`): READY=1 once the workers run, WATCHDOG=1 at

@@ -140,6 +140,14 @@ impl Setup {
     /// `JOURNAL_STREAM` given as "stderr" becomes the log file's `DEV:INODE`, as systemd sets it
     /// for a service whose stderr is the journal.
     pub fn daemon_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        self.start(None, args, env)
+    }
+    /// The same started inside a control group (a folder of the cgroup file system): a shell
+    /// moves itself there and becomes the daemon, so every task the daemon makes counts.
+    pub fn daemon_in_cgroup(&self, cgroup: &Path, args: &[&str]) -> Daemon {
+        self.start(Some(cgroup), args, &[])
+    }
+    fn start(&self, cgroup: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         use std::os::unix::fs::MetadataExt;
         let log = self.dir.path().join(format!("daemon-{}.log", uniq()));
         let stderr = std::fs::File::create(&log).unwrap();
@@ -149,7 +157,16 @@ impl Setup {
             ("JOURNAL_STREAM", "stderr") => (k, stream.as_str()),
             kv => kv,
         });
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edgeid"));
+        let mut command = match cgroup {
+            None => Command::new(env!("CARGO_BIN_EXE_edgeid")),
+            Some(cgroup) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#, "sh"])
+                    .arg(cgroup)
+                    .arg(env!("CARGO_BIN_EXE_edgeid"));
+                sh
+            }
+        };
         command
             .arg("--config")
             .arg(self.config())
