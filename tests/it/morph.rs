@@ -28,6 +28,28 @@ fn near(face: &edgeid::detect::Face, x: f32, y: f32) -> bool {
     (c.0 - x).abs() < 20.0 && (c.1 - y).abs() < 20.0
 }
 
+/// Regression: the check ran one way only. A morph enrolled first, then its two contributors,
+/// were all accepted, so the morph's holder would pass as either. Each contributor now matches
+/// the enrolled morph and is refused, naming it, and the gallery keeps only the morph.
+#[test]
+fn regression_contributors_after_their_morph_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("g.db");
+    let cfg = legacy_config();
+    let morph = alice_bob_morph(dir.path());
+    enroll(&cfg, &gallery, "mallory", std::slice::from_ref(&morph)).unwrap();
+    for (name, photo) in [("alice", "sample2.jpg"), ("bob", "sample3.jpg")] {
+        let err = enroll(&cfg, &gallery, name, &[data(photo)]).unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<EnrollError>(), Some(EnrollError::EnrolledAsOther { who, .. }) if who.contains("mallory")),
+            "{name}: {err:#}"
+        );
+    }
+    let names: Vec<String> =
+        open_gallery(&cfg, &gallery).unwrap().list().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["mallory"]);
+}
+
 /// The morph matches both contributors, so the gallery check refuses to enrol it once both are
 /// enrolled, and the gallery is left as it was.
 #[test]
