@@ -65,6 +65,13 @@ fn journal_chain_finds_an_edited_and_a_removed_record() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(text.contains("decisions: 10 record(s), chain intact"), "{text}");
+    // Regression: `--json verify` wrote one object per line; it is one array, a table each.
+    let json = edgeid(&["--json", "journal", "--journal", &path_arg, "verify"]);
+    let tables: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tables[0]["table"], "decisions");
+    assert_eq!(tables[0]["records"], 10);
+    assert_eq!(tables[1]["records"], 1);
+    assert!(tables[0]["broken"].is_null() && tables.as_array().unwrap().len() == 2, "{tables}");
 
     // One byte of decision 5's JSON on disk (its time, 1_700_000_240_000, ends in 1 instead of
     // 0). SQLite keeps no checksum of its own, so only the chain can tell.
