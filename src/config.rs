@@ -681,6 +681,20 @@ impl Config {
         )?;
         self.check("tracker.min_face_px", t.min_face_px, |v| v >= 0.0, "0 or more pixels")?;
         self.check("tracker.min_sharpness", t.min_sharpness, |v| v >= 0.0, "0 or more")?;
+        // A carried face skips the encoder: it must overlap and look like the face last
+        // encoded (0 would carry any face anywhere).
+        self.check(
+            "tracker.carry_iou",
+            t.carry_iou,
+            |v| v > 0.0 && v <= 1.0,
+            "above 0, at most 1",
+        )?;
+        self.check(
+            "tracker.carry_glance",
+            t.carry_glance,
+            |v| v > 0.0 && v <= 1.0,
+            "above 0, at most 1",
+        )?;
         let dm = &self.daemon;
         self.check(
             "daemon.queue_capacity",

@@ -25,6 +25,9 @@ pub struct CameraMetrics {
     pub frames_dropped: AtomicU64,
     pub frames_bad: AtomicU64,
     pub frames_processed: AtomicU64,
+    /// Faces encoded (and PAD-checked), and faces that continued a decided track unencoded.
+    pub faces_encoded: AtomicU64,
+    pub faces_carried: AtomicU64,
     pub reconnects: AtomicU64,
     /// 1 while the camera delivers frames.
     pub up: AtomicU64,
@@ -142,7 +145,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, CounterOf); 6] = [
+        let counters: [(&str, &str, CounterOf); 8] = [
             ("edgeid_frames_in_total", "Frames captured.", |c| &c.frames_in),
             (
                 "edgeid_frames_dropped_total",
@@ -153,6 +156,14 @@ impl Metrics {
             ("edgeid_frames_processed_total", "Frames run through the pipeline.", |c| {
                 &c.frames_processed
             }),
+            ("edgeid_faces_encoded_total", "Faces encoded (and PAD-checked).", |c| {
+                &c.faces_encoded
+            }),
+            (
+                "edgeid_faces_carried_total",
+                "Faces that continued a decided track without being encoded again.",
+                |c| &c.faces_carried,
+            ),
             ("edgeid_camera_reconnects_total", "Attempts to reopen a failed camera.", |c| {
                 &c.reconnects
             }),

@@ -331,6 +331,11 @@ fn bad_configs_are_refused_by_key() {
     sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 2"));
     assert_fails_with(&run(&sb), &["recognition.match_threshold = 2", "out of range"]);
 
+    // A carried face skips the encoder: carrying any face anywhere is refused.
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("carry_iou = 0.6", "carry_iou = 0"));
+    assert_fails_with(&run(&sb), &["tracker.carry_iou = 0", "out of range", "above 0"]);
+
     // Regression: `match_threshold = 0.0` and `pad.threshold = 0.0` were taken, and then
     // everyone was granted. Below the floors the manifests measured, they are refused unless
     // the override key says so (then they run, with a warning).

@@ -632,3 +632,104 @@ fn regression_log_lines_carry_priorities_that_journald_reads() {
         assert!(plain.lines().any(|l| l.contains(" WARN ") && l.contains("Cargo.toml")), "{plain}");
     }
 }
+
+/// Regression: the daemon's allocator was pinned to map every block of 128 KiB or more afresh,
+/// so each frame's tensors were faulted in page by page and unmapped again: about 20 000 page
+/// faults per 640×480 frame and a third of the daemon's CPU time in the kernel. Now the frame
+/// loop reuses its memory: the faults of 60 more frames, per frame, are a few dozen.
+#[test]
+fn regression_the_frame_loop_does_not_fault_its_memory_in_afresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("kiosk.txt");
+    std::fs::write(&list, format!("{}\n", data("kiosk640.jpg").display())).unwrap();
+    let s = Setup::new(&list.display().to_string(), 0.0, true, "");
+    s.enrol("kiosk", "kiosk640.jpg");
+    let run = |frames: u64| {
+        let m = common::measured(
+            std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+                .arg("--config")
+                .arg(s.config())
+                .args(["--json", "run", "--max-frames", &frames.to_string()]),
+        );
+        assert_eq!(m.code, Some(0), "{}", m.stderr);
+        let summary: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+        assert_eq!(summary["cameras"][0]["frames_processed"], frames);
+        let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (m.usage.ru_minflt as f64, cpu(m.usage.ru_stime), cpu(m.usage.ru_utime))
+    };
+    let (short, long) = (run(20), run(80));
+    let per_frame = (long.0 - short.0) / 60.0;
+    println!(
+        "60 more frames: {per_frame:.0} page faults per frame; system time {:.1}% of the CPU time",
+        100.0 * (long.1 - short.1) / (long.1 - short.1 + long.2 - short.2)
+    );
+    assert!(per_frame < 1000.0, "{per_frame:.0} page faults per frame ({short:?} vs {long:?})");
+}
+
+/// A decided person's face is encoded only every `tracker.reencode_every_frames` frames while
+/// it stays in place and looks the same: on the bundled replay (people changing every four
+/// frames) and on a 640×480 kiosk loop (one person standing), the journal holds the same
+/// decisions as with every face encoded at every frame, and the kiosk loop encodes a fraction
+/// of its faces.
+#[test]
+fn carried_faces_leave_the_decisions_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kiosk = tmp.path().join("kiosk.txt");
+    std::fs::write(&kiosk, format!("{}\n", data("kiosk640.jpg").display()).repeat(40)).unwrap();
+    for (replay, photos) in [
+        (replay_list(), ["sample2.jpg", "sample3.jpg"]),
+        (kiosk.display().to_string(), ["kiosk640.jpg"; 2]),
+    ] {
+        let run = |every: u64| {
+            let s = Setup::new(&replay, 0.0, false, "");
+            let cfg = std::fs::read_to_string(s.config()).unwrap().replace(
+                "reencode_every_frames = 10\n",
+                &format!("reencode_every_frames = {every}\n"),
+            );
+            std::fs::write(s.config(), cfg).unwrap();
+            s.enrol("first", photos[0]);
+            if photos[1] != photos[0] {
+                s.enrol("second", photos[1]);
+            }
+            let summary =
+                daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap();
+            let decisions: Vec<String> = Journal::open_existing(&s.journal())
+                .unwrap()
+                .tail(1000)
+                .unwrap()
+                .into_iter()
+                .map(|e| {
+                    let d = e.decision;
+                    format!(
+                        "{} {:?} {:?} {:?} {:?} {} {} {:?}",
+                        d.track_id,
+                        d.outcome,
+                        d.reasons,
+                        d.identity,
+                        d.similarity,
+                        d.frames_used,
+                        d.frames_seen,
+                        d.live
+                    )
+                })
+                .collect();
+            (decisions, summary.cameras[0].clone())
+        };
+        let (every_frame, all) = run(0);
+        let (carried, some) = run(10);
+        println!(
+            "{replay}: {} decisions; faces encoded {} of {} with carrying, {} without",
+            carried.len(),
+            some.faces_encoded,
+            some.faces_encoded + some.faces_carried,
+            all.faces_encoded
+        );
+        assert!(!every_frame.is_empty());
+        assert_eq!(carried, every_frame, "{replay}");
+        assert_eq!(all.faces_carried, 0);
+        assert_eq!(some.faces_encoded + some.faces_carried, all.faces_encoded);
+        if photos[0] == photos[1] {
+            assert!(some.faces_encoded * 3 < all.faces_encoded, "{some:?}");
+        }
+    }
+}

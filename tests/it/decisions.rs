@@ -99,3 +99,39 @@ fn a_single_frame_is_low_quality() {
     assert_eq!(d.reasons, ["low_quality"]);
     assert_eq!(d.frames_used, 1);
 }
+
+/// The tracker's glance (a 16×16 grey thumbnail of a face's box), which decides whether a face
+/// of someone already decided on may skip the encoder: the same face with its box moved by a
+/// few pixels, as between two frames, stays above `carry_glance`; every other face of the
+/// sample photos in its box falls below it.
+#[test]
+fn a_glance_tells_the_same_face_from_another() {
+    use edgeid::track::{Glance, TrackerConfig};
+    let threshold = TrackerConfig::default().carry_glance;
+    let (mut same, mut other) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut faces = Vec::new();
+    for name in SAMPLES {
+        let f = frame(name);
+        for o in common::pipeline().observe(&f).unwrap() {
+            let b = o.face.bbox;
+            let g = Glance::of(&f.image, &b);
+            // Moved by up to 4% of its width and grown by 4%, as from one frame to the next.
+            let d = 0.04 * (b[2] - b[0]);
+            for shift in [[d, 0.0, d, 0.0], [0.0, -d, 0.0, -d], [-d, -d, d, d]] {
+                let moved = [b[0] + shift[0], b[1] + shift[1], b[2] + shift[2], b[3] + shift[3]];
+                same = same.min(g.similarity(&Glance::of(&f.image, &moved)));
+            }
+            faces.push(g);
+        }
+    }
+    for (i, a) in faces.iter().enumerate() {
+        for b in &faces[i + 1..] {
+            other = other.max(a.similarity(b));
+        }
+    }
+    println!(
+        "glances of {} faces: the same face moved ≥ {same:.3}, two faces ≤ {other:.3}",
+        faces.len()
+    );
+    assert!(same >= threshold && other < threshold, "same {same}, other {other}");
+}

@@ -574,26 +574,15 @@ fn regression_a_face_is_enrolled_under_one_name_and_a_name_holds_one_face() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// Runs `edgeid` on the default config and returns its exit code, stderr and peak resident
-/// memory (MiB, from `wait4`: this child's own, not the test process's other children's).
-#[allow(clippy::zombie_processes, reason = "reaped by wait4, which std's wait cannot do")]
+/// Runs `edgeid` on the default config: its exit code, stderr and peak memory (MiB).
 fn peak_of(args: &[&str]) -> (Option<i32>, String, f64) {
-    use std::io::Read;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeid"))
-        .args(["--config", "configs/default.toml"])
-        .args(args)
-        .current_dir(root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, err, usage.ru_maxrss as f64 / 1024.0)
+    let m = common::measured(
+        Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(["--config", "configs/default.toml"])
+            .args(args)
+            .current_dir(root()),
+    );
+    (m.code, m.stderr.clone(), m.peak_mib())
 }
 
 /// A PNG file of a black `side` × `side` RGB image, with an iCCP chunk whose profile inflates

@@ -312,3 +312,40 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// What a finished child did, with its own resource use (`wait4`: this child's alone, not the
+/// test process's other children's).
+pub struct Measured {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub usage: libc::rusage,
+}
+
+impl Measured {
+    /// Peak resident memory, MiB.
+    pub fn peak_mib(&self) -> f64 {
+        self.usage.ru_maxrss as f64 / 1024.0
+    }
+}
+
+/// Runs `command` to its end (stdout and stderr captured) and measures it.
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which std's wait cannot do")]
+pub fn measured(command: &mut Command) -> Measured {
+    use std::io::Read;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: wait4 writes only into the two locals it is given.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Measured { code, stdout, stderr: stderr.join().unwrap(), usage }
+}
