@@ -127,7 +127,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
             return Err("the JPEG data is truncated: it has no end-of-image marker".into());
         }
     }
-    let mut image = if format == image::ImageFormat::Png {
+    let image = if format == image::ImageFormat::Png {
         decode_png(bytes)?
     } else {
         let why = |e: image::ImageError| match e {
@@ -147,7 +147,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     }
     // `into_rgb8` keeps an RGB image's buffer where `to_rgb8` would copy it (300 MB at the
     // largest size).
-    Ok(std::mem::take(&mut image).into_rgb8())
+    Ok(image.into_rgb8())
 }
 
 /// A PNG through the `png` crate with its colour profile and text chunks skipped: `image`
