@@ -53,8 +53,8 @@ fn no_space_left(path: &Path) -> bool {
     }
 }
 
-/// Held while a gallery file is created: an exclusive `flock` on its folder, so a second
-/// creator waits and then finds the gallery made (released when dropped). `None` where the
+/// Held while an enrolment opens (and perhaps creates) a gallery: an exclusive `flock` on its
+/// folder, so a second creator waits and then finds the gallery made (released when dropped). `None` where the
 /// folder cannot be opened (refused with its own message further on) or locked (a file system
 /// without locks: creation goes ahead unserialised, as before).
 struct CreationLock {
@@ -301,8 +301,10 @@ impl Gallery {
         }
         // Two first enrolments at once: the second waits until the first has created the
         // file, its tables and its key, then opens what it made (it used to meet an empty
-        // file or a half-made schema and fail with SQLite's words).
-        let _creating = if path.exists() { None } else { CreationLock::take(path) };
+        // file or a half-made schema and fail with SQLite's words). Every enrolment takes the
+        // lock, not only one that finds no file: the second could find the file the first had
+        // just made, still at schema 1, and refuse it as a planted one.
+        let _creating = if create { CreationLock::take(path) } else { None };
         let exists = path.exists();
         let sql = |source| GalleryError::Sqlite { path: path.to_path_buf(), source };
         let not_gallery =

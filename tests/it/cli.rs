@@ -648,16 +648,21 @@ fn regression_concurrent_first_enrolments_and_a_full_disk() {
         std::process::Command::new(exe)
             .args(["--config", &s(&config), "enroll", "--gallery", &g, "--name", name])
             .arg(data(photo))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let (a, b) = (enrol("alice", "sample2.jpg"), enrol("bob", "sample3.jpg"));
-    for child in [a, b] {
+    // Three at once: a second that found the file the first had just made (still at schema
+    // 1) refused it as a planted gallery, until every enrolment took the lock.
+    let people = [("alice", "sample2.jpg"), ("bob", "sample3.jpg"), ("carol", "sample5.jpg")];
+    let children: Vec<_> = people.iter().map(|(name, photo)| enrol(name, photo)).collect();
+    for child in children {
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let list = edgeid(&["--json", "gallery", "list", "--gallery", &g]);
-    assert_eq!(stdout(&list).lines().count(), 2, "{}", stdout(&list));
+    assert_eq!(stdout(&list).lines().count(), 3, "{}", stdout(&list));
 
     let disk = tmp.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
