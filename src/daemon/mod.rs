@@ -54,9 +54,50 @@ pub struct RunOptions {
 pub struct RunSummary {
     pub cameras: Vec<CameraSummary>,
     pub decisions: u64,
+    /// From each person's first frame to their decision being journaled: what someone at the
+    /// door waits. `None` when nothing was decided.
+    pub decision_latency_ms: Option<Latency>,
     /// Peak resident memory of the process, KiB (Linux VmHWM).
     pub peak_rss_kib: Option<u64>,
     pub seconds: f64,
+}
+
+/// Decision latencies of a run, milliseconds: the median of the latest
+/// [`Latencies::KEPT`], the largest of all.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    pub decisions: u64,
+    pub median: i64,
+    pub max: i64,
+}
+
+/// The latencies the journal writer saw: a bounded window for the median (a daemon runs for
+/// months), the count and the largest over the whole run.
+#[derive(Default)]
+struct Latencies {
+    recent: std::collections::VecDeque<i64>,
+    n: u64,
+    max: i64,
+}
+
+impl Latencies {
+    const KEPT: usize = 4096;
+
+    fn add(&mut self, ms: i64) {
+        if self.recent.len() == Self::KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(ms);
+        self.n += 1;
+        self.max = self.max.max(ms);
+    }
+
+    fn summary(&self) -> Option<Latency> {
+        let mut v: Vec<i64> = self.recent.iter().copied().collect();
+        v.sort_unstable();
+        let median = *v.get(v.len() / 2)?;
+        Some(Latency { decisions: self.n, median, max: self.max })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,10 +189,13 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
     let writer_stop = control.stop.clone();
-    let writer = thread::spawn(move || -> anyhow::Result<u64> {
-        let mut n = 0;
+    let writer = thread::spawn(move || -> anyhow::Result<(u64, Latencies)> {
+        let (mut n, mut latencies) = (0, Latencies::default());
         for d in rx {
             journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
+            let waited_ms = crate::capture::now_ms() - d.first_seen_ms;
+            latencies.add(waited_ms);
+            writer_metrics.observe("first_frame_to_journal", waited_ms as f64 / 1000.0);
             let reasons = d.reasons.join(",");
             writer_metrics.decision(d.outcome.as_str(), &reasons);
             log::info!(
@@ -163,7 +207,7 @@ pub fn run(
             );
             n += 1;
         }
-        Ok(n)
+        Ok((n, latencies))
     });
 
     let auditor = match cfg.audit.as_ref().filter(|a| a.every_hours > 0.0) {
@@ -246,7 +290,8 @@ pub fn run(
             queue_high_water: queue.high_water(),
         });
     }
-    let decisions = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
+    let (decisions, latencies) =
+        writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
     control.stop.store(true, Ordering::SeqCst);
     if let Some(w) = watchdog {
         let _ = w.join();
@@ -263,6 +308,7 @@ pub fn run(
     Ok(RunSummary {
         cameras,
         decisions,
+        decision_latency_ms: latencies.summary(),
         peak_rss_kib: peak_rss_kib(),
         seconds: started.elapsed().as_secs_f64(),
     })

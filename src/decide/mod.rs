@@ -34,6 +34,13 @@ impl Outcome {
 pub struct Decision {
     /// Unix milliseconds of the last frame decided on.
     pub time_ms: i64,
+    /// Capture time of the person's first frame, and the time the decision was taken (Unix
+    /// ms): from the first to the second is what the person waited. 0 in records written
+    /// before they were kept.
+    #[serde(default)]
+    pub first_seen_ms: i64,
+    #[serde(default)]
+    pub decided_ms: i64,
     pub camera: String,
     pub track_id: u64,
     pub outcome: Outcome,
@@ -153,6 +160,8 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
     let enough = !usable.is_empty() && usable.len() >= policy.tracker.min_frames;
     let mut d = Decision {
         time_ms,
+        first_seen_ms: track.first_ms,
+        decided_ms: crate::capture::now_ms(),
         camera: camera.to_string(),
         track_id: track.id,
         outcome: Outcome::Denied,

@@ -130,6 +130,8 @@ pub struct Track {
     pub sightings: Vec<Sighting>,
     /// Frames in which the track was seen, including those not kept.
     pub frames_seen: usize,
+    /// Capture time (Unix ms) of the track's first frame: a decision's latency counts from it.
+    pub first_ms: i64,
     pub decided: bool,
     last_box: [f32; 4],
     last_seq: u64,
@@ -243,6 +245,7 @@ impl Tracker {
                         id: self.next_id,
                         sightings: Vec::new(),
                         frames_seen: 0,
+                        first_ms: s.timestamp_ms,
                         decided: false,
                         last_box: s.face.bbox,
                         last_seq: seq,

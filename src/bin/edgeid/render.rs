@@ -381,6 +381,12 @@ impl Text for RunSummary {
             })
             .collect();
         out.push(format!("{} decision(s) journaled in {:.1} s", self.decisions, self.seconds));
+        if let Some(l) = self.decision_latency_ms {
+            out.push(format!(
+                "first frame to journaled decision: median {} ms, at most {} ms",
+                l.median, l.max
+            ));
+        }
         lines(out)
     }
 }

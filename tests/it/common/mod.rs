@@ -247,6 +247,8 @@ pub fn face_and_background_crops(
 pub fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
     Decision {
         time_ms,
+        first_seen_ms: time_ms - 150,
+        decided_ms: time_ms + 20,
         camera: "door".into(),
         track_id: time_ms as u64,
         outcome: Outcome::Granted,
