@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
 pub use crate::detect::{BlazefaceConfig, DetectorConfig, MtcnnConfig};
 use crate::heads::Fusion;
+use crate::infer::cpu::CpuOptions;
 use crate::infer::gpu::GpuOptions;
 use crate::infer::BackendKind;
 pub use crate::tag::TaggerConfig;
@@ -68,6 +69,9 @@ pub struct Config {
     /// The GPU backends' settings (batch sizes, warm-up, cuDNN search, TensorRT engines).
     #[serde(default)]
     pub gpu: GpuOptions,
+    /// The CPU backends' settings (onnxruntime's threads).
+    #[serde(default)]
+    pub cpu: CpuOptions,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -584,6 +588,7 @@ impl Config {
         let unit = "between 0 and 1, exclusive";
         self.detector.check().map_err(|e| self.out_of_range(e))?;
         self.gpu.check().map_err(|e| self.out_of_range(e))?;
+        self.cpu.check().map_err(|e| self.out_of_range(e))?;
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,

@@ -37,6 +37,7 @@ impl Pipeline {
     /// Loads every model the config names, checking each against its manifest.
     pub fn load(cfg: &Config) -> Result<Pipeline, ModelError> {
         crate::infer::gpu::configure(&cfg.gpu);
+        crate::infer::cpu::configure(&cfg.cpu);
         let detector = detect::load(cfg.backend, &cfg.detector)?;
         let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
         let pad = if cfg.pad.enabled {
@@ -132,5 +133,6 @@ pub fn policy(cfg: &Config, encoder: &str, detector: &str, dmad: Option<Dmad>) -
 /// The taggers a config asks for (`[tagger]`), in its encoder's space.
 pub fn tagger(cfg: &Config) -> anyhow::Result<Tagger> {
     crate::infer::gpu::configure(&cfg.gpu);
+    crate::infer::cpu::configure(&cfg.cpu);
     Tagger::load(&cfg.tagger, cfg.backend, &cfg.encoder.manifest, &cfg.path)
 }

@@ -5,6 +5,7 @@
 //! manifest, then plans are built (and cached) for the concrete input shapes the stage uses.
 
 pub mod auto;
+pub mod cpu;
 pub mod device;
 pub mod gpu;
 pub mod input;

@@ -376,6 +376,9 @@ fn bad_configs_are_refused_by_key() {
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| format!("{t}\n[gpu]\ncudnn_search = \"fast\"\n"));
     assert_fails_with(&run(&sb), &["config.toml", "cudnn_search", "exhaustive"]);
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| format!("{t}\n[cpu]\nort_threads = 0\n"));
+    assert_fails_with(&run(&sb), &["cpu.ort_threads = 0", "out of range", "1 to 256"]);
 
     let o = edgeid(&["--config", "/nonexistent/edgeid.toml", "gallery", "list", "--gallery", &g]);
     assert_fails_with(&o, &["/nonexistent/edgeid.toml", "--config"]);
