@@ -359,6 +359,9 @@ pub struct DaemonConfig {
     /// Store the sharpest aligned face crop (112×112 PNG) with each decision. Off by default:
     /// a face image is personal data, and the journal needs none to be useful.
     pub store_crops: bool,
+    /// This device's name in every journal record and event (a fleet tells its doors apart by
+    /// it); "" (the default) takes the machine's host name.
+    pub device: String,
 }
 
 impl Default for DaemonConfig {
@@ -370,7 +373,22 @@ impl Default for DaemonConfig {
             retry_initial_s: 1.0,
             retry_max_s: 30.0,
             store_crops: false,
+            device: String::new(),
         }
+    }
+}
+
+impl DaemonConfig {
+    /// The device id records are stamped with: `device`, else the host name, else "edgeid".
+    pub fn device_id(&self) -> String {
+        if !self.device.trim().is_empty() {
+            return self.device.trim().to_string();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "edgeid".to_string())
     }
 }
 

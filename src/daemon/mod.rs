@@ -189,9 +189,11 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
     let writer_stop = control.stop.clone();
+    let device = cfg.daemon.device_id();
     let writer = thread::spawn(move || -> anyhow::Result<(u64, Latencies)> {
         let (mut n, mut latencies) = (0, Latencies::default());
-        for d in rx {
+        for mut d in rx {
+            d.device.clone_from(&device);
             journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
             let waited_ms = crate::capture::now_ms() - d.first_seen_ms;
             latencies.add(waited_ms);

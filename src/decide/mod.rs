@@ -32,6 +32,10 @@ impl Outcome {
 /// versions read as empty from older records).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
+    /// The device that decided (`daemon.device`, else its host name); stamped by the daemon's
+    /// journal writer, "" in records written before it was kept.
+    #[serde(default)]
+    pub device: String,
     /// Unix milliseconds of the last frame decided on.
     pub time_ms: i64,
     /// Capture time of the person's first frame, and the time the decision was taken (Unix
@@ -159,6 +163,7 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
     let time_ms = track.sightings.last().map(|s| s.timestamp_ms).unwrap_or(0);
     let enough = !usable.is_empty() && usable.len() >= policy.tracker.min_frames;
     let mut d = Decision {
+        device: String::new(),
         time_ms,
         first_seen_ms: track.first_ms,
         decided_ms: crate::capture::now_ms(),

@@ -391,6 +391,30 @@ impl Journal {
         self.query("SELECT id, record FROM decisions WHERE time_ms >= ?1 ORDER BY id", since_ms)
     }
 
+    /// Up to `limit` decisions after record `id`, oldest first: what a reader that has seen
+    /// everything up to `id` reads next. Record ids only grow (the chain forbids reuse), so
+    /// unlike times, which several records can share, an id is an exact place to resume from.
+    pub fn after(&self, id: i64, limit: usize) -> Result<Vec<Entry>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![id, limit.min(i64::MAX as usize) as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.map(|r| r.map_err(|e| self.sql(e)).and_then(|(id, record)| self.entry(id, &record)))
+            .collect()
+    }
+
+    /// The id of the last decision (0 when there is none).
+    pub fn last_id(&self) -> Result<i64, JournalError> {
+        self.conn
+            .query_row("SELECT coalesce(max(id), 0) FROM decisions", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
     /// The last `n` decisions, oldest first.
     pub fn tail(&self, n: usize) -> Result<Vec<Entry>, JournalError> {
         let mut rows = self.query(
@@ -406,17 +430,16 @@ impl Journal {
         let rows = stmt
             .query_map([arg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, record) = row.map_err(|e| self.sql(e))?;
-            let decision =
-                serde_json::from_str(&record).map_err(|e| JournalError::NotAJournal {
-                    path: self.path.clone(),
-                    reason: format!("record {id} is not a decision record: {e}"),
-                })?;
-            out.push(Entry { id, decision });
-        }
-        Ok(out)
+        rows.map(|r| r.map_err(|e| self.sql(e)).and_then(|(id, record)| self.entry(id, &record)))
+            .collect()
+    }
+
+    fn entry(&self, id: i64, record: &str) -> Result<Entry, JournalError> {
+        let decision = serde_json::from_str(record).map_err(|e| JournalError::NotAJournal {
+            path: self.path.clone(),
+            reason: format!("record {id} is not a decision record: {e}"),
+        })?;
+        Ok(Entry { id, decision })
     }
 
     /// `PRAGMA integrity_check`: "ok" for a sound file.

@@ -84,6 +84,16 @@ fn replay_journals_one_decision_per_person() {
     assert_eq!(lines.iter().filter(|l| l["identity"] == "alice").count(), 2);
     // Every head's score is journaled with the decision: PAD and D-MAD.
     assert!(lines.iter().all(|l| l["live"].is_number() && l["bona_fide"].is_number()), "{lines:?}");
+    // Every record names the device: the host name where the config names none.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(lines.iter().all(|l| l["device"] == host.trim()), "{lines:?}");
+    let out =
+        s.spawn(&["journal", "export", "--after-id", "15", "--json"]).wait_with_output().unwrap();
+    let ids: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [16, 17, 18, 19, 20]);
     let out = s.spawn(&["journal", "tail", "-n", "3"]).wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let out =
@@ -745,7 +755,7 @@ fn carried_faces_leave_the_decisions_unchanged() {
     }
 }
 
-/// What a person at the door waits is kept: on a paced replay (5 frames/s) of one person,
+/// What a person at the door waits is kept, and which device decided: on a paced replay (5 frames/s) of one person,
 /// the decision comes with their 5th usable frame, so from their first frame's capture to the
 /// journaled decision are at least the 4 intervals between (800 ms; asserted above 600 ms, as
 /// a replayed frame is stamped after its own decoding). The record holds the first frame's and
@@ -756,12 +766,15 @@ fn a_decision_keeps_how_long_the_person_waited() {
     let list = tmp.path().join("kiosk.txt");
     std::fs::write(&list, format!("{}\n", data("kiosk640.jpg").display()).repeat(6)).unwrap();
     let s = Setup::new(&list.display().to_string(), 5.0, false, "");
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), cfg.replace("device = \"\"\n", "device = \"door-7\"\n")).unwrap();
     s.enrol("kiosk", "kiosk640.jpg");
     let summary = daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap();
     let entries = Journal::open_existing(&s.journal()).unwrap().tail(10).unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let d = &entries[0].decision;
     assert_eq!((d.identity.as_deref(), d.frames_used), (Some("kiosk"), 5));
+    assert_eq!(d.device, "door-7", "the configured device id in the record");
     assert!(d.first_seen_ms > 0 && d.first_seen_ms + 600 <= d.time_ms, "{d:?}");
     assert!(d.time_ms <= d.decided_ms, "{d:?}");
     let waited = summary.decision_latency_ms.expect("a decision's latency");
@@ -769,4 +782,36 @@ fn a_decision_keeps_how_long_the_person_waited() {
     assert_eq!(waited.median, waited.max);
     assert!(waited.median >= d.decided_ms - d.first_seen_ms, "{waited:?} {d:?}");
     assert!(waited.median < 60_000, "{waited:?}");
+}
+
+/// `journal export --after-id N --follow` prints what is journaled after N, then each decision
+/// as another process journals it, in order, each once.
+#[test]
+fn journal_export_follows_from_a_record_id() {
+    let s = Setup::new("", 0.0, false, "");
+    let j = Journal::open(&s.journal()).unwrap();
+    for t in 1..=3 {
+        j.append(&common::decision(t, 0.9, 120.0)).unwrap();
+    }
+    let mut child = s.spawn(&["journal", "export", "--after-id", "1", "--follow", "--json"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if tx.send(v["id"].as_i64().unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a followed record");
+    assert_eq!((next(), next()), (2, 3));
+    for t in 4..=6 {
+        j.append(&common::decision(t, 0.9, 120.0)).unwrap();
+    }
+    assert_eq!((next(), next(), next()), (4, 5, 6));
+    assert!(rx.recv_timeout(Duration::from_millis(600)).is_err(), "a record printed twice");
+    child.kill().unwrap();
+    let _ = child.wait();
 }

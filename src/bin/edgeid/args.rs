@@ -172,11 +172,18 @@ pub enum JournalAction {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
-    /// Every decision since a time: RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a
-    /// duration ago (90m, 2h, 7days).
+    /// Decisions, oldest first: since a time, or after a record id (each record's `id`; to
+    /// ship a journal piece by piece: ids, unlike times, are never shared or reused).
     Export {
+        /// RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h, 7days).
+        #[arg(long, required_unless_present = "after_id", conflicts_with = "after_id")]
+        since: Option<String>,
+        /// Every decision with an id above this one.
+        #[arg(long, value_name = "ID")]
+        after_id: Option<i64>,
+        /// Then keep printing decisions as they are journaled, until interrupted.
         #[arg(long)]
-        since: String,
+        follow: bool,
     },
     /// Check the hash chain of every decision and audit record; report the first broken link
     /// (exit 1) or each table's head hash, to be noted elsewhere.

@@ -151,13 +151,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Journal { journal, action } => {
             let path = journal.unwrap_or_else(|| cfg.daemon.journal.clone());
             let journal = Journal::open_existing(&path)?;
-            let entries = match action {
-                JournalAction::Tail { lines } => journal.tail(lines)?,
-                JournalAction::Export { since } => journal.since(parse_since(&since)?)?,
+            let (entries, follow) = match action {
+                JournalAction::Tail { lines } => (journal.tail(lines)?, false),
+                JournalAction::Export { since: Some(since), follow, .. } => {
+                    (journal.since(parse_since(&since)?)?, follow)
+                }
+                JournalAction::Export { after_id, follow, .. } => {
+                    (journal.after(after_id.unwrap_or(0), usize::MAX)?, follow)
+                }
                 JournalAction::Verify => return verify_journal(&journal, &path, out),
             };
             for e in &entries {
                 out.emit(e)?;
+            }
+            if follow {
+                let last = entries.last().map_or_else(|| journal.last_id(), |e| Ok(e.id))?;
+                follow_journal(&journal, last, out)?;
             }
         }
         Command::Gallery { gallery, action } => {
@@ -250,6 +259,25 @@ fn models(action: ModelsAction) -> anyhow::Result<render::PublicKey> {
             what: format!("{} manifest(s) signed into {}", manifests.len(), output.display()),
         },
     })
+}
+
+/// `journal export --follow`: prints each decision journaled after record `last` as it comes
+/// (the journal is read again every 250 ms; WAL lets it read while the daemon writes), until
+/// interrupted or until whoever reads the output closes it.
+fn follow_journal(journal: &Journal, mut last: i64, out: Out) -> anyhow::Result<()> {
+    use render::Text;
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    loop {
+        for e in journal.after(last, 1000)? {
+            let line = if out.json { serde_json::to_string(&e)? } else { e.text() };
+            if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+                return Ok(());
+            }
+            last = e.id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 fn verify_journal(journal: &Journal, path: &std::path::Path, out: Out) -> anyhow::Result<ExitCode> {

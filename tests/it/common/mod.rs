@@ -246,6 +246,7 @@ pub fn face_and_background_crops(
 /// A granted decision for alice at a door, as the daemon journals it.
 pub fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
     Decision {
+        device: "door-1".into(),
         time_ms,
         first_seen_ms: time_ms - 150,
         decided_ms: time_ms + 20,
