@@ -15,6 +15,7 @@ use crate::heads::Fusion;
 use crate::infer::cpu::CpuOptions;
 use crate::infer::gpu::GpuOptions;
 use crate::infer::BackendKind;
+use crate::outputs::OutputConfig;
 pub use crate::tag::TaggerConfig;
 pub use crate::track::TrackerConfig;
 use crate::util::{check_range, OutOfRange};
@@ -72,6 +73,9 @@ pub struct Config {
     /// The CPU backends' settings (onnxruntime's threads).
     #[serde(default)]
     pub cpu: CpuOptions,
+    /// What a decision sets off besides its journal record (`[[outputs]]`).
+    #[serde(default)]
+    pub outputs: Vec<OutputConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -530,6 +534,7 @@ impl Config {
             .chain(cfg.tagger.model.iter_mut())
             .chain(cfg.tagger.prototypes.iter_mut())
             .chain(cfg.gpu.tensorrt_cache.iter_mut())
+            .chain(cfg.outputs.iter_mut().filter_map(|o| o.secret_file.as_mut()))
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -607,6 +612,16 @@ impl Config {
         self.detector.check().map_err(|e| self.out_of_range(e))?;
         self.gpu.check().map_err(|e| self.out_of_range(e))?;
         self.cpu.check().map_err(|e| self.out_of_range(e))?;
+        for (i, o) in self.outputs.iter().enumerate() {
+            o.check().map_err(|e| self.out_of_range(e))?;
+            if self.outputs[..i].iter().any(|p| p.name == o.name) {
+                return Err(self.out_of_range(OutOfRange {
+                    key: "outputs.name".into(),
+                    value: format!("{:?}", o.name),
+                    allowed: "a name no other output has (each keeps its own cursor)".into(),
+                }));
+            }
+        }
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,

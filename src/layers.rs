@@ -15,7 +15,10 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         "vision stages",
         &["capture", "detect", "align", "encode", "heads", "morph", "tag", "track", "augment"],
     ),
-    ("identities, decisions and their record", &["gallery", "trust", "decide", "journal"]),
+    (
+        "identities, decisions and their record",
+        &["gallery", "trust", "decide", "journal", "outputs"],
+    ),
     ("configuration (data only)", &["config"]),
     ("assembly: the stages built from a config", &["pipeline"]),
     ("evaluation and reports", &["eval", "audit", "bench"]),

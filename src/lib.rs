@@ -36,6 +36,7 @@ pub mod track;
 pub mod decide;
 pub mod gallery;
 pub mod journal;
+pub mod outputs;
 pub mod trust;
 // Configuration (data only).
 pub mod config;

@@ -132,9 +132,21 @@ fn health(metrics: &Metrics) -> (StatusCode, String, &'static str) {
         .filter(|(_, c)| c.up.load(Ordering::Relaxed) == 0)
         .map(|(n, _)| n.as_str())
         .collect();
-    if down.is_empty() {
+    if !down.is_empty() {
+        return unavailable(format!("cameras down: {}\n", down.join(", ")));
+    }
+    let behind: Vec<String> = metrics
+        .outputs
+        .iter()
+        .filter_map(|o| {
+            let why = o.failing()?;
+            let waiting = o.lag.load(Ordering::Relaxed);
+            Some(format!("{} failing ({why}); {waiting} record(s) waiting, retried", o.name))
+        })
+        .collect();
+    if behind.is_empty() {
         (StatusCode::OK, "ok\n".to_string(), "text/plain")
     } else {
-        unavailable(format!("cameras down: {}\n", down.join(", ")))
+        unavailable(format!("outputs behind: {}\n", behind.join("; ")))
     }
 }

@@ -52,6 +52,8 @@ pub struct Metrics {
     journal_failing: Mutex<Option<String>>,
     /// Failed attempts to write a decision or audit to the journal.
     pub journal_failures: AtomicU64,
+    /// Each output's deliveries, failures and lag.
+    pub outputs: Vec<std::sync::Arc<crate::outputs::OutputStatus>>,
     started: std::time::Instant,
 }
 
@@ -66,6 +68,7 @@ impl Metrics {
             stale: Mutex::new(None),
             journal_failing: Mutex::new(None),
             journal_failures: AtomicU64::new(0),
+            outputs: Vec::new(),
             started: std::time::Instant::now(),
         }
     }
@@ -217,6 +220,30 @@ impl Metrics {
             "# HELP edgeid_journal_failures_total Failed attempts to write to the journal.\n# TYPE edgeid_journal_failures_total counter\nedgeid_journal_failures_total {}",
             self.journal_failures.load(Ordering::Relaxed)
         );
+        type OutputOf = fn(&crate::outputs::OutputStatus) -> i64;
+        let outputs: [(&str, &str, OutputOf); 4] = [
+            ("edgeid_output_delivered_total", "Events an output delivered.", |o| {
+                o.delivered.load(Ordering::Relaxed) as i64
+            }),
+            ("edgeid_output_failures_total", "Failed delivery attempts (each retried).", |o| {
+                o.failures.load(Ordering::Relaxed) as i64
+            }),
+            (
+                "edgeid_output_lag_records",
+                "Journal records an output has not dealt with yet.",
+                |o| o.lag.load(Ordering::Relaxed),
+            ),
+            ("edgeid_output_up", "0 while an output's latest delivery failed.", |o| {
+                i64::from(o.failing().is_none())
+            }),
+        ];
+        for (name, help, get) in outputs {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for o in &self.outputs {
+                let _ = writeln!(out, "{name}{{output=\"{}\"}} {}", escape(&o.name), get(o));
+            }
+        }
         let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");
         let _ = writeln!(out, "# TYPE edgeid_stage_seconds histogram");
         for (stage, h) in self.stages.lock().unwrap_or_else(|e| e.into_inner()).iter() {

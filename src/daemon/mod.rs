@@ -28,11 +28,15 @@ use crate::decide::{decide, Decision, Policy};
 use crate::detect::Face;
 use crate::gallery::Gallery;
 use crate::journal::Journal;
+use crate::outputs::Output;
 use crate::pipeline::Pipeline;
 use crate::tag::Tagger;
 use crate::track::{Glance, Sighting, Tracker};
 
 use self::metrics::Metrics;
+
+/// How long outputs go on delivering once the daemon stops.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
 use self::queue::{FrameQueue, Popped};
 
 /// Flags the caller (signal handlers, or a test) raises to steer a running daemon.
@@ -149,6 +153,15 @@ pub fn run(
             t.table
         );
     }
+    // Outputs open now: a webhook's missing key stops the start, not the first decision.
+    let outputs = cfg
+        .outputs
+        .iter()
+        .map(|o| {
+            let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
+            Ok((Output::open(o, &cfg.daemon.journal)?, status))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
     let mut workers = Vec::new();
@@ -171,7 +184,16 @@ pub fn run(
         workers.push((source.clone(), opened, (pipeline, tagger), gallery));
     }
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
-    let metrics = Arc::new(Metrics::new(&names));
+    let mut metrics = Metrics::new(&names);
+    metrics.outputs = outputs.iter().map(|(_, status)| status.clone()).collect();
+    let metrics = Arc::new(metrics);
+    let output_threads: Vec<_> = outputs
+        .into_iter()
+        .map(|(output, status)| {
+            let stop = control.stop.clone();
+            thread::spawn(move || output.run(&status, &stop, OUTPUT_DRAIN))
+        })
+        .collect();
     let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     log::info!(
         "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
@@ -295,6 +317,11 @@ pub fn run(
     let (decisions, latencies) =
         writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
     control.stop.store(true, Ordering::SeqCst);
+    // Outputs finish what was journaled, for at most OUTPUT_DRAIN (the rest goes at the next
+    // start: their cursors are in the journal).
+    for t in output_threads {
+        let _ = t.join();
+    }
     if let Some(w) = watchdog {
         let _ = w.join();
     }

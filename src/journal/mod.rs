@@ -57,6 +57,34 @@ impl Journal {
         Journal::open_with(path, true)
     }
 
+    /// Opens an existing journal to read decisions and keep outputs' cursors (`outputs`); it
+    /// writes nothing else. The daemon's writer has created the cursor table by then.
+    pub fn open_cursors(path: &Path) -> Result<Journal, JournalError> {
+        let j = Journal::open_existing(path)?;
+        j.conn.pragma_update(None, "query_only", false).map_err(|e| j.sql(e))?;
+        Ok(j)
+    }
+
+    /// The last record output `name` has dealt with, if it ever ran.
+    pub fn cursor(&self, name: &str) -> Result<Option<i64>, JournalError> {
+        self.conn
+            .query_row("SELECT last_id FROM output_cursors WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Marks every record up to `id` dealt with by output `name` (committed at once).
+    pub fn set_cursor(&self, name: &str, id: i64) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO output_cursors (name, last_id) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET last_id = excluded.last_id",
+                params![name, id],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
     /// Opens an existing journal for reading.
     pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
         if !path.exists() {
@@ -150,7 +178,10 @@ impl Journal {
              CREATE TABLE IF NOT EXISTS chain_heads (
                  tbl TEXT PRIMARY KEY,
                  last_id INTEGER NOT NULL,
-                 head TEXT NOT NULL);",
+                 head TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS output_cursors (
+                 name TEXT PRIMARY KEY,
+                 last_id INTEGER NOT NULL);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         let journal = Journal { conn, path: path.to_path_buf() };

@@ -376,6 +376,16 @@ fn bad_configs_are_refused_by_key() {
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| format!("{t}\n[gpu]\ncudnn_search = \"fast\"\n"));
     assert_fails_with(&run(&sb), &["config.toml", "cudnn_search", "exhaustive"]);
+    // Outputs: a webhook without a usable URL, two outputs sharing a cursor name.
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| {
+        format!("{t}\n[[outputs]]\nname = \"hq\"\nkind = \"webhook\"\nurl = \"hq.example\"\n")
+    });
+    assert_fails_with(&run(&sb), &["outputs.hq.url = \"hq.example\"", "http:// or https://"]);
+    let sb = Sandbox::new();
+    let bridge = "[[outputs]]\nname = \"door\"\nkind = \"exec\"\ncommand = [\"true\"]\n";
+    sb.edit("config.toml", |t| format!("{t}\n{bridge}\n{bridge}"));
+    assert_fails_with(&run(&sb), &["outputs.name = \"door\"", "no other output has"]);
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| format!("{t}\n[cpu]\nort_threads = 0\n"));
     assert_fails_with(&run(&sb), &["cpu.ort_threads = 0", "out of range", "1 to 256"]);

@@ -12,12 +12,12 @@ use common::{data, root, Setup};
 use edgeid::daemon::{self, Control, RunOptions};
 use edgeid::journal::Journal;
 
-fn replay_list() -> String {
+pub fn replay_list() -> String {
     data("replay.txt").display().to_string()
 }
 
 /// Rows of the journal as (id, outcome, identity or denial reason).
-fn rows(journal: &Path) -> Vec<(i64, String, String)> {
+pub fn rows(journal: &Path) -> Vec<(i64, String, String)> {
     let j = Journal::open_existing(journal).unwrap();
     j.since(0)
         .unwrap()
@@ -30,7 +30,7 @@ fn rows(journal: &Path) -> Vec<(i64, String, String)> {
         .collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
@@ -126,7 +126,7 @@ fn stored_crops_are_opt_in() {
 
 /// The whole response to `GET path`, or "" where the connection was refused, reset or closed
 /// without one.
-fn http_get(port: u16, path: &str) -> String {
+pub fn http_get(port: u16, path: &str) -> String {
     let get = || -> std::io::Result<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -138,7 +138,7 @@ fn http_get(port: u16, path: &str) -> String {
     get().unwrap_or_default()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

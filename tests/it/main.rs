@@ -22,6 +22,7 @@ mod eval;
 mod fuzz_corpus;
 mod int8;
 mod morph;
+mod outputs;
 mod properties;
 mod recognition;
 mod security;

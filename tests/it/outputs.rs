@@ -1,0 +1,208 @@
+//! Outputs (`[[outputs]]`) on the daemon's replay: an `exec` bridge gets every decision its
+//! filter takes, in journal order, across a bridge that fails and a restart; a webhook
+//! receiver on 127.0.0.1 checks each POST's HMAC-SHA256, and is down for the first seconds of
+//! the run (`/healthz` and `/metrics` say so) without a decision being lost.
+
+use crate::common;
+use crate::daemon::{free_port, http_get, replay_list, rows, wait_for};
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Setup;
+use edgeid::daemon::{self, Control, RunOptions};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The replay with alice enrolled (20 decisions, 2 of them grants) and `outputs` appended to
+/// its config.
+fn setup(outputs: &str, http: &str) -> Setup {
+    let s = Setup::legacy(&replay_list(), 0.0, false, http);
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), format!("{cfg}\n{outputs}")).unwrap();
+    s.enrol("alice", "sample2.jpg");
+    s
+}
+
+fn run(s: &Setup) -> daemon::RunSummary {
+    daemon::run(&s.config(), &RunOptions::default(), &Control::default()).unwrap()
+}
+
+/// The JSON lines of a file an `exec` bridge appended to.
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_exec_bridge_gets_every_decision_in_order_across_a_failure_and_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (all, grants) = (tmp.path().join("all.jsonl"), tmp.path().join("grants.jsonl"));
+    // The bridge fails (exit 3) while a flag file exists.
+    let flag = tmp.path().join("broken");
+    std::fs::write(&flag, "").unwrap();
+    let bridge = |out: &std::path::Path| {
+        format!(
+            "command = [\"/bin/sh\", \"-c\", \"if [ -e {} ]; then echo relay offline >&2; exit 3; fi; cat >> {}\"]",
+            flag.display(),
+            out.display()
+        )
+    };
+    let outputs = format!(
+        "[[outputs]]\nname = \"bridge\"\nkind = \"exec\"\n{}\nretry_max_s = 1\n\n\
+         [[outputs]]\nname = \"grants\"\nkind = \"exec\"\n{}\nfilter = {{ outcomes = [\"granted\"] }}\n",
+        bridge(&all),
+        bridge(&grants)
+    );
+    let s = setup(&outputs, "");
+    // First run: the bridge is down all along; the daemon gives the outputs their drain time
+    // (10 s) and stops; nothing was delivered and nothing is lost.
+    let summary = run(&s);
+    assert_eq!(summary.decisions, 20);
+    assert!(lines(&all).is_empty() && lines(&grants).is_empty());
+    // The bridge is back; the next run (the same 20 frames again) delivers the first run's
+    // decisions, then its own, in journal order, each once.
+    std::fs::remove_file(&flag).unwrap();
+    run(&s);
+    let journal = rows(&s.journal());
+    assert_eq!(journal.len(), 40);
+    let got = lines(&all);
+    let ids: Vec<i64> = got.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>());
+    for (line, (id, outcome, who)) in got.iter().zip(&journal) {
+        assert_eq!(
+            (line["id"].as_i64(), line["outcome"].as_str()),
+            (Some(*id), Some(outcome.as_str()))
+        );
+        assert!(line["identity"].as_str() == Some(who) || line["reasons"][0].as_str() == Some(who));
+        assert_eq!(line["output"], "bridge");
+        assert!(line["device"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // The filtered output: the four grants (alice, twice per run), nothing else.
+    let g = lines(&grants);
+    assert_eq!(g.len(), 4, "{g:?}");
+    assert!(g.iter().all(|l| l["outcome"] == "granted" && l["identity"] == "alice"));
+    // The second run's grants were fresh: the door may act on them. The first run's were
+    // delivered a run later, but within max_age_s (10 s) only if the runs were quick: not asserted.
+    assert!(g[2..].iter().all(|l| l["actuate"] == true), "{g:?}");
+}
+
+/// A receiver that answers 200 to each POST, keeping (delivery id, body, signature valid).
+fn receiver(
+    listener: TcpListener,
+    key: &'static [u8],
+) -> Arc<Mutex<Vec<(String, serde_json::Value, bool)>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut length, mut delivery, mut signature) = (0, String::new(), String::new());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+                let value = value.trim().to_string();
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.parse().unwrap(),
+                    "x-edgeid-delivery" => delivery = value,
+                    "x-edgeid-signature" => signature = value,
+                    _ => {}
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+            mac.update(&body);
+            let hex = signature.strip_prefix("sha256=").unwrap_or("");
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            let valid = mac.verify_slice(&bytes).is_ok();
+            kept.lock().unwrap().push((delivery, serde_json::from_slice(&body).unwrap(), valid));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    got
+}
+
+#[test]
+fn a_webhook_receiver_down_at_first_misses_nothing_and_checks_every_signature() {
+    const KEY: &[u8] = b"a shared secret of the door controller";
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("webhook.key");
+    std::fs::write(&secret, [KEY, b"\n"].concat()).unwrap();
+    let port = free_port();
+    let outputs = format!(
+        "[[outputs]]\nname = \"building\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/edgeid\"\nsecret_file = {:?}\ntimeout_s = 2\nretry_max_s = 1\n",
+        secret.display()
+    );
+    let metrics_port = free_port();
+    let s = setup(&outputs, &format!("127.0.0.1:{metrics_port}"));
+    // A looping replay, stopped by the test once everything arrived.
+    let cfg = std::fs::read_to_string(s.config()).unwrap().replace("loop = false", "loop = true");
+    std::fs::write(s.config(), cfg).unwrap();
+    let control = Control::default();
+    let config = s.config();
+    let daemon = std::thread::spawn(move || {
+        daemon::run(&config, &RunOptions { max_frames: Some(48) }, &control)
+    });
+    // Nobody listens yet: the output fails, and says so.
+    wait_for("/healthz to name the output", Duration::from_secs(120), || {
+        http_get(metrics_port, "/healthz").contains("outputs behind: building failing")
+    });
+    let metrics = http_get(metrics_port, "/metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{output=\"building\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("edgeid_output_failures_total") >= 1.0);
+    assert_eq!(value("edgeid_output_up"), 0.0);
+    assert!(value("edgeid_output_lag_records") >= 1.0);
+    // The receiver comes up: everything journaled arrives, in order, signed.
+    let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap(), KEY);
+    let summary = daemon.join().unwrap().unwrap();
+    assert_eq!(summary.decisions, 40);
+    let got = got.lock().unwrap().clone();
+    let mut ids: Vec<i64> = got.iter().map(|(_, b, _)| b["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "out of order: {ids:?}");
+    ids.dedup();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>(), "every record, at least once");
+    assert!(got.iter().all(|(_, _, valid)| *valid), "a signature did not verify");
+    for (delivery, body, _) in &got {
+        assert_eq!(delivery, &format!("{}-{}", body["device"].as_str().unwrap(), body["id"]));
+    }
+    assert!(http_get(metrics_port, "/healthz").is_empty(), "the daemon has stopped");
+}
+
+/// A webhook whose key file is missing stops the daemon at start, naming the file and the fix,
+/// before any frame: the journal is left as it was.
+#[test]
+fn a_missing_webhook_key_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such.key");
+    let outputs = format!(
+        "[[outputs]]\nname = \"hq\"\nkind = \"webhook\"\nurl = \"https://hq.example/edgeid\"\nsecret_file = {:?}\n",
+        missing.display()
+    );
+    let s = setup(&outputs, "");
+    let out = s.spawn(&["run"]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    for part in ["output hq", "no-such.key", "cannot be read", "head -c 32 /dev/urandom"] {
+        assert!(error[0].contains(part), "{part}: {stderr}");
+    }
+    assert!(rows(&s.journal()).is_empty());
+}
