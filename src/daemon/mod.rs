@@ -159,7 +159,7 @@ pub fn run(
         .iter()
         .map(|o| {
             let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
-            Ok((Output::open(o, &cfg.daemon.journal)?, status))
+            Ok((Output::open(o, &cfg.daemon.journal, &cfg.daemon.device_id())?, status))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;

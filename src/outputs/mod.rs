@@ -20,6 +20,7 @@ use crate::journal::{Entry, Journal};
 use crate::util::OutOfRange;
 
 mod exec;
+mod mqtt;
 mod webhook;
 
 /// What kind of output.
@@ -32,6 +33,9 @@ pub enum OutputKind {
     /// POSTs the event as JSON to `url`, signed with HMAC-SHA256 over the body when a
     /// `secret_file` is given; a 2xx answer is delivered.
     Webhook,
+    /// Publishes the event (QoS 1) to the MQTT `broker` on
+    /// `<topic_prefix>/<device>/<camera>/decision`; the broker's PUBACK is delivered.
+    Mqtt,
 }
 
 /// Which decisions an output takes; an empty list takes any.
@@ -73,6 +77,12 @@ pub struct OutputConfig {
     /// webhook: a file holding the HMAC-SHA256 key (its bytes, trailing newline dropped).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// mqtt: the broker, `host:port` (1883 when left out).
+    #[serde(default)]
+    pub broker: String,
+    /// mqtt: the first level of every topic.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
     #[serde(default)]
     pub filter: Filter,
     /// A grant decided longer ago than this (seconds) is still delivered, with `"actuate":
@@ -87,6 +97,9 @@ pub struct OutputConfig {
     pub retry_max_s: f32,
 }
 
+fn default_topic_prefix() -> String {
+    "edgeid".into()
+}
 fn default_max_age_s() -> f32 {
     10.0
 }
@@ -122,6 +135,24 @@ impl OutputConfig {
                 if !(self.url.starts_with("http://") || self.url.starts_with("https://")) =>
             {
                 return Err(bad("url", format!("{:?}", self.url), "an http:// or https:// URL"));
+            }
+            OutputKind::Mqtt if mqtt::split_broker(&self.broker).is_none() => {
+                return Err(bad(
+                    "broker",
+                    format!("{:?}", self.broker),
+                    "host:port of an MQTT broker, e.g. \"127.0.0.1:1883\"",
+                ));
+            }
+            OutputKind::Mqtt
+                if self.topic_prefix.is_empty()
+                    || self.topic_prefix.contains(['#', '+'])
+                    || self.topic_prefix.ends_with('/') =>
+            {
+                return Err(bad(
+                    "topic_prefix",
+                    format!("{:?}", self.topic_prefix),
+                    "a topic level without wildcards or a trailing /, e.g. \"edgeid\"",
+                ));
             }
             _ => {}
         }
@@ -177,7 +208,7 @@ pub enum OutputError {
     EmptySecret { name: String, path: PathBuf },
 }
 
-fn sink(cfg: &OutputConfig) -> Result<Box<dyn Sink>, OutputError> {
+fn sink(cfg: &OutputConfig, device: &str) -> Result<Box<dyn Sink>, OutputError> {
     let timeout = Duration::from_secs_f32(cfg.timeout_s);
     Ok(match cfg.kind {
         OutputKind::Exec => Box::new(exec::Exec { command: cfg.command.clone(), timeout }),
@@ -204,6 +235,9 @@ fn sink(cfg: &OutputConfig) -> Result<Box<dyn Sink>, OutputError> {
                 }
             };
             Box::new(webhook::Webhook::new(&cfg.url, key, timeout))
+        }
+        OutputKind::Mqtt => {
+            Box::new(mqtt::Mqtt::new(&cfg.broker, &cfg.topic_prefix, device, timeout))
         }
     })
 }
@@ -243,11 +277,11 @@ pub struct Output {
 }
 
 impl Output {
-    /// Opens `cfg`'s output on the journal at `journal`. A new output starts at the journal's
-    /// end: it delivers what is decided from now on, not the whole history.
-    pub fn open(cfg: &OutputConfig, journal: &Path) -> anyhow::Result<Output> {
+    /// Opens `cfg`'s output on the journal at `journal`, for device `device`. A new output
+    /// starts at the journal's end: it delivers what is decided from now on, not the history.
+    pub fn open(cfg: &OutputConfig, journal: &Path, device: &str) -> anyhow::Result<Output> {
         use anyhow::Context;
-        let sink = sink(cfg)?;
+        let sink = sink(cfg, device)?;
         let journal = Journal::open_cursors(journal)?;
         let cursor = match journal.cursor(&cfg.name)? {
             Some(c) => c,

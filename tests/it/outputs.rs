@@ -206,3 +206,157 @@ fn a_missing_webhook_key_stops_the_start() {
     }
     assert!(rows(&s.journal()).is_empty());
 }
+
+/// An MQTT message as the subscriber got it: topic and payload.
+type Message = (String, Vec<u8>);
+
+/// A Mosquitto broker (the Debian package's `/usr/sbin/mosquitto`) on 127.0.0.1, persisting
+/// its sessions in a temporary folder so a restart keeps a subscriber's queued messages.
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Mosquitto {
+    fn start(port: u16, dir: &std::path::Path) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        // Started as root, mosquitto would become the user `mosquitto`, who cannot write its
+        // sessions into this test's folder.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root\n" } else { "" };
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{user}",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/mosquitto: install the Debian package `mosquitto` (.ci/run does)");
+        wait_for("the broker to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Mosquitto { child, port, dir: dir.to_path_buf() }
+    }
+
+    /// SIGTERM (the broker saves its sessions) and wait.
+    fn stop(mut self) -> (u16, std::path::PathBuf) {
+        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        (self.port, self.dir.clone())
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every decision of a replay run reaches an MQTT subscriber through a real broker that is
+/// stopped and restarted in the middle of the run: each record at least once, in order; the
+/// device's availability is `online` while it runs and `offline` after.
+#[test]
+fn mqtt_events_survive_a_broker_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Mosquitto::start(port, tmp.path());
+    // The subscriber: a persistent session (clean_session off) on every edgeid topic, QoS 1.
+    let got: Arc<Mutex<Vec<Message>>> = Arc::default();
+    {
+        let got = got.clone();
+        let mut options = rumqttc::MqttOptions::new("edgeid-test-subscriber", "127.0.0.1", port);
+        options.set_clean_session(false).set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = rumqttc::Client::new(options, 64);
+        client.subscribe("edgeid/#", rumqttc::QoS::AtLeastOnce).unwrap();
+        std::thread::spawn(move || {
+            let _client = client;
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        got.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+    }
+    let decisions = |got: &[Message]| -> Vec<serde_json::Value> {
+        got.iter()
+            .filter(|(t, _)| t.ends_with("/decision"))
+            .map(|(_, p)| serde_json::from_slice(p).unwrap())
+            .collect()
+    };
+    wait_for("the subscription", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let outputs = format!(
+        "[[outputs]]\nname = \"events\"\nkind = \"mqtt\"\nbroker = \"127.0.0.1:{port}\"\ntimeout_s = 2\nretry_max_s = 1\n"
+    );
+    let s = setup(&outputs, "");
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    let cfg =
+        cfg.replace("loop = false", "loop = true").replace("device = \"\"", "device = \"door-3\"");
+    std::fs::write(s.config(), cfg).unwrap();
+    let config = s.config();
+    let daemon = std::thread::spawn(move || {
+        daemon::run(&config, &RunOptions { max_frames: Some(48) }, &Control::default())
+    });
+    wait_for("three decisions through the broker", Duration::from_secs(120), || {
+        decisions(&got.lock().unwrap()).len() >= 3
+    });
+    // The broker goes away mid-run, and comes back two seconds later.
+    let (port, dir) = broker.stop();
+    let seen_while_up = decisions(&got.lock().unwrap()).len();
+    std::thread::sleep(Duration::from_secs(2));
+    let _broker = Mosquitto::start(port, &dir);
+    let summary = daemon.join().unwrap().unwrap();
+    assert_eq!(summary.decisions, 40);
+    assert!(seen_while_up < 40, "the restart came after every decision: {seen_while_up}");
+    let start = std::time::Instant::now();
+    loop {
+        let mut ids: Vec<i64> =
+            decisions(&got.lock().unwrap()).iter().map(|d| d["id"].as_i64().unwrap()).collect();
+        ids.dedup();
+        if ids.len() >= 40 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "all 40 decisions; got {ids:?} (seen {seen_while_up} before the restart)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let got = got.lock().unwrap().clone();
+    let events = decisions(&got);
+    let mut ids: Vec<i64> = events.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "out of order: {ids:?}");
+    ids.dedup();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>(), "every record, at least once");
+    let journal = rows(&s.journal());
+    for e in &events {
+        let (id, outcome, _) = &journal[e["id"].as_i64().unwrap() as usize - 1];
+        assert_eq!((e["id"].as_i64(), e["outcome"].as_str()), (Some(*id), Some(outcome.as_str())));
+    }
+    assert!(got
+        .iter()
+        .filter(|(t, _)| t.ends_with("/decision"))
+        .all(|(t, _)| t == "edgeid/door-3/replay/decision"));
+    let availability: Vec<&[u8]> = got
+        .iter()
+        .filter(|(t, _)| t == "edgeid/door-3/availability")
+        .map(|(_, p)| p.as_slice())
+        .collect();
+    assert_eq!(availability.first(), Some(&&b"online"[..]), "{availability:?}");
+    assert_eq!(availability.last(), Some(&&b"offline"[..]), "a clean stop says offline");
+}

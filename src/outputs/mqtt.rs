@@ -1,0 +1,120 @@
+//! The `mqtt` output: each event published with QoS 1 on `<prefix>/<device>/<camera>/decision`
+//! and delivered once the broker acknowledged it (PUBACK). While connected, `<prefix>/<device>/
+//! availability` holds `online` (retained); the broker's last will turns it `offline` when the
+//! device drops off, and a clean stop says so itself.
+//!
+//! Any error drops the connection; the next attempt connects afresh (clean session), so no
+//! half-sent state is carried over a broker restart: the record is simply published again.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Packet, QoS};
+
+use super::{DeliveryError, Event as Decision, Sink};
+
+pub struct Mqtt {
+    host: String,
+    port: u16,
+    prefix: String,
+    device: String,
+    timeout: Duration,
+    session: Option<(Client, Connection)>,
+}
+
+impl Mqtt {
+    pub fn new(broker: &str, prefix: &str, device: &str, timeout: Duration) -> Mqtt {
+        let (host, port) = split_broker(broker).expect("checked with the config");
+        Mqtt {
+            host,
+            port,
+            prefix: prefix.to_string(),
+            // A topic level: no separators or wildcards.
+            device: device.replace(['/', '#', '+'], "_"),
+            timeout,
+            session: None,
+        }
+    }
+
+    fn availability(&self) -> String {
+        format!("{}/{}/availability", self.prefix, self.device)
+    }
+
+    fn fail(&mut self, what: String) -> DeliveryError {
+        self.session = None;
+        DeliveryError(format!("MQTT broker {}:{}: {what}", self.host, self.port))
+    }
+
+    /// Waits for the next acknowledgement of `kind` (ConnAck or PubAck), up to the timeout.
+    fn wait_for(&mut self, kind: &str) -> Result<(), DeliveryError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((_, connection)) = self.session.as_mut() else {
+                return Err(self.fail("not connected".into()));
+            };
+            match connection.recv_timeout(left) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if kind == "CONNACK" => return Ok(()),
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) if kind == "PUBACK" => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(self.fail(e.to_string())),
+                Err(_) => return Err(self.fail(format!("no {kind} within {:.1?}", self.timeout))),
+            }
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), DeliveryError> {
+        let id = format!("edgeid-{}-{}", self.device, std::process::id());
+        let mut options = MqttOptions::new(id, &self.host, self.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true)
+            .set_last_will(LastWill::new(self.availability(), "offline", QoS::AtLeastOnce, true));
+        self.session = Some(Client::new(options, 16));
+        self.wait_for("CONNACK")?;
+        self.publish(&self.availability(), b"online", true)
+    }
+
+    fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), DeliveryError> {
+        let Some((client, _)) = self.session.as_ref() else {
+            return Err(self.fail("not connected".into()));
+        };
+        if let Err(e) = client.publish(topic, QoS::AtLeastOnce, retain, payload.to_vec()) {
+            return Err(self.fail(e.to_string()));
+        }
+        self.wait_for("PUBACK")
+    }
+}
+
+/// `host:port` (port 1883 when left out), with or without `mqtt://`.
+pub fn split_broker(broker: &str) -> Option<(String, u16)> {
+    let rest = broker.strip_prefix("mqtt://").unwrap_or(broker);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (rest, 1883),
+    };
+    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), port))
+}
+
+impl Sink for Mqtt {
+    fn deliver(&mut self, event: &Decision<'_>, body: &[u8]) -> Result<(), DeliveryError> {
+        if self.session.is_none() {
+            self.connect()?;
+        }
+        let topic =
+            format!("{}/{}/{}/decision", self.prefix, self.device, event.entry.decision.camera);
+        self.publish(&topic, body, false)
+    }
+}
+
+impl Drop for Mqtt {
+    /// A clean stop marks the device offline itself (the last will is only for a lost one).
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            let topic = self.availability();
+            let _ = self.publish(&topic, b"offline", true);
+            if let Some((client, _)) = &self.session {
+                let _ = client.disconnect();
+            }
+        }
+    }
+}
