@@ -154,12 +154,14 @@ pub fn run(
         );
     }
     // Outputs open now: a webhook's missing key stops the start, not the first decision.
+    let cameras: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let outputs = cfg
         .outputs
         .iter()
         .map(|o| {
             let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
-            Ok((Output::open(o, &cfg.daemon.journal, &cfg.daemon.device_id())?, status))
+            let output = Output::open(o, &cfg.daemon.journal, &cfg.daemon.device_id(), &cameras)?;
+            Ok((output, status))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;

@@ -83,6 +83,10 @@ pub struct OutputConfig {
     /// mqtt: the first level of every topic.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// mqtt: Home Assistant's discovery prefix, under which each camera is announced; ""
+    /// announces nothing.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
     #[serde(default)]
     pub filter: Filter,
     /// A grant decided longer ago than this (seconds) is still delivered, with `"actuate":
@@ -99,6 +103,9 @@ pub struct OutputConfig {
 
 fn default_topic_prefix() -> String {
     "edgeid".into()
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
 }
 fn default_max_age_s() -> f32 {
     10.0
@@ -208,7 +215,11 @@ pub enum OutputError {
     EmptySecret { name: String, path: PathBuf },
 }
 
-fn sink(cfg: &OutputConfig, device: &str) -> Result<Box<dyn Sink>, OutputError> {
+fn sink(
+    cfg: &OutputConfig,
+    device: &str,
+    cameras: &[String],
+) -> Result<Box<dyn Sink>, OutputError> {
     let timeout = Duration::from_secs_f32(cfg.timeout_s);
     Ok(match cfg.kind {
         OutputKind::Exec => Box::new(exec::Exec { command: cfg.command.clone(), timeout }),
@@ -236,9 +247,14 @@ fn sink(cfg: &OutputConfig, device: &str) -> Result<Box<dyn Sink>, OutputError> 
             };
             Box::new(webhook::Webhook::new(&cfg.url, key, timeout))
         }
-        OutputKind::Mqtt => {
-            Box::new(mqtt::Mqtt::new(&cfg.broker, &cfg.topic_prefix, device, timeout))
-        }
+        OutputKind::Mqtt => Box::new(mqtt::Mqtt::new(
+            &cfg.broker,
+            &cfg.topic_prefix,
+            &cfg.discovery_prefix,
+            device,
+            cameras,
+            timeout,
+        )),
     })
 }
 
@@ -277,11 +293,17 @@ pub struct Output {
 }
 
 impl Output {
-    /// Opens `cfg`'s output on the journal at `journal`, for device `device`. A new output
-    /// starts at the journal's end: it delivers what is decided from now on, not the history.
-    pub fn open(cfg: &OutputConfig, journal: &Path, device: &str) -> anyhow::Result<Output> {
+    /// Opens `cfg`'s output on the journal at `journal`, for device `device` and its
+    /// `cameras` (the sources' names). A new output starts at the journal's end: it delivers
+    /// what is decided from now on, not the history.
+    pub fn open(
+        cfg: &OutputConfig,
+        journal: &Path,
+        device: &str,
+        cameras: &[String],
+    ) -> anyhow::Result<Output> {
         use anyhow::Context;
-        let sink = sink(cfg, device)?;
+        let sink = sink(cfg, device, cameras)?;
         let journal = Journal::open_cursors(journal)?;
         let cursor = match journal.cursor(&cfg.name)? {
             Some(c) => c,

@@ -1,7 +1,10 @@
 //! The `mqtt` output: each event published with QoS 1 on `<prefix>/<device>/<camera>/decision`
 //! and delivered once the broker acknowledged it (PUBACK). While connected, `<prefix>/<device>/
 //! availability` holds `online` (retained); the broker's last will turns it `offline` when the
-//! device drops off, and a clean stop says so itself.
+//! device drops off, and a clean stop says so itself. With a discovery prefix (Home
+//! Assistant's `homeassistant`), each camera is announced once per connection as a sensor whose
+//! state is its last decision's outcome and whose attributes are the rest of the event, so a
+//! door and its last decision appear in Home Assistant by themselves.
 //!
 //! Any error drops the connection; the next attempt connects afresh (clean session), so no
 //! half-sent state is carried over a broker restart: the record is simply published again.
@@ -17,19 +20,29 @@ pub struct Mqtt {
     port: u16,
     prefix: String,
     device: String,
+    discovery: String,
+    cameras: Vec<String>,
     timeout: Duration,
     session: Option<(Client, Connection)>,
 }
 
 impl Mqtt {
-    pub fn new(broker: &str, prefix: &str, device: &str, timeout: Duration) -> Mqtt {
+    pub fn new(
+        broker: &str,
+        prefix: &str,
+        discovery: &str,
+        device: &str,
+        cameras: &[String],
+        timeout: Duration,
+    ) -> Mqtt {
         let (host, port) = split_broker(broker).expect("checked with the config");
         Mqtt {
             host,
             port,
             prefix: prefix.to_string(),
-            // A topic level: no separators or wildcards.
-            device: device.replace(['/', '#', '+'], "_"),
+            discovery: discovery.to_string(),
+            cameras: cameras.iter().map(|c| level(c)).collect(),
+            device: level(device),
             timeout,
             session: None,
         }
@@ -71,7 +84,37 @@ impl Mqtt {
             .set_last_will(LastWill::new(self.availability(), "offline", QoS::AtLeastOnce, true));
         self.session = Some(Client::new(options, 16));
         self.wait_for("CONNACK")?;
-        self.publish(&self.availability(), b"online", true)
+        self.publish(&self.availability(), b"online", true)?;
+        if !self.discovery.is_empty() {
+            for camera in self.cameras.clone() {
+                let (topic, config) = self.announcement(&camera);
+                self.publish(&topic, config.as_bytes(), true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Home Assistant's MQTT discovery message for `camera`'s last decision (retained).
+    fn announcement(&self, camera: &str) -> (String, String) {
+        let id = format!("edgeid_{}_{camera}", self.device)
+            .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'), "_");
+        let state = format!("{}/{}/{camera}/decision", self.prefix, self.device);
+        let config = serde_json::json!({
+            "name": format!("{camera} last decision"),
+            "unique_id": format!("{id}_decision"),
+            "state_topic": state,
+            "value_template": "{{ value_json.outcome }}",
+            "json_attributes_topic": state,
+            "availability_topic": self.availability(),
+            "icon": "mdi:door",
+            "device": {
+                "identifiers": [format!("edgeid_{}", self.device)],
+                "name": format!("edgeid {}", self.device),
+                "manufacturer": "edgeid",
+                "sw_version": env!("CARGO_PKG_VERSION"),
+            },
+        });
+        (format!("{}/sensor/{id}/config", self.discovery), config.to_string())
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), DeliveryError> {
@@ -83,6 +126,11 @@ impl Mqtt {
         }
         self.wait_for("PUBACK")
     }
+}
+
+/// `name` as one topic level: no separators or wildcards.
+fn level(name: &str) -> String {
+    name.replace(['/', '#', '+'], "_")
 }
 
 /// `host:port` (port 1883 when left out), with or without `mqtt://`.

@@ -92,6 +92,36 @@ fn an_exec_bridge_gets_every_decision_in_order_across_a_failure_and_a_restart() 
     assert!(g[2..].iter().all(|l| l["actuate"] == true), "{g:?}");
 }
 
+/// A daemon SIGKILLed while its bridge is being fed, then started again: the bridge has every
+/// journaled decision, in order, the record in flight at the kill at most twice.
+#[test]
+fn an_exec_bridge_misses_nothing_across_a_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bridge.jsonl");
+    let outputs = format!(
+        "[[outputs]]\nname = \"bridge\"\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        out.display()
+    );
+    let s = setup(&outputs, "");
+    let cfg = std::fs::read_to_string(s.config()).unwrap().replace("loop = false", "loop = true");
+    std::fs::write(s.config(), cfg).unwrap();
+    let mut daemon = s.daemon(&[]);
+    wait_for("six events at the bridge", Duration::from_secs(120), || lines(&out).len() >= 6);
+    daemon.kill(); // SIGKILL
+    let journaled = rows(&s.journal()).len();
+    // Restarted for 8 frames: what the first run journaled and did not deliver goes first.
+    let again = s.spawn(&["run", "--max-frames", "8"]).wait_with_output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let journal = rows(&s.journal());
+    assert!(journal.len() > journaled, "the restart journaled more");
+    let got: Vec<i64> = lines(&out).iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert!(got.windows(2).all(|w| w[0] <= w[1]), "out of order: {got:?}");
+    let mut ids = got.clone();
+    ids.dedup();
+    assert_eq!(ids, (1..=journal.len() as i64).collect::<Vec<_>>(), "every record: {got:?}");
+    assert!(got.len() <= ids.len() + 1, "more than the record in flight twice: {got:?}");
+}
+
 /// A receiver that answers 200 to each POST, keeping (delivery id, body, signature valid).
 fn receiver(
     listener: TcpListener,
@@ -276,6 +306,7 @@ fn mqtt_events_survive_a_broker_restart() {
         options.set_clean_session(false).set_keep_alive(Duration::from_secs(5));
         let (client, mut connection) = rumqttc::Client::new(options, 64);
         client.subscribe("edgeid/#", rumqttc::QoS::AtLeastOnce).unwrap();
+        client.subscribe("homeassistant/#", rumqttc::QoS::AtLeastOnce).unwrap();
         std::thread::spawn(move || {
             let _client = client;
             for event in connection.iter() {
@@ -359,4 +390,13 @@ fn mqtt_events_survive_a_broker_restart() {
         .collect();
     assert_eq!(availability.first(), Some(&&b"online"[..]), "{availability:?}");
     assert_eq!(availability.last(), Some(&&b"offline"[..]), "a clean stop says offline");
+    // Home Assistant discovery: the camera as a sensor of its last decision.
+    let (_, config) = got
+        .iter()
+        .find(|(t, _)| t == "homeassistant/sensor/edgeid_door-3_replay/config")
+        .expect("a discovery message for the camera");
+    let config: serde_json::Value = serde_json::from_slice(config).unwrap();
+    assert_eq!(config["state_topic"], "edgeid/door-3/replay/decision");
+    assert_eq!(config["availability_topic"], "edgeid/door-3/availability");
+    assert_eq!(config["value_template"], "{{ value_json.outcome }}");
 }
