@@ -552,6 +552,9 @@ fn worker_loop(
                     for change in cfg.threshold_changes(&new_cfg) {
                         log::info!("reload: {change}");
                     }
+                    if new_cfg.outputs != cfg.outputs {
+                        log::warn!("reload: [[outputs]] changed; outputs keep running as they started: restart the daemon to apply the change");
+                    }
                     cfg = new_cfg;
                     gallery = new_gallery;
                     policy = policy_of(&cfg, &pipeline);
