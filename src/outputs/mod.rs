@@ -213,6 +213,9 @@ pub enum OutputError {
     Secret { name: String, path: PathBuf, error: std::io::Error },
     #[error("output {name}: secret_file {path} is empty; write a random key into it")]
     EmptySecret { name: String, path: PathBuf },
+    /// Whoever can read the key can sign events the receiver will believe.
+    #[error("output {name}: secret_file {path} can be read by other users (mode {mode:04o}); run `chmod 600 {path}` and change the key if others could read it")]
+    ExposedSecret { name: String, path: PathBuf, mode: u32 },
 }
 
 fn sink(
@@ -233,6 +236,13 @@ fn sink(
                         error,
                     };
                     let mut key = std::fs::read(path).map_err(err)?;
+                    if let Some(mode) = crate::util::exposed(path, 0o077) {
+                        return Err(OutputError::ExposedSecret {
+                            name: cfg.name.clone(),
+                            path: path.clone(),
+                            mode,
+                        });
+                    }
                     while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         key.pop();
                     }

@@ -169,6 +169,8 @@ fn a_webhook_receiver_down_at_first_misses_nothing_and_checks_every_signature() 
     let tmp = tempfile::tempdir().unwrap();
     let secret = tmp.path().join("webhook.key");
     std::fs::write(&secret, [KEY, b"\n"].concat()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let port = free_port();
     let outputs = format!(
         "[[outputs]]\nname = \"building\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/edgeid\"\nsecret_file = {:?}\ntimeout_s = 2\nretry_max_s = 1\n",
@@ -215,26 +217,34 @@ fn a_webhook_receiver_down_at_first_misses_nothing_and_checks_every_signature() 
     assert!(http_get(metrics_port, "/healthz").is_empty(), "the daemon has stopped");
 }
 
-/// A webhook whose key file is missing stops the daemon at start, naming the file and the fix,
-/// before any frame: the journal is left as it was.
+/// A webhook whose key file is missing, or readable by other users, stops the daemon at
+/// start, naming the file and the fix, before any frame: the journal is left as it was.
 #[test]
-fn a_missing_webhook_key_stops_the_start() {
+fn a_missing_or_exposed_webhook_key_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let missing = tmp.path().join("no-such.key");
-    let outputs = format!(
-        "[[outputs]]\nname = \"hq\"\nkind = \"webhook\"\nurl = \"https://hq.example/edgeid\"\nsecret_file = {:?}\n",
-        missing.display()
-    );
-    let s = setup(&outputs, "");
-    let out = s.spawn(&["run"]).wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(error.len(), 1, "{stderr}");
-    for part in ["output hq", "no-such.key", "cannot be read", "head -c 32 /dev/urandom"] {
-        assert!(error[0].contains(part), "{part}: {stderr}");
+    let exposed = tmp.path().join("exposed.key");
+    std::fs::write(&exposed, "a key\n").unwrap();
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (key, expected) in [
+        ("no-such.key", ["cannot be read", "head -c 32 /dev/urandom"]),
+        ("exposed.key", ["can be read by other users (mode 0644)", "chmod 600"]),
+    ] {
+        let outputs = format!(
+            "[[outputs]]\nname = \"hq\"\nkind = \"webhook\"\nurl = \"https://hq.example/edgeid\"\nsecret_file = {:?}\n",
+            tmp.path().join(key).display()
+        );
+        let s = setup(&outputs, "");
+        let out = s.spawn(&["run"]).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(error.len(), 1, "{stderr}");
+        for part in ["output hq", key].into_iter().chain(expected) {
+            assert!(error[0].contains(part), "{part}: {stderr}");
+        }
+        assert!(rows(&s.journal()).is_empty());
     }
-    assert!(rows(&s.journal()).is_empty());
 }
 
 /// An MQTT message as the subscriber got it: topic and payload.
