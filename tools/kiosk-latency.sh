@@ -6,11 +6,7 @@
 #   tools/kiosk-latency.sh [EDGEID_BINARY] [CONFIG]   (defaults: target/release/edgeid, configs/default.toml)
 # Extra settings for the config as sed expressions in $EDITS (as tools/kiosk-rate.sh).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$root/target/release/edgeid}
-config=${2:-$root/configs/default.toml}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/kiosk-common.sh"
 # An empty 640×480 grey scene (a BMP: no image tool needed).
 python3 - "$tmp/empty.bmp" <<'PY'
 import struct, sys
@@ -24,11 +20,8 @@ for _ in $(seq 10); do
     for _ in $(seq 15); do echo "$root/tests/data/kiosk640.jpg"; done
     for _ in $(seq 5); do echo "$tmp/empty.bmp"; done
 done > "$tmp/arrivals.txt"
-sed -e "s#path = \"../tests/data/replay.txt\"#path = \"$tmp/arrivals.txt\"#" -e 's#^fps = 0$#fps = 30#' \
-    -e "s#\.\./var/#$tmp/#g" -e "s#\.\./models/#$root/models/#g" -e 's#^http = .*#http = ""#' \
-    -e "${EDITS:-s/^\$//}" "$config" > "$tmp/c.toml"
+kiosk_config "$tmp/arrivals.txt" "$tmp/c.toml" 's#^fps = 0$#fps = 30#'
 grep -q '^fps = 30$' "$tmp/c.toml" || { echo "the config has no 'fps = 0' line to pace" >&2; exit 1; }
-"$bin" --config "$tmp/c.toml" enroll --name kiosk "$root/tests/data/kiosk640.jpg" > /dev/null 2>&1 || true
 "$bin" --config "$tmp/c.toml" --json run 2> /dev/null > "$tmp/run.json"
 python3 - "$tmp/run.json" <<'PY'
 import json, sys

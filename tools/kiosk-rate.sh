@@ -7,18 +7,11 @@
 # Extra settings for the config can be given as sed expressions in $EDITS, e.g.
 #   EDITS='s/^reencode_every_frames = 10/reencode_every_frames = 0/' tools/kiosk-rate.sh
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$root/target/release/edgeid}
-config=${2:-$root/configs/default.toml}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/kiosk-common.sh"
 measure() { # frames -> "wall user sys faults" medians
     local n=$1
     for _ in $(seq "$n"); do echo "$root/tests/data/kiosk640.jpg"; done > "$tmp/k$n.txt"
-    sed -e "s#path = \"../tests/data/replay.txt\"#path = \"$tmp/k$n.txt\"#" \
-        -e "s#\.\./var/#$tmp/#g" -e "s#\.\./models/#$root/models/#g" -e 's#^http = .*#http = ""#' \
-        -e "${EDITS:-s/^\$//}" "$config" > "$tmp/c$n.toml"
-    "$bin" --config "$tmp/c$n.toml" enroll --name kiosk "$root/tests/data/kiosk640.jpg" > /dev/null 2>&1 || true
+    kiosk_config "$tmp/k$n.txt" "$tmp/c$n.toml"
     for _ in 1 2 3; do
         rm -f "$tmp"/journal.db*
         /usr/bin/time -f "%e %U %S %R" -o "$tmp/t" "$bin" --config "$tmp/c$n.toml" run > /dev/null 2>&1

@@ -154,13 +154,14 @@ pub fn run(
         );
     }
     // Outputs open now: a webhook's missing key stops the start, not the first decision.
+    let device = cfg.daemon.device_id();
     let cameras: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let outputs = cfg
         .outputs
         .iter()
         .map(|o| {
             let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
-            let output = Output::open(o, &cfg.daemon.journal, &cfg.daemon.device_id(), &cameras)?;
+            let output = Output::open(o, &cfg.daemon.journal, &device, &cameras)?;
             Ok((output, status))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -213,7 +214,6 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
     let writer_stop = control.stop.clone();
-    let device = cfg.daemon.device_id();
     let writer = thread::spawn(move || -> anyhow::Result<(u64, Latencies)> {
         let (mut n, mut latencies) = (0, Latencies::default());
         for mut d in rx {

@@ -419,24 +419,17 @@ impl Journal {
 
     /// Decisions at or after `since_ms`, oldest first.
     pub fn since(&self, since_ms: i64) -> Result<Vec<Entry>, JournalError> {
-        self.query("SELECT id, record FROM decisions WHERE time_ms >= ?1 ORDER BY id", since_ms)
+        self.query("SELECT id, record FROM decisions WHERE time_ms >= ?1 ORDER BY id", [since_ms])
     }
 
     /// Up to `limit` decisions after record `id`, oldest first: what a reader that has seen
     /// everything up to `id` reads next. Record ids only grow (the chain forbids reuse), so
     /// unlike times, which several records can share, an id is an exact place to resume from.
     pub fn after(&self, id: i64, limit: usize) -> Result<Vec<Entry>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![id, limit.min(i64::MAX as usize) as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(|e| self.sql(e))?;
-        rows.map(|r| r.map_err(|e| self.sql(e)).and_then(|(id, record)| self.entry(id, &record)))
-            .collect()
+        self.query(
+            "SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT ?2",
+            params![id, limit.min(i64::MAX as usize) as i64],
+        )
     }
 
     /// The id of the last decision (0 when there is none).
@@ -450,16 +443,18 @@ impl Journal {
     pub fn tail(&self, n: usize) -> Result<Vec<Entry>, JournalError> {
         let mut rows = self.query(
             "SELECT id, record FROM decisions ORDER BY id DESC LIMIT ?1",
-            n.min(i64::MAX as usize) as i64,
+            [n.min(i64::MAX as usize) as i64],
         )?;
         rows.reverse();
         Ok(rows)
     }
 
-    fn query(&self, sql: &str, arg: i64) -> Result<Vec<Entry>, JournalError> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
+    /// The decisions a `SELECT id, record …` finds (statements cached: `after` runs every
+    /// 100 ms for each output).
+    fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Entry>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([arg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| self.sql(e))?;
         rows.map(|r| r.map_err(|e| self.sql(e)).and_then(|(id, record)| self.entry(id, &record)))
             .collect()

@@ -370,6 +370,9 @@ impl Output {
     fn step(&mut self, status: &OutputStatus, time_up: &Drain) -> anyhow::Result<usize> {
         let entries = self.journal.after(self.cursor, 64)?;
         status.lag.store(self.journal.last_id()? - self.cursor, Ordering::Relaxed);
+        if entries.is_empty() {
+            return Ok(0);
+        }
         let mut dealt = 0;
         for e in &entries {
             if self.cfg.filter.matches(&e.decision) {

@@ -31,8 +31,7 @@ impl Webhook {
 pub fn signature(key: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::util::hex(&mac.finalize().into_bytes()))
 }
 
 impl Sink for Webhook {

@@ -150,11 +150,8 @@ fn receiver(
             reader.read_exact(&mut body).unwrap();
             let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
             mac.update(&body);
-            let hex = signature.strip_prefix("sha256=").unwrap_or("");
-            let bytes: Vec<u8> = (0..hex.len() / 2)
-                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                .collect();
-            let valid = mac.verify_slice(&bytes).is_ok();
+            let bytes = signature.strip_prefix("sha256=").and_then(edgeid::util::unhex);
+            let valid = bytes.is_some_and(|b| mac.verify_slice(&b).is_ok());
             kept.lock().unwrap().push((delivery, serde_json::from_slice(&body).unwrap(), valid));
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
