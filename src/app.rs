@@ -151,25 +151,43 @@ pub fn enroll_with(
     images: &[PathBuf],
     force: bool,
 ) -> anyhow::Result<EnrollReport> {
+    let checked = crate::gallery::normalise_name(name)
+        .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
+    if images.is_empty() {
+        bail!("no image given; pass one or more photos of {checked}");
+    }
+    // Refuse a foreign gallery before the slow part.
+    if gallery.exists() {
+        open_gallery(cfg, gallery)?;
+    }
+    let mut pipeline = Pipeline::load(cfg)?;
+    let frames = images.iter().map(|p| load_image(p).map_err(anyhow::Error::from));
+    enroll_frames(cfg, &mut pipeline, gallery, name, frames, force)
+}
+
+/// Enrols the largest face of each frame under `name` with a loaded pipeline (the daemon's
+/// operator API holds one): the same checks as [`enroll_with`], and every frame is processed
+/// before the gallery is touched. A frame's `source` names it in errors.
+pub fn enroll_frames(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    gallery: &Path,
+    name: &str,
+    frames: impl IntoIterator<Item = anyhow::Result<Frame>>,
+    force: bool,
+) -> anyhow::Result<EnrollReport> {
     let name = crate::gallery::normalise_name(name)
         .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
     let name = name.as_str();
-    if images.is_empty() {
-        bail!("no image given; pass one or more photos of {name}");
-    }
     let (model_id, dim) = encoder_identity(cfg)?;
-    // Refuse a foreign gallery before the slow part.
-    let existing = if gallery.exists() {
-        Some(Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?)
-    } else {
-        None
-    };
-
-    let mut pipeline = Pipeline::load(cfg)?;
+    let existing = if gallery.exists() { Some(open_gallery(cfg, gallery)?) } else { None };
     let mut templates = Vec::new();
     let mut embeddings: Vec<Template> = Vec::new();
-    for path in images {
-        let (frame, face, count) = largest_face(cfg, &mut pipeline, path)?;
+    for frame in frames {
+        let frame = frame?;
+        let path = PathBuf::from(&frame.source);
+        let (frame, face, count) = largest_face(cfg, pipeline, frame)?;
+        let path = &path;
         let smad = match &mut pipeline.mad {
             Some(mad) => mad.smad_scores(&frame.image, &face)?,
             None => Vec::new(),
@@ -262,6 +280,9 @@ pub fn enroll_with(
             smad,
         });
     }
+    if embeddings.is_empty() {
+        bail!("no image given; pass one or more photos of {name}");
+    }
     let mut gallery = match existing {
         Some(g) => g,
         None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
@@ -275,18 +296,20 @@ pub fn enroll_with(
     })
 }
 
-/// The largest face of an image, with the decoded frame and the number of faces found.
+/// The largest face of a frame, with the frame and the number of faces found.
 fn largest_face(
     cfg: &Config,
     pipeline: &mut Pipeline,
-    path: &Path,
+    frame: Frame,
 ) -> anyhow::Result<(Frame, Face, usize)> {
-    let frame = load_image(path)?;
     let faces = pipeline.detect(&frame)?;
     let count = faces.len();
     let largest =
         faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())).ok_or_else(|| {
-            EnrollError::NoFace { path: path.to_path_buf(), min_score: cfg.detector.min_score() }
+            EnrollError::NoFace {
+                path: PathBuf::from(&frame.source),
+                min_score: cfg.detector.min_score(),
+            }
         })?;
     Ok((frame, largest, count))
 }
@@ -316,8 +339,8 @@ pub fn make_morph(
         _ => bail!("cannot write {}: name the output .jpg or .png", output.display()),
     };
     let mut pipeline = Pipeline::load(cfg)?;
-    let (frame_a, face_a, _) = largest_face(cfg, &mut pipeline, a)?;
-    let (frame_b, face_b, _) = largest_face(cfg, &mut pipeline, b)?;
+    let (frame_a, face_a, _) = largest_face(cfg, &mut pipeline, load_image(a)?)?;
+    let (frame_b, face_b, _) = largest_face(cfg, &mut pipeline, load_image(b)?)?;
     let spec = pipeline.encoder.alignment().clone();
     let opts = MorphOptions { alpha, ..Default::default() };
     let image =
@@ -372,6 +395,20 @@ impl Identifier {
         Ok(Identifier { pipeline, gallery, policy, crops_dir, tagger: None })
     }
 
+    /// Enrols the largest face of each frame under `name` with this identifier's pipeline
+    /// (see [`enroll_frames`]).
+    pub fn enroll(
+        &mut self,
+        cfg: &Config,
+        name: &str,
+        frames: Vec<Frame>,
+        force: bool,
+    ) -> anyhow::Result<EnrollReport> {
+        let path = self.gallery.path().to_path_buf();
+        let frames = frames.into_iter().map(Ok);
+        enroll_frames(cfg, &mut self.pipeline, &path, name, frames, force)
+    }
+
     /// Also tag every image (the configured taggers).
     pub fn with_tags(mut self, cfg: &Config) -> anyhow::Result<Identifier> {
         self.tagger = Some(crate::pipeline::tagger(cfg)?);
@@ -380,11 +417,21 @@ impl Identifier {
 
     /// Every face of one image, each with its best identity.
     pub fn identify(&mut self, path: &Path) -> anyhow::Result<ImageReport> {
-        let frame = load_image(path)?;
+        self.identify_frame(load_image(path)?)
+    }
+
+    /// Every face of a decoded frame (an upload to the operator API), each with its best
+    /// identity in the gallery as it is on disk now.
+    pub fn identify_frame(&mut self, frame: Frame) -> anyhow::Result<ImageReport> {
+        if self.gallery.changed_on_disk()? {
+            self.gallery.reload()?;
+        }
         let observations = self.pipeline.observe(&frame)?;
         if let Some(dir) = &self.crops_dir {
-            let stem =
-                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = Path::new(&frame.source)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             for (i, o) in observations.iter().enumerate() {
                 let out = dir.join(format!("{stem}_face{}.png", i + 1));
                 let write = || -> anyhow::Result<()> {

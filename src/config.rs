@@ -76,6 +76,9 @@ pub struct Config {
     /// What a decision sets off besides its journal record (`[[outputs]]`).
     #[serde(default)]
     pub outputs: Vec<OutputConfig>,
+    /// The operator API and page (`[api]`); absent, there is none.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -345,6 +348,65 @@ fn default_drift_psi() -> f32 {
     0.25
 }
 
+/// `[api]`: the operator API. Absent, there is none.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Where to listen. Loopback by default; any other address needs `tls_cert` and `tls_key`.
+    pub listen: String,
+    /// The tokens file (`edgeid token add` writes it): names, scopes and SHA-256 hashes.
+    pub tokens: PathBuf,
+    /// PEM certificate chain and private key; with them the API speaks only HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest photo an upload may carry, in MiB.
+    pub max_upload_mib: f32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8480".into(),
+            tokens: PathBuf::from("api-tokens"),
+            tls_cert: None,
+            tls_key: None,
+            max_upload_mib: 20.0,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Refuses settings the API cannot run with: an address that does not parse, a
+    /// non-loopback address without TLS, half a TLS pair.
+    pub fn check(&self) -> Result<(), String> {
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!("api.listen = {:?} is not an address like 127.0.0.1:8480", self.listen)
+        })?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(
+                "api.tls_cert and api.tls_key go together: set both (PEM files) or neither".into(),
+            );
+        }
+        if !addr.ip().is_loopback() && self.tls_cert.is_none() {
+            return Err(format!(
+                "api.listen = {:?} is not a loopback address: the API would send faces, names and tokens over the network in clear. Set api.tls_cert and api.tls_key (PEM), or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        if !(self.max_upload_mib > 0.0 && self.max_upload_mib <= 200.0) {
+            return Err(format!(
+                "api.max_upload_mib = {} is out of range: more than 0, at most 200",
+                self.max_upload_mib
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+}
+
 /// The daemon's plumbing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -535,6 +597,9 @@ impl Config {
             .chain(cfg.tagger.prototypes.iter_mut())
             .chain(cfg.gpu.tensorrt_cache.iter_mut())
             .chain(cfg.outputs.iter_mut().filter_map(|o| o.secret_file.as_mut()))
+            .chain(cfg.api.iter_mut().flat_map(|a| {
+                [Some(&mut a.tokens), a.tls_cert.as_mut(), a.tls_key.as_mut()].into_iter().flatten()
+            }))
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -759,6 +824,10 @@ impl Config {
                 path: self.path.clone(),
                 message: format!("daemon.http = \"{}\" is not an address like 127.0.0.1:9464 (\"\" turns it off)", dm.http),
             });
+        }
+        if let Some(api) = &self.api {
+            api.check()
+                .map_err(|message| ConfigError::Invalid { path: self.path.clone(), message })?;
         }
         if let Some(a) = &self.audit {
             self.check(

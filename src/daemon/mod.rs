@@ -8,6 +8,7 @@
 //! decided and journaled, then `run` returns. Reload (SIGHUP): the gallery and thresholds are
 //! read again from the config file; a bad new config is logged and the old one kept.
 
+pub mod api;
 pub mod http;
 pub mod metrics;
 pub mod queue;
@@ -166,6 +167,15 @@ pub fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
+    if cfg.api.is_some() && !cfg.gallery.path.exists() {
+        // A new device is set up through the operator API: it starts with an empty gallery.
+        let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
+        Gallery::open(path, &key, &encoder_id, dim, true)?;
+        log::info!(
+            "gallery {} created empty, for enrolment through the operator API",
+            path.display()
+        );
+    }
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
     let mut workers = Vec::new();
     for source in &cfg.sources {
@@ -190,6 +200,15 @@ pub fn run(
     let mut metrics = Metrics::new(&names);
     metrics.outputs = outputs.iter().map(|(_, status)| status.clone()).collect();
     let metrics = Arc::new(metrics);
+    let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
+    let operator_api = match &cfg.api {
+        // A failed start ends the endpoint started before it.
+        Some(a) => Some(
+            api::start(&cfg, a, metrics.clone(), control)
+                .inspect_err(|_| control.stop.store(true, Ordering::SeqCst))?,
+        ),
+        None => None,
+    };
     let output_threads: Vec<_> = outputs
         .into_iter()
         .map(|(output, status)| {
@@ -197,7 +216,6 @@ pub fn run(
             thread::spawn(move || output.run(&status, &stop, OUTPUT_DRAIN))
         })
         .collect();
-    let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     log::info!(
         "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
         names.len(),
@@ -330,7 +348,7 @@ pub fn run(
     // An audit in progress is abandoned, not waited for (the first one with a new baseline
     // takes about a minute): it writes nothing until it completes.
     drop(auditor);
-    if let Some(h) = http {
+    for h in http.into_iter().chain(operator_api) {
         let _ = h.join();
     }
     if let Some(e) = failure {

@@ -46,6 +46,18 @@ pub struct Entry {
     pub decision: Decision,
 }
 
+/// An operator's mark that a decision was wrong (a stranger let in, a member kept out).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WrongMark {
+    pub decision_id: i64,
+    pub time_ms: i64,
+    /// The API token's name that marked it.
+    pub marked_by: String,
+    pub note: String,
+    /// Who it really was, when the operator knows.
+    pub truth: Option<String>,
+}
+
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
@@ -57,9 +69,10 @@ impl Journal {
         Journal::open_with(path, true)
     }
 
-    /// Opens an existing journal to read decisions and keep outputs' cursors (`outputs`); it
-    /// writes nothing else. The daemon's writer has created the cursor table by then.
-    pub fn open_cursors(path: &Path) -> Result<Journal, JournalError> {
+    /// Opens an existing journal to read decisions and write beside them: outputs' cursors
+    /// (`outputs`) and operators' marks (the operator API). No decision is written through
+    /// it. The daemon's writer has created those tables by then.
+    pub fn open_side(path: &Path) -> Result<Journal, JournalError> {
         let j = Journal::open_existing(path)?;
         j.conn.pragma_update(None, "query_only", false).map_err(|e| j.sql(e))?;
         Ok(j)
@@ -181,7 +194,14 @@ impl Journal {
                  head TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS output_cursors (
                  name TEXT PRIMARY KEY,
-                 last_id INTEGER NOT NULL);",
+                 last_id INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS wrong_marks (
+                 id INTEGER PRIMARY KEY,
+                 decision_id INTEGER NOT NULL,
+                 time_ms INTEGER NOT NULL,
+                 marked_by TEXT NOT NULL,
+                 note TEXT NOT NULL,
+                 truth TEXT);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
         let journal = Journal { conn, path: path.to_path_buf() };
@@ -473,10 +493,70 @@ impl Journal {
         self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.sql(e))
     }
 
+    /// Records an operator's word that decision `id` was wrong (`truth`: who it really was,
+    /// if known), kept for calibration beside the chained decisions, which stay as they were.
+    /// `None` when there is no decision `id`.
+    pub fn mark_wrong(
+        &self,
+        id: i64,
+        marked_by: &str,
+        note: &str,
+        truth: Option<&str>,
+    ) -> Result<Option<WrongMark>, JournalError> {
+        let exists: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM decisions WHERE id = ?1", [id], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let time_ms = crate::capture::now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO wrong_marks (decision_id, time_ms, marked_by, note, truth)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, time_ms, marked_by, note, truth],
+            )
+            .map_err(|e| self.sql(e))?;
+        let mark = WrongMark {
+            decision_id: id,
+            time_ms,
+            marked_by: marked_by.to_string(),
+            note: note.to_string(),
+            truth: truth.map(str::to_string),
+        };
+        Ok(Some(mark))
+    }
+
+    /// The marks on decisions `from..=to`, oldest first.
+    pub fn wrong_marks(&self, from: i64, to: i64) -> Result<Vec<WrongMark>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT decision_id, time_ms, marked_by, note, truth FROM wrong_marks
+                 WHERE decision_id BETWEEN ?1 AND ?2 ORDER BY id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([from, to], |r| {
+                Ok(WrongMark {
+                    decision_id: r.get(0)?,
+                    time_ms: r.get(1)?,
+                    marked_by: r.get(2)?,
+                    note: r.get(3)?,
+                    truth: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.map(|r| r.map_err(|e| self.sql(e))).collect()
+    }
+
     /// The face crop stored with decision `id` (PNG), if any.
     pub fn crop(&self, id: i64) -> Result<Option<Vec<u8>>, JournalError> {
         self.conn
             .query_row("SELECT crop FROM decisions WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
             .map_err(|e| self.sql(e))
     }
 

@@ -314,7 +314,7 @@ impl Output {
     ) -> anyhow::Result<Output> {
         use anyhow::Context;
         let sink = sink(cfg, device, cameras)?;
-        let journal = Journal::open_cursors(journal)?;
+        let journal = Journal::open_side(journal)?;
         let cursor = match journal.cursor(&cfg.name)? {
             Some(c) => c,
             None => {

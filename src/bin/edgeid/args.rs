@@ -156,6 +156,14 @@ pub enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// Manage the operator API's bearer tokens (the `[api]` tokens file).
+    Token {
+        /// Tokens file (default: the config's api.tokens).
+        #[arg(long, global = true)]
+        tokens: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Manage enrolled identities.
     Gallery {
         #[arg(long, global = true)]
@@ -188,6 +196,22 @@ pub enum JournalAction {
     /// Check the hash chain of every decision and audit record; report the first broken link
     /// (exit 1) or each table's head hash, to be noted elsewhere.
     Verify,
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Make a token and print it (the only time it is shown; the file keeps its hash).
+    Add {
+        name: String,
+        /// read: see decisions, the gallery, outputs, identify a photo; enrol: also enrol and
+        /// remove people, mark decisions wrong; admin: also reload the configuration.
+        #[arg(long, value_parser = ["read", "enrol", "admin"])]
+        scope: String,
+    },
+    /// The tokens' names and scopes.
+    List,
+    /// Remove a token: it stops working at once, in a running daemon too.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]

@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use args::{Cli, Command, GalleryAction, JournalAction, ModelsAction, PrototypesAction};
+use args::{
+    Cli, Command, GalleryAction, JournalAction, ModelsAction, PrototypesAction, TokenAction,
+};
 use edgeid::app;
 use edgeid::config::Config;
 use edgeid::journal::Journal;
@@ -167,6 +169,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if follow {
                 let last = entries.last().map_or_else(|| journal.last_id(), |e| Ok(e.id))?;
                 follow_journal(&journal, last, out)?;
+            }
+        }
+        Command::Token { tokens, action } => {
+            use edgeid::daemon::api::tokens::{self, Scope};
+            let path = match (tokens, &cfg.api) {
+                (Some(p), _) => p,
+                (None, Some(api)) => api.tokens.clone(),
+                (None, None) => anyhow::bail!(
+                    "config {} has no [api] section; add one (see configs/kiosk.toml) or pass --tokens FILE",
+                    cli.config.display()
+                ),
+            };
+            match action {
+                TokenAction::Add { name, scope } => {
+                    let scope = Scope::parse(&scope).expect("clap checked the scope");
+                    let token = tokens::add(&path, &name, scope)?;
+                    out.emit(&render::NewToken { name: &name, scope, token: &token, file: &path })?;
+                }
+                TokenAction::List => {
+                    for t in tokens::list(&path)? {
+                        out.emit(&t)?;
+                    }
+                }
+                TokenAction::Remove { name } => {
+                    if !tokens::remove(&path, &name)? {
+                        anyhow::bail!("no token named `{name}` in {}", path.display());
+                    }
+                    out.emit(&render::Removed { removed: &name, gallery: &path })?;
+                }
             }
         }
         Command::Gallery { gallery, action } => {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use edgeid::app::{EnrollReport, ImageReport, MorphReport, ReencodeReport};
 use edgeid::audit::AuditReport;
 use edgeid::bench::BenchReport;
+use edgeid::daemon::api::tokens::{Scope, Token};
 use edgeid::daemon::RunSummary;
 use edgeid::eval::dataset::EvalReport;
 use edgeid::eval::Calibration;
@@ -494,5 +495,33 @@ pub struct PublicKey {
 impl Text for PublicKey {
     fn text(&self) -> String {
         format!("{}\npublic key (trust.public_key): {}", self.what, self.public_key)
+    }
+}
+
+/// `token add`: the new token, shown this once.
+#[derive(Serialize)]
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub scope: Scope,
+    pub token: &'a str,
+    #[serde(skip)]
+    pub file: &'a Path,
+}
+
+impl Text for NewToken<'_> {
+    fn text(&self) -> String {
+        format!(
+            "token `{}` ({}) added to {}; it is shown only now, keep it:\n{}",
+            self.name,
+            self.scope.as_str(),
+            self.file.display(),
+            self.token
+        )
+    }
+}
+
+impl Text for Token {
+    fn text(&self) -> String {
+        format!("{}\t{}", self.name, self.scope.as_str())
     }
 }

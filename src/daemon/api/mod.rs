@@ -1,0 +1,622 @@
+//! The operator API and page, served by the daemon (`[api]`): enrol from an uploaded photo,
+//! identify one, list and remove people, read recent decisions and mark one as wrong, follow
+//! decisions live (server-sent events), see the cameras and outputs. Every call but the page
+//! itself needs a bearer token ([`tokens`]) whose scope allows it.
+//!
+//! It listens on loopback by default. Another address puts faces and names on the network, so
+//! the daemon refuses to start there without TLS (rustls); tokens are always required.
+//!
+//! Work on photos runs on the blocking pool with the API's own pipeline (loaded at start, so a
+//! bad model stops the start, not the first upload); the cameras' workers never wait for it.
+//! Removing a person needs no signal: the workers see the gallery change at their next frame.
+
+pub mod tokens;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::app::{EnrollError, Identifier};
+use crate::capture::Frame;
+use crate::config::ApiConfig;
+use crate::config::Config;
+
+use super::metrics::Metrics;
+use super::Control;
+use crate::gallery::GalleryError;
+use crate::journal::{Entry, Journal};
+
+use self::tokens::{Scope, Tokens};
+
+/// Connections served at once (an SSE stream holds one while it is open).
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the event stream looks for new decisions.
+const EVENT_POLL: Duration = Duration::from_millis(100);
+
+/// What every request handler shares.
+struct Api {
+    cfg: Config,
+    tokens: Mutex<Tokens>,
+    /// The API's own pipeline and gallery handle (identify, enrol).
+    engine: Mutex<Identifier>,
+    metrics: Arc<Metrics>,
+    control: Control,
+    device: String,
+}
+
+/// Starts the API on its own thread, serving until `control.stop`. Everything that can be
+/// wrong with it (the address, the tokens, the certificate, the models) fails the start.
+pub fn start(
+    cfg: &Config,
+    api: &ApiConfig,
+    metrics: Arc<Metrics>,
+    control: &Control,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let tokens = Tokens::load(&api.tokens).context("the operator API ([api])")?;
+    let tls = match (&api.tls_cert, &api.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let engine = Identifier::new(cfg, &cfg.gallery.path, None)
+        .context("loading the operator API's models")?;
+    let listener = std::net::TcpListener::bind(&api.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| {
+            format!("the operator API cannot listen on {}; change api.listen", api.listen)
+        })?;
+    log::info!(
+        "operator API on {}://{} ({})",
+        if tls.is_some() { "https" } else { "http" },
+        api.listen,
+        if api.tls() { "TLS" } else { "loopback only, no TLS" },
+    );
+    let state = Arc::new(Api {
+        cfg: cfg.clone(),
+        tokens: Mutex::new(tokens),
+        engine: Mutex::new(engine),
+        metrics,
+        control: control.clone(),
+        device: cfg.daemon.device_id(),
+    });
+    let limit = (api.max_upload_mib * 1024.0 * 1024.0) as usize;
+    let app = router(state, limit);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(8)
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the operator API's runtime")?;
+    let stop = control.stop.clone();
+    Ok(std::thread::spawn(move || {
+        runtime.block_on(serve(listener, tls, app, stop));
+        // Open event streams and uploads in progress end with the daemon.
+        runtime.shutdown_timeout(Duration::from_secs(2));
+    }))
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            anyhow::anyhow!("api.tls_cert {}: {e}; give a PEM certificate chain", cert.display())
+        })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "api.tls_cert {}: no certificate in it; give a PEM certificate chain",
+        cert.display()
+    );
+    if let Some(mode) = crate::util::exposed(key, 0o077) {
+        anyhow::bail!("api.tls_key {} can be read by other users (mode {mode:04o}); run `chmod 600 {}` and make a new key if others could read it", key.display(), key.display());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        anyhow::anyhow!(
+            "api.tls_key {}: {e}; give the PEM private key of the certificate",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS for the operator API")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| anyhow::anyhow!("api.tls_cert and api.tls_key do not make a usable pair ({e}); give the certificate and its own key"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    stop: Arc<AtomicBool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("operator API: {e}; the API is off");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    while !stop.load(Ordering::SeqCst) {
+        let stream = match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+        {
+            Err(_) => continue,
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                log::warn!("operator API: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+        let (app, tls) = (app.clone(), tls.clone());
+        tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let http = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .to_owned();
+            match tls {
+                Some(tls) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn router(state: Arc<Api>, upload_limit: usize) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(status))
+        .route("/api/identities", get(identities))
+        .route("/api/identities/{name}", post(enrol).delete(remove))
+        .route("/api/identify", post(identify))
+        .route("/api/decisions", get(decisions))
+        .route("/api/decisions/{id}/crop", get(crop))
+        .route("/api/decisions/{id}/wrong", post(mark_wrong))
+        .route("/api/events", get(events))
+        .route("/api/reload", post(reload))
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .with_state(state)
+}
+
+/// An API error: its status and a message that says what to do.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        log::error!("operator API: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+impl Api {
+    /// The name of the token the request carries, if its scope allows `needed`.
+    fn authorise(&self, headers: &HeaderMap, needed: Scope) -> Answer<String> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "no bearer token: send `Authorization: Bearer <token>` (make a token on the device with `edgeid token add`)",
+                )
+            })?;
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.refresh().map_err(ApiError::internal)?;
+        let token = tokens
+            .find(presented)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid"))?;
+        if token.scope < needed {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` has scope {}; this needs {}",
+                    token.name,
+                    token.scope.as_str(),
+                    needed.as_str()
+                ),
+            ));
+        }
+        Ok(token.name.clone())
+    }
+
+    fn journal(&self) -> Answer<Journal> {
+        Journal::open_side(&self.cfg.daemon.journal).map_err(ApiError::internal)
+    }
+}
+
+/// Runs blocking work (models, SQLite) off the runtime's thread.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<Api>,
+    f: impl FnOnce(&Api) -> Answer<T> + Send + 'static,
+) -> Answer<T> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state)).await.map_err(ApiError::internal)?
+}
+
+/// An uploaded photo, decoded (EXIF orientation applied, size limits as for files).
+fn uploaded(body: &Bytes, what: &str) -> Answer<Frame> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no photo in the request: send the image file as the request body (curl --data-binary @photo.jpg)",
+        ));
+    }
+    let image = crate::capture::decode(body).map_err(|reason| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the upload is not an image edgeid can read ({reason}); send a JPEG, PNG, WebP or BMP file"),
+        )
+    })?;
+    Ok(Frame::new(image, what))
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page runs only its own script and talks only to this API.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+            ),
+        ],
+        include_str!("page.html"),
+    )
+}
+
+async fn status(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<serde_json::Value>> {
+    s.authorise(&headers, Scope::Read)?;
+    blocking(&s, |s| {
+        let m = &s.metrics;
+        let cameras: Vec<_> = m
+            .cameras
+            .iter()
+            .map(|(name, c)| {
+                serde_json::json!({
+                    "name": name,
+                    "up": c.up.load(Ordering::Relaxed) == 1,
+                    "frames_in": c.frames_in.load(Ordering::Relaxed),
+                    "frames_processed": c.frames_processed.load(Ordering::Relaxed),
+                    "frames_dropped": c.frames_dropped.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let outputs: Vec<_> = m
+            .outputs
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "name": o.name,
+                    "lag": o.lag.load(Ordering::Relaxed),
+                    "delivered": o.delivered.load(Ordering::Relaxed),
+                    "failures": o.failures.load(Ordering::Relaxed),
+                    "failing": o.failing(),
+                })
+            })
+            .collect();
+        let identities = crate::app::gallery_list(&s.cfg, &s.cfg.gallery.path)?.len();
+        Ok(Json(serde_json::json!({
+            "device": s.device,
+            "cameras": cameras,
+            "outputs": outputs,
+            "identities": identities,
+            "decisions": m.decisions_total(),
+            "journal_failing": m.journal_failing(),
+            "stale": m.stale(),
+        })))
+    })
+    .await
+}
+
+async fn identities(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+) -> Answer<Json<serde_json::Value>> {
+    s.authorise(&headers, Scope::Read)?;
+    blocking(&s, |s| {
+        let list = crate::app::gallery_list(&s.cfg, &s.cfg.gallery.path)?;
+        Ok(Json(serde_json::json!({ "identities": list })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct EnrolQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn enrol(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<EnrolQuery>,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<crate::app::EnrollReport>)> {
+    let by = s.authorise(&headers, Scope::Enrol)?;
+    let frame = uploaded(&body, "the uploaded photo")?;
+    blocking(&s, move |s| {
+        let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
+        match engine.enroll(&s.cfg, &name, vec![frame], q.force) {
+            Ok(report) => {
+                log::info!("operator API: `{by}` enrolled `{}`", report.name);
+                Ok((StatusCode::CREATED, Json(report)))
+            }
+            Err(e) => match e.downcast_ref::<EnrollError>() {
+                Some(EnrollError::BadName { .. }) => {
+                    Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+                }
+                Some(_) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.to_string().replace("add --force", "add ?force=true"),
+                )),
+                None => Err(e.into()),
+            },
+        }
+    })
+    .await
+}
+
+async fn remove(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Answer<Json<serde_json::Value>> {
+    let by = s.authorise(&headers, Scope::Enrol)?;
+    blocking(&s, move |s| {
+        let mut gallery = crate::app::open_gallery(&s.cfg, &s.cfg.gallery.path)?;
+        match gallery.remove(&name) {
+            Ok(()) => {
+                log::info!("operator API: `{by}` removed `{name}`");
+                Ok(Json(serde_json::json!({ "removed": name })))
+            }
+            Err(GalleryError::UnknownIdentity { .. }) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no identity `{name}` in the gallery (GET /api/identities lists them)"),
+            )),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    })
+    .await
+}
+
+async fn identify(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<crate::app::ImageReport>> {
+    s.authorise(&headers, Scope::Read)?;
+    let frame = uploaded(&body, "the uploaded photo")?;
+    blocking(&s, move |s| {
+        let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Json(engine.identify_frame(frame)?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct DecisionsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// A decision as the API shows it: the record, whether a crop is stored, the marks on it.
+fn shown(e: Entry, marks: &[crate::journal::WrongMark], crops: bool) -> serde_json::Value {
+    let mut v = serde_json::to_value(&e).expect("an entry serialises");
+    let mine: Vec<_> = marks.iter().filter(|m| m.decision_id == e.id).collect();
+    v["wrong"] = serde_json::to_value(mine).expect("marks serialise");
+    if crops {
+        v["crop"] = format!("/api/decisions/{}/crop", e.id).into();
+    }
+    v
+}
+
+async fn decisions(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(q): Query<DecisionsQuery>,
+) -> Answer<Json<serde_json::Value>> {
+    s.authorise(&headers, Scope::Read)?;
+    blocking(&s, move |s| {
+        let journal = s.journal()?;
+        let mut entries = journal.tail(q.limit.clamp(1, 1000)).map_err(ApiError::internal)?;
+        entries.reverse();
+        let (lo, hi) = (entries.last().map_or(0, |e| e.id), entries.first().map_or(0, |e| e.id));
+        let marks = journal.wrong_marks(lo, hi).map_err(ApiError::internal)?;
+        let crops = s.cfg.daemon.store_crops;
+        let list: Vec<_> = entries.into_iter().map(|e| shown(e, &marks, crops)).collect();
+        Ok(Json(serde_json::json!({ "device": s.device, "decisions": list })))
+    })
+    .await
+}
+
+async fn crop(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Answer<Response> {
+    s.authorise(&headers, Scope::Read)?;
+    blocking(&s, move |s| match s.journal()?.crop(id).map_err(ApiError::internal)? {
+        Some(png) => Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no face crop stored with decision {id} (crops are kept only with daemon.store_crops = true)"),
+        )),
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct WrongBody {
+    note: String,
+    /// Who it really was, when known.
+    truth: Option<String>,
+}
+
+async fn mark_wrong(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Answer<Json<crate::journal::WrongMark>> {
+    let by = s.authorise(&headers, Scope::Enrol)?;
+    // The body is read as JSON whatever its Content-Type says (curl -d sends a form's).
+    let body: WrongBody = if body.iter().all(u8::is_ascii_whitespace) {
+        WrongBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not {{\"note\": \"…\", \"truth\": \"name or null\"}} ({e})"),
+            )
+        })?
+    };
+    blocking(&s, move |s| {
+        let mark = s
+            .journal()?
+            .mark_wrong(id, &by, &body.note, body.truth.as_deref())
+            .map_err(ApiError::internal)?;
+        let mark = mark.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no decision {id} in the journal"))
+        })?;
+        log::info!("operator API: `{by}` marked decision {id} as wrong");
+        Ok(Json(mark))
+    })
+    .await
+}
+
+async fn reload(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<serde_json::Value>> {
+    let by = s.authorise(&headers, Scope::Admin)?;
+    let generation = s.control.reload.fetch_add(1, Ordering::SeqCst) + 1;
+    log::info!("operator API: `{by}` asked for a reload");
+    Ok(Json(serde_json::json!({ "reload": generation })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Start after this record id (else after `Last-Event-ID`, else from now).
+    after: Option<i64>,
+}
+
+/// Decisions as they are journaled, as server-sent events (`event: decision`, `id:` the
+/// record id): a client that reconnects with `Last-Event-ID` misses nothing.
+async fn events(
+    State(s): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Answer<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
+    s.authorise(&headers, Scope::Read)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let journal = s.journal()?;
+    let start = match q.after.or(resume) {
+        Some(id) => id,
+        None => journal.last_id().map_err(ApiError::internal)?,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
+    let (stop, crops) = (s.control.stop.clone(), s.cfg.daemon.store_crops);
+    // A thread of its own, not the blocking pool: a stream lasts as long as the client stays.
+    std::thread::spawn(move || {
+        let mut cursor = start;
+        while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
+            let entries = match journal.after(cursor, 64) {
+                Ok(e) => e,
+                Err(e) => {
+                    log::warn!("operator API: event stream: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if entries.is_empty() {
+                std::thread::sleep(EVENT_POLL);
+                continue;
+            }
+            for e in entries {
+                cursor = e.id;
+                let data = shown(e, &[], crops).to_string();
+                let event = SseEvent::default().event("decision").id(cursor.to_string()).data(data);
+                if tx.blocking_send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,392 @@
+//! The operator API (`[api]`) of a running daemon, driven end to end over HTTP on 127.0.0.1:
+//! a person enrolled by upload is granted at their next arrival, and denied once removed; the
+//! tokens' scopes hold; decisions, marks, identification and the live event stream; HTTPS with
+//! a certificate; and the operator page in a real headless Chromium.
+
+use crate::common;
+use crate::daemon::{free_port, wait_for};
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{data, Setup};
+use edgeid::journal::{Entry, Journal};
+
+/// A gray 640×480 frame: nobody at the door.
+fn empty_frame(path: &Path) {
+    image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])).save(path).unwrap();
+}
+
+/// A looping replay at 10 frames/s of one person arriving (6 frames of kiosk640.jpg), then
+/// leaving (4 empty frames): one decision per arrival. The daemon has the API on `port`, with
+/// `extra` appended to `[api]`, and the gallery does not exist yet (a new device).
+fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
+    let empty = tmp.join("empty.png");
+    empty_frame(&empty);
+    let list = tmp.join("arrivals.txt");
+    let kiosk = data("kiosk640.jpg").display().to_string();
+    let arrival = format!("{kiosk}\n").repeat(6) + &format!("{}\n", empty.display()).repeat(4);
+    std::fs::write(&list, arrival).unwrap();
+    let s = Setup::new(&list.display().to_string(), 10.0, true, "");
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    let api = format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = \"api-tokens\"\n{extra}");
+    std::fs::write(s.config(), cfg.replace("store_crops = false", "store_crops = true") + &api)
+        .unwrap();
+    s
+}
+
+/// Makes a token with `edgeid token add` and returns it.
+fn token(s: &Setup, name: &str, scope: &str) -> String {
+    let o =
+        s.spawn(&["--json", "token", "add", name, "--scope", scope]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A request's status and body (JSON when it is).
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut response = agent.run(req.body(body.unwrap_or_default()).unwrap()).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+fn entries(journal: &Path) -> Vec<Entry> {
+    if !journal.exists() {
+        return Vec::new();
+    }
+    Journal::open_existing(journal).and_then(|j| j.since(0)).unwrap_or_default()
+}
+
+#[test]
+fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = kiosk_with_api(tmp.path(), port, "");
+    let ops = token(&s, "ops", "enrol");
+    let viewer = token(&s, "wall", "read");
+    let mut daemon = s.daemon(&[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let agent = agent();
+    let get = |path: &str, t: Option<&str>| call(&agent, "GET", &format!("{base}{path}"), t, None);
+    wait_for("the API", Duration::from_secs(120), || {
+        agent.get(&format!("{base}/api/status")).call().is_ok()
+    });
+    wait_for("a first arrival decided", Duration::from_secs(120), || {
+        !entries(&s.journal()).is_empty()
+    });
+    let first = &entries(&s.journal())[0].decision;
+    assert_eq!((first.outcome.as_str(), first.reasons.clone()), ("denied", vec!["unknown".into()]));
+
+    // Tokens: none, a wrong one, and one whose scope is too small.
+    assert_eq!(get("/api/decisions", None).0, 401);
+    let (status, body) = get("/api/decisions", Some("eid_0000"));
+    assert_eq!((status, body["error"].as_str()), (401, Some("the token is not valid")));
+    let photo = std::fs::read(data("kiosk640.jpg")).unwrap();
+    let enrol_url = format!("{base}/api/identities/kiosk");
+    let (status, body) = call(&agent, "POST", &enrol_url, Some(&viewer), Some(photo.clone()));
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("scope read; this needs enrol"), "{body}");
+    // Not a photo: refused with what to send.
+    let (status, body) = call(&agent, "POST", &enrol_url, Some(&ops), Some(b"hello".to_vec()));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not an image"), "{body}");
+
+    // Enrolled by upload: the replayed person is granted at their next arrival.
+    let (status, body) = call(&agent, "POST", &enrol_url, Some(&ops), Some(photo.clone()));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "kiosk");
+    let enrolled_at = edgeid::capture::now_ms();
+    wait_for("kiosk granted", Duration::from_secs(120), || {
+        entries(&s.journal()).iter().any(|e| e.decision.identity.as_deref() == Some("kiosk"))
+    });
+    let granted =
+        entries(&s.journal()).into_iter().find(|e| e.decision.identity.is_some()).unwrap();
+    assert!(granted.decision.first_seen_ms >= enrolled_at - 1000, "{granted:?}");
+    let (_, list) = get("/api/identities", Some(&viewer));
+    assert_eq!(list["identities"][0]["name"], "kiosk", "{list}");
+
+    // Identification of an upload, the recent decisions (newest first, with their crops).
+    let (status, report) =
+        call(&agent, "POST", &format!("{base}/api/identify"), Some(&viewer), Some(photo));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["faces"][0]["identity"], "kiosk", "{report}");
+    let (_, recent) = get("/api/decisions?limit=100", Some(&viewer));
+    let ids: Vec<i64> =
+        recent["decisions"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]) && ids.contains(&granted.id), "{ids:?}");
+    let crop_url = format!("{base}/api/decisions/{}/crop", granted.id);
+    let mut png =
+        agent.get(&crop_url).header("Authorization", format!("Bearer {viewer}")).call().unwrap();
+    let png = png.body_mut().read_to_vec().unwrap();
+    let crop = image::load_from_memory(&png).unwrap();
+    assert_eq!((crop.width(), crop.height()), (112, 112));
+
+    // A decision marked wrong is kept, with who marked it; the decision itself is unchanged.
+    let wrong = format!("{base}/api/decisions/{}/wrong", entries(&s.journal())[0].id);
+    let note = br#"{"note": "that was kiosk, not a stranger", "truth": "kiosk"}"#.to_vec();
+    assert_eq!(call(&agent, "POST", &wrong, Some(&viewer), Some(note.clone())).0, 403);
+    let (status, mark) = call(&agent, "POST", &wrong, Some(&ops), Some(note));
+    assert_eq!((status, mark["marked_by"].as_str()), (200, Some("ops")), "{mark}");
+    let none = format!("{base}/api/decisions/999999/wrong");
+    assert_eq!(call(&agent, "POST", &none, Some(&ops), None).0, 404);
+    let (_, recent) = get("/api/decisions?limit=1000", Some(&viewer));
+    let oldest = recent["decisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(oldest["wrong"][0]["truth"], "kiosk", "{oldest}");
+    assert_eq!(oldest["outcome"], "denied");
+
+    // Removed: no decision taken after the removal grants kiosk; the next arrival is denied.
+    let (status, body) = call(&agent, "DELETE", &enrol_url, Some(&ops), None);
+    assert_eq!(status, 200, "{body}");
+    let removed_at = edgeid::capture::now_ms();
+    assert_eq!(call(&agent, "DELETE", &enrol_url, Some(&ops), None).0, 404);
+    wait_for("two arrivals after the removal", Duration::from_secs(120), || {
+        entries(&s.journal()).iter().filter(|e| e.decision.first_seen_ms > removed_at).count() >= 2
+    });
+    let after: Vec<_> =
+        entries(&s.journal()).into_iter().filter(|e| e.decision.decided_ms > removed_at).collect();
+    assert!(
+        after.iter().all(|e| e.decision.identity.is_none()),
+        "kiosk granted after the removal: {after:?}"
+    );
+
+    // The live stream: every decision after the one given, in order, each once.
+    let mut events = agent
+        .get(&format!("{base}/api/events?after=1"))
+        .header("Authorization", format!("Bearer {viewer}"))
+        .call()
+        .unwrap();
+    let mut lines = BufReader::new(events.body_mut().as_reader()).lines();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(id) = line.strip_prefix("id:") {
+            got.push(id.trim().parse::<i64>().unwrap());
+        }
+    }
+    assert_eq!(got, vec![2, 3, 4]);
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(
+        log.contains("`ops` enrolled `kiosk`") && log.contains("`ops` removed `kiosk`"),
+        "{log}"
+    );
+}
+
+/// Off loopback the API needs TLS, and says so before anything starts; with a certificate it
+/// speaks HTTPS only.
+#[test]
+fn off_loopback_the_api_needs_tls_and_serves_https_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = kiosk_with_api(tmp.path(), port, "");
+    let viewer = token(&s, "wall", "read");
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    let open = cfg.replace(&format!("127.0.0.1:{port}"), &format!("0.0.0.0:{port}"));
+    std::fs::write(s.config(), &open).unwrap();
+    let o = s.spawn(&["run"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("is not a loopback address") && err.contains("api.tls_cert"), "{err}");
+
+    // A test CA and a certificate it signed for 127.0.0.1.
+    let (ca, cert, key) = certificate(tmp.path());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let tls = format!("tls_cert = {:?}\ntls_key = {:?}\n", cert, key);
+    std::fs::write(s.config(), format!("{open}{tls}")).unwrap();
+    let o = s.spawn(&["run"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("can be read by other users") && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let _daemon = s.daemon(&[]);
+    let pem = std::fs::read(&ca).unwrap();
+    let roots = vec![ureq::tls::Certificate::from_pem(&pem).unwrap().to_owned()];
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("https://127.0.0.1:{port}/api/status");
+    wait_for("the API over HTTPS", Duration::from_secs(120), || match agent.get(&url).call() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    });
+    let (status, body) = call(&agent, "GET", &url, Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cameras"][0]["name"], "replay");
+    // Plain HTTP on the same port gets no answer.
+    let plain = agent.get(&format!("http://127.0.0.1:{port}/api/status")).call();
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+}
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 (openssl, the Debian
+/// package): the CA's certificate, the server's certificate and its key (mode 0600).
+fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let script = "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=edgeid-test-ca -keyout ca.key -out ca.crt
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj /CN=127.0.0.1 -keyout api.key -out api.csr
+        printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > api.ext
+        openssl x509 -req -in api.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile api.ext -out api.crt
+        chmod 600 api.key";
+    let made = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh and openssl (Debian package openssl) make the test certificates");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (dir.join("ca.crt"), dir.join("api.crt"), dir.join("api.key"))
+}
+
+/// chromedriver on a free port, killed when dropped.
+struct Chromedriver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        let port = free_port();
+        let child = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian packages chromium and chromium-driver; .ci/run installs them)");
+        let up = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        wait_for("chromedriver", Duration::from_secs(30), up);
+        Chromedriver { child, port }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The operator page in headless Chromium: it lists the decisions of the replay run (each
+/// journaled decision, by id), enrols the person by uploading their photo through the page's
+/// form, and shows their grant arrive live (the event stream) at their next arrival.
+#[test]
+fn the_operator_page_lists_decisions_and_enrols_by_upload_in_chromium() {
+    use fantoccini::Locator;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = kiosk_with_api(tmp.path(), port, "");
+    let ops = token(&s, "ops", "enrol");
+    let _daemon = s.daemon(&[]);
+    wait_for("two arrivals decided", Duration::from_secs(120), || entries(&s.journal()).len() >= 2);
+    let driver = Chromedriver::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--window-size=1280,900"] }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let browser = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a Chromium session");
+        browser.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+        browser.find(Locator::Id("token")).await.unwrap().send_keys(&ops).await.unwrap();
+        browser.find(Locator::Id("signin")).await.unwrap().click().await.unwrap();
+        let rows = "return Array.from(document.querySelectorAll('#decisions tr')).map(r => [Number(r.dataset.id), r.querySelector('.outcome').textContent, r.querySelector('.who').textContent])";
+        // Every decision journaled so far is on the page, newest first.
+        let mut shown = Vec::new();
+        for _ in 0..100 {
+            let journal = entries(&s.journal());
+            let page: Vec<(i64, String, String)> =
+                serde_json::from_value(browser.execute(rows, vec![]).await.unwrap()).unwrap();
+            let ids: Vec<i64> = page.iter().map(|r| r.0).collect();
+            let mut want: Vec<i64> = journal.iter().map(|e| e.id).collect();
+            want.reverse();
+            if ids.len() >= 2 && ids == want {
+                shown = page;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(shown.len() >= 2, "the page never listed the journal's decisions");
+        assert!(shown.iter().all(|r| r.1 == "denied" && r.2 == "unknown"), "{shown:?}");
+
+        // Enrol through the form: the photo goes up as the browser's file upload.
+        browser.find(Locator::Id("enrol-name")).await.unwrap().send_keys("kiosk").await.unwrap();
+        let photo = data("kiosk640.jpg").display().to_string();
+        browser.find(Locator::Id("enrol-file")).await.unwrap().send_keys(&photo).await.unwrap();
+        browser.find(Locator::Id("enrol-submit")).await.unwrap().click().await.unwrap();
+        let result = "return document.getElementById('enrol-result').textContent";
+        let mut said = String::new();
+        for _ in 0..300 {
+            said = browser.execute(result, vec![]).await.unwrap().as_str().unwrap().to_string();
+            if said.starts_with("enrolled") || said.starts_with("not enrolled") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(said, "enrolled kiosk");
+        let names = "return Array.from(document.querySelectorAll('#identities tr')).map(r => r.dataset.name)";
+        let mut listed = serde_json::Value::Null;
+        for _ in 0..50 {
+            listed = browser.execute(names, vec![]).await.unwrap();
+            if listed == serde_json::json!(["kiosk"]) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(listed, serde_json::json!(["kiosk"]));
+        // The next arrival is granted, and the page shows it without a reload.
+        let mut live = false;
+        for _ in 0..600 {
+            let page: Vec<(i64, String, String)> =
+                serde_json::from_value(browser.execute(rows, vec![]).await.unwrap()).unwrap();
+            if page.first().is_some_and(|r| r.1 == "granted" && r.2 == "kiosk") {
+                live = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(live, "no grant of kiosk shown live");
+        browser.close().await.unwrap();
+    });
+    let cfg = edgeid::config::Config::load(&s.config()).unwrap();
+    let enrolled = edgeid::app::gallery_list(&cfg, &s.gallery()).unwrap();
+    assert_eq!(enrolled.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["kiosk"]);
+}
