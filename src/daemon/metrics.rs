@@ -221,7 +221,7 @@ impl Metrics {
             self.journal_failures.load(Ordering::Relaxed)
         );
         type OutputOf = fn(&crate::outputs::OutputStatus) -> i64;
-        let outputs: [(&str, &str, OutputOf); 4] = [
+        let outputs: [(&str, &str, OutputOf); 7] = [
             ("edgeid_output_delivered_total", "Events an output delivered.", |o| {
                 o.delivered.load(Ordering::Relaxed) as i64
             }),
@@ -235,6 +235,17 @@ impl Metrics {
             ),
             ("edgeid_output_up", "0 while an output's latest delivery failed.", |o| {
                 i64::from(o.failing().is_none())
+            }),
+            (
+                "edgeid_door_forced_open_total",
+                "gpio: the door contact opened with no grant or exit request before it.",
+                |o| o.door_forced.load(Ordering::Relaxed) as i64,
+            ),
+            ("edgeid_door_held_open_total", "gpio: the door stayed open over held_open_s.", |o| {
+                o.door_held.load(Ordering::Relaxed) as i64
+            }),
+            ("edgeid_exit_requests_total", "gpio: request-to-exit button presses.", |o| {
+                o.exit_requests.load(Ordering::Relaxed) as i64
             }),
         ];
         for (name, help, get) in outputs {

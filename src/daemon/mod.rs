@@ -162,7 +162,7 @@ pub fn run(
         .iter()
         .map(|o| {
             let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
-            let output = Output::open(o, &cfg.daemon.journal, &device, &cameras)?;
+            let output = Output::open(o, &status, &cfg.daemon.journal, &device, &cameras)?;
             Ok((output, status))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use crate::journal::{Entry, Journal};
 use crate::util::OutOfRange;
 
 mod exec;
+mod gpio;
 mod mqtt;
 mod webhook;
 
@@ -36,6 +37,10 @@ pub enum OutputKind {
     /// Publishes the event (QoS 1) to the MQTT `broker` on
     /// `<topic_prefix>/<device>/<camera>/decision`; the broker's PUBACK is delivered.
     Mqtt,
+    /// Pulses a door relay for `pulse_ms` on each fresh grant: GPIO `line` of `chip`, or a
+    /// relay board's program (`command`, run with `on` then `off`); optionally watches a door
+    /// contact (`door_line`) and a request-to-exit button (`exit_line`).
+    Gpio,
 }
 
 /// Which decisions an output takes; an empty list takes any.
@@ -93,6 +98,31 @@ pub struct OutputConfig {
     /// false`: a door must not open for someone who left minutes ago.
     #[serde(default = "default_max_age_s")]
     pub max_age_s: f32,
+    /// gpio: the GPIO chip ("/dev/gpiochip0", or its name under /dev).
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    /// gpio: the relay's line (offset on the chip); without it, `command` switches the relay.
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// gpio: the relay's line is active low (a relay board that switches on a low level).
+    #[serde(default)]
+    pub active_low: bool,
+    /// gpio: how long the relay is on for a grant, milliseconds.
+    #[serde(default = "default_pulse_ms")]
+    pub pulse_ms: u32,
+    /// gpio: a door contact input, active while the door is open ("forced open" and "held
+    /// open" events).
+    #[serde(default)]
+    pub door_line: Option<u32>,
+    /// gpio: a request-to-exit button input, active while pressed (pulses the relay).
+    #[serde(default)]
+    pub exit_line: Option<u32>,
+    /// gpio: the inputs are active low (a contact that pulls the line to ground).
+    #[serde(default)]
+    pub inputs_active_low: bool,
+    /// gpio: a door open longer than this is "held open", seconds.
+    #[serde(default = "default_held_open_s")]
+    pub held_open_s: f32,
     /// Time one delivery may take (the program's run, the HTTP exchange), seconds.
     #[serde(default = "default_timeout_s")]
     pub timeout_s: f32,
@@ -107,6 +137,15 @@ fn default_topic_prefix() -> String {
 fn default_discovery_prefix() -> String {
     "homeassistant".into()
 }
+fn default_chip() -> String {
+    "/dev/gpiochip0".into()
+}
+fn default_pulse_ms() -> u32 {
+    3000
+}
+fn default_held_open_s() -> f32 {
+    30.0
+}
 fn default_max_age_s() -> f32 {
     10.0
 }
@@ -118,6 +157,16 @@ fn default_retry_max_s() -> f32 {
 }
 
 impl OutputConfig {
+    /// Whether the relay, door contact and exit button are on different lines.
+    fn gpio_lines_distinct(&self) -> bool {
+        let mut lines: Vec<u32> =
+            [self.line, self.door_line, self.exit_line].into_iter().flatten().collect();
+        let n = lines.len();
+        lines.sort_unstable();
+        lines.dedup();
+        lines.len() == n
+    }
+
     /// Refuses a setting the output cannot run with, naming the key.
     pub fn check(&self) -> Result<(), OutOfRange> {
         let bad = |key: &str, value: String, allowed: &str| OutOfRange {
@@ -143,6 +192,19 @@ impl OutputConfig {
             {
                 return Err(bad("url", format!("{:?}", self.url), "an http:// or https:// URL"));
             }
+            OutputKind::Gpio if self.line.is_none() && self.command.is_empty() => {
+                return Err(bad("line", "none".into(), "the relay's GPIO line (offset on outputs.chip), or a command that switches the relay (run with `on` and `off`)"));
+            }
+            OutputKind::Gpio if !(50..=60_000).contains(&self.pulse_ms) => {
+                return Err(bad("pulse_ms", self.pulse_ms.to_string(), "50 to 60000 milliseconds"));
+            }
+            OutputKind::Gpio if !self.gpio_lines_distinct() => {
+                return Err(bad(
+                    "door_line",
+                    format!("{:?}", self.door_line),
+                    "a line the relay and the other input do not use",
+                ));
+            }
             OutputKind::Mqtt if mqtt::split_broker(&self.broker).is_none() => {
                 return Err(bad(
                     "broker",
@@ -167,6 +229,7 @@ impl OutputConfig {
             ("max_age_s", self.max_age_s),
             ("timeout_s", self.timeout_s),
             ("retry_max_s", self.retry_max_s),
+            ("held_open_s", self.held_open_s),
         ] {
             if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
                 return Err(bad(key, v.to_string(), "seconds, above 0 and at most a day"));
@@ -216,10 +279,14 @@ pub enum OutputError {
     /// Whoever can read the key can sign events the receiver will believe.
     #[error("output {name}: secret_file {path} can be read by other users (mode {mode:04o}); run `chmod 600 {path}` and change the key if others could read it")]
     ExposedSecret { name: String, path: PathBuf, mode: u32 },
+    /// A GPIO chip or line that cannot be had.
+    #[error("{0}")]
+    Gpio(String),
 }
 
 fn sink(
     cfg: &OutputConfig,
+    status: &Arc<OutputStatus>,
     device: &str,
     cameras: &[String],
 ) -> Result<Box<dyn Sink>, OutputError> {
@@ -265,6 +332,7 @@ fn sink(
             cameras,
             timeout,
         )),
+        OutputKind::Gpio => Box::new(gpio::Gpio::open(cfg, status).map_err(OutputError::Gpio)?),
     })
 }
 
@@ -278,6 +346,11 @@ pub struct OutputStatus {
     pub lag: AtomicI64,
     /// Why the latest attempt failed, while it has not succeeded since.
     pub failing: Mutex<Option<String>>,
+    /// gpio: a door opened with no grant or exit request before it; open too long; exit
+    /// button presses.
+    pub door_forced: AtomicU64,
+    pub door_held: AtomicU64,
+    pub exit_requests: AtomicU64,
 }
 
 impl OutputStatus {
@@ -308,12 +381,13 @@ impl Output {
     /// what is decided from now on, not the history.
     pub fn open(
         cfg: &OutputConfig,
+        status: &Arc<OutputStatus>,
         journal: &Path,
         device: &str,
         cameras: &[String],
     ) -> anyhow::Result<Output> {
         use anyhow::Context;
-        let sink = sink(cfg, device, cameras)?;
+        let sink = sink(cfg, status, device, cameras)?;
         let journal = Journal::open_side(journal)?;
         let cursor = match journal.cursor(&cfg.name)? {
             Some(c) => c,
@@ -505,5 +579,17 @@ mod tests {
             err("name = \"a\"\nkind = \"exec\"\ncommand = [\"x\"]\ntimeout_s = 0"),
             "outputs.a.timeout_s"
         );
+        assert_eq!(err("name = \"d\"\nkind = \"gpio\""), "outputs.d.line");
+        assert_eq!(
+            err("name = \"d\"\nkind = \"gpio\"\nline = 3\npulse_ms = 10"),
+            "outputs.d.pulse_ms"
+        );
+        assert_eq!(
+            err("name = \"d\"\nkind = \"gpio\"\nline = 3\ndoor_line = 3"),
+            "outputs.d.door_line"
+        );
+        output("name = \"d\"\nkind = \"gpio\"\nline = 3\ndoor_line = 4\nexit_line = 5")
+            .check()
+            .unwrap();
     }
 }

@@ -407,3 +407,133 @@ fn mqtt_events_survive_a_broker_restart() {
     assert_eq!(config["availability_topic"], "edgeid/door-3/availability");
     assert_eq!(config["value_template"], "{{ value_json.outcome }}");
 }
+
+/// The `gpio` output's relay, here a relay board's program (`command`, run with `on` and
+/// `off`: the same pulse logic as a GPIO line): one pulse of `pulse_ms` per fresh grant, none
+/// for a denial, and none for a grant that could not be acted on within `max_age_s` (a door
+/// must not open after the person left), though it is delivered.
+#[test]
+fn a_relay_is_pulsed_once_per_fresh_grant_and_never_late() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, flag) = (tmp.path().join("relay.log"), tmp.path().join("unplugged"));
+    std::fs::write(&flag, "").unwrap();
+    let outputs = format!(
+        "[[outputs]]\nname = \"door\"\nkind = \"gpio\"\npulse_ms = 300\nmax_age_s = 2\nretry_max_s = 1\n\
+         command = [\"/bin/sh\", \"-c\", \"if [ -e {} ]; then exit 3; fi; echo \\\"$0 $(date +%s%3N)\\\" >> {}\"]\n",
+        flag.display(),
+        log.display()
+    );
+    let s = setup(&outputs, "");
+    // The relay board is unplugged for the whole first run: its 2 grants are not acted on.
+    run(&s);
+    assert!(!log.exists());
+    std::fs::remove_file(&flag).unwrap();
+    let second = edgeid::capture::now_ms();
+    run(&s);
+    let journal = edgeid::journal::Journal::open_existing(&s.journal()).unwrap().since(0).unwrap();
+    let grants: Vec<_> =
+        journal.iter().filter(|e| e.decision.identity.is_some()).map(|e| &e.decision).collect();
+    assert_eq!(grants.len(), 4, "alice twice per run");
+    let switched: Vec<(String, i64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (what, ms) = l.split_once(' ').unwrap();
+            (what.to_string(), ms.parse().unwrap())
+        })
+        .collect();
+    // The second run's two grants, each on then off after the pulse; the first run's, late,
+    // switched nothing.
+    let what: Vec<&str> = switched.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(what, ["on", "off", "on", "off"], "{switched:?}");
+    for pair in switched.chunks(2) {
+        assert!(pair[0].1 >= second, "a pulse for a first-run grant: {switched:?}");
+        assert!(pair[1].1 - pair[0].1 >= 300, "{switched:?}");
+    }
+    for (pulse, grant) in switched.chunks(2).zip(&grants[2..]) {
+        assert!(pulse[0].1 >= grant.decided_ms && pulse[0].1 - grant.decided_ms < 2000);
+    }
+}
+
+/// The `gpio` output on the kernel's GPIO simulator (gpio-sim, configured through configfs):
+/// the relay line goes active for a grant and back, and a door contact opened with no grant
+/// is counted as forced open. Where the machine has no gpio-sim (no configfs, or the module
+/// absent, as in containers), the test says so and ends: the pulse logic is covered through a
+/// program by `a_relay_is_pulsed_once_per_fresh_grant_and_never_late`.
+#[test]
+fn gpio_sim_relay_and_door_contact() {
+    let root = std::path::Path::new("/sys/kernel/config/gpio-sim");
+    if !root.is_dir() {
+        // Straight to the test's stderr, past the harness's capture: seen in every CI log.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** GPIO SIMULATOR NOT AVAILABLE: {} does not exist (configfs not mounted or the gpio-sim module not loaded: `modprobe gpio-sim`). The GPIO character device path was NOT exercised; the relay's pulse logic is covered through a program by outputs::a_relay_is_pulsed_once_per_fresh_grant_and_never_late. ***\n",
+            root.display()
+        );
+        return;
+    }
+    let sim = root.join(format!("edgeid-test-{}", std::process::id()));
+    let bank = sim.join("bank0");
+    std::fs::create_dir(&sim).unwrap();
+    std::fs::create_dir(&bank).unwrap();
+    std::fs::write(bank.join("num_lines"), "4").unwrap();
+    std::fs::write(sim.join("live"), "1").unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("live"), "0");
+            let _ = std::fs::remove_dir(self.0.join("bank0"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(sim.clone());
+    let chip = std::fs::read_to_string(bank.join("chip_name")).unwrap().trim().to_string();
+    let dev = std::fs::read_to_string(sim.join("dev_name")).unwrap().trim().to_string();
+    let line = |n: u32, what: &str| {
+        std::path::Path::new("/sys/devices/platform")
+            .join(&dev)
+            .join(&chip)
+            .join(format!("sim_gpio{n}"))
+            .join(what)
+    };
+    let port = free_port();
+    let outputs = format!(
+        "[[outputs]]\nname = \"door\"\nkind = \"gpio\"\nchip = \"{chip}\"\nline = 0\ndoor_line = 1\npulse_ms = 1500\n"
+    );
+    let s = setup(&outputs, &format!("127.0.0.1:{port}"));
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), cfg.replace("loop = false", "loop = true")).unwrap();
+    // Nobody enrolled at first: no grant, no pulse.
+    let o = s.spawn(&["gallery", "remove", "alice"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _daemon = s.daemon(&[]);
+    wait_for("the daemon", Duration::from_secs(120), || http_get(port, "/healthz").contains("200"));
+    // The door opens with no grant before it: forced open.
+    std::fs::write(line(1, "pull"), "pull-up").unwrap();
+    wait_for("a forced opening counted", Duration::from_secs(10), || {
+        http_get(port, "/metrics").contains("edgeid_door_forced_open_total{output=\"door\"} 1")
+    });
+    std::fs::write(line(1, "pull"), "pull-down").unwrap();
+    // Alice enrolled while running: the relay line goes active for her grant, then back.
+    s.enrol("alice", "sample2.jpg");
+    let value = || std::fs::read_to_string(line(0, "value")).unwrap_or_default().trim().to_string();
+    wait_for("the relay line active for a grant", Duration::from_secs(180), || value() == "1");
+    wait_for("the relay line back to inactive", Duration::from_secs(10), || value() == "0");
+}
+
+/// A relay on a GPIO chip that is not there stops the start, naming the chip, the line and
+/// what to check (the character device is opened before the first frame).
+#[test]
+fn a_missing_gpio_chip_stops_the_start_with_the_fix() {
+    let outputs = "[[outputs]]\nname = \"door\"\nkind = \"gpio\"\nchip = \"gpiochip-edgeid-none\"\nline = 4\n";
+    let s = setup(outputs, "");
+    let o = s.spawn(&["run"]).wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("output door: cannot take GPIO line 4 of /dev/gpiochip-edgeid-none")
+            && err.contains("check outputs.chip and outputs.line"),
+        "{err}"
+    );
+    assert_eq!(rows(&s.journal()).len(), 0);
+}
