@@ -85,6 +85,16 @@ pub struct OutputConfig {
     /// mqtt: the broker, `host:port` (1883 when left out).
     #[serde(default)]
     pub broker: String,
+    /// mqtt: the user name the broker asks for (with `password_file`).
+    #[serde(default)]
+    pub username: String,
+    /// mqtt: a file holding the password (trailing newline dropped; mode 0600).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// webhook, mqtt: CA certificates (PEM) the receiver's or broker's certificate must chain
+    /// to. For mqtt it turns TLS on; for a webhook it replaces the public roots (https:// only).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// mqtt: the first level of every topic.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
@@ -192,6 +202,20 @@ impl OutputConfig {
             {
                 return Err(bad("url", format!("{:?}", self.url), "an http:// or https:// URL"));
             }
+            OutputKind::Webhook if self.ca_file.is_some() && !self.url.starts_with("https://") => {
+                return Err(bad(
+                    "ca_file",
+                    format!("{:?}", self.ca_file),
+                    "only with an https:// url",
+                ));
+            }
+            OutputKind::Mqtt if self.username.is_empty() != self.password_file.is_none() => {
+                return Err(bad(
+                    "username",
+                    format!("{:?}", self.username),
+                    "a user name and a password_file together, or neither",
+                ));
+            }
             OutputKind::Gpio if self.line.is_none() && self.command.is_empty() => {
                 return Err(bad("line", "none".into(), "the relay's GPIO line (offset on outputs.chip), or a command that switches the relay (run with `on` and `off`)"));
             }
@@ -272,13 +296,16 @@ trait Sink: Send {
 /// Why an output cannot start (its secret file, say): the daemon refuses to start with it.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("output {name}: secret_file {path} cannot be read ({error}); write a random key into it, e.g. `head -c 32 /dev/urandom | base64 > {path}`, mode 0600")]
-    Secret { name: String, path: PathBuf, error: std::io::Error },
-    #[error("output {name}: secret_file {path} is empty; write a random key into it")]
-    EmptySecret { name: String, path: PathBuf },
-    /// Whoever can read the key can sign events the receiver will believe.
-    #[error("output {name}: secret_file {path} can be read by other users (mode {mode:04o}); run `chmod 600 {path}` and change the key if others could read it")]
-    ExposedSecret { name: String, path: PathBuf, mode: u32 },
+    #[error("output {name}: {key} {path} cannot be read ({error}); write the secret into it (for a webhook key, e.g. `head -c 32 /dev/urandom | base64 > {path}`), mode 0600")]
+    Secret { name: String, key: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("output {name}: {key} {path} is empty; write the secret into it")]
+    EmptySecret { name: String, key: &'static str, path: PathBuf },
+    /// Whoever can read a webhook key can sign events the receiver will believe; whoever can
+    /// read a broker's password can publish as the device.
+    #[error("output {name}: {key} {path} can be read by other users (mode {mode:04o}); run `chmod 600 {path}` and change the secret if others could read it")]
+    ExposedSecret { name: String, key: &'static str, path: PathBuf, mode: u32 },
+    #[error("output {name}: ca_file {path}: {why}; give the PEM certificate of the CA that signed the receiver's certificate")]
+    BadCa { name: String, path: PathBuf, why: String },
     /// A GPIO chip or line that cannot be had.
     #[error("{0}")]
     Gpio(String),
@@ -296,33 +323,10 @@ fn sink(
         OutputKind::Webhook => {
             let key = match &cfg.secret_file {
                 None => None,
-                Some(path) => {
-                    let err = |error| OutputError::Secret {
-                        name: cfg.name.clone(),
-                        path: path.clone(),
-                        error,
-                    };
-                    let mut key = std::fs::read(path).map_err(err)?;
-                    if let Some(mode) = crate::util::exposed(path, 0o077) {
-                        return Err(OutputError::ExposedSecret {
-                            name: cfg.name.clone(),
-                            path: path.clone(),
-                            mode,
-                        });
-                    }
-                    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        key.pop();
-                    }
-                    if key.is_empty() {
-                        return Err(OutputError::EmptySecret {
-                            name: cfg.name.clone(),
-                            path: path.clone(),
-                        });
-                    }
-                    Some(key)
-                }
+                Some(path) => Some(secret(cfg, "secret_file", path)?),
             };
-            Box::new(webhook::Webhook::new(&cfg.url, key, timeout))
+            let roots = cfg.ca_file.as_ref().map(|p| ca_certs(cfg, p)).transpose()?;
+            Box::new(webhook::Webhook::new(&cfg.url, key, timeout, roots))
         }
         OutputKind::Mqtt => Box::new(mqtt::Mqtt::new(
             &cfg.broker,
@@ -331,9 +335,77 @@ fn sink(
             device,
             cameras,
             timeout,
+            mqtt_access(cfg)?,
         )),
         OutputKind::Gpio => Box::new(gpio::Gpio::open(cfg, status).map_err(OutputError::Gpio)?),
     })
+}
+
+/// The bytes of a secret file (trailing newlines dropped): refused if missing, empty, or
+/// readable by other users.
+fn secret(cfg: &OutputConfig, key: &'static str, path: &Path) -> Result<Vec<u8>, OutputError> {
+    let (name, path) = (cfg.name.clone(), path.to_path_buf());
+    let mut bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(error) => return Err(OutputError::Secret { name, key, path, error }),
+    };
+    if let Some(mode) = crate::util::exposed(&path, 0o077) {
+        return Err(OutputError::ExposedSecret { name, key, path, mode });
+    }
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(OutputError::EmptySecret { name, key, path });
+    }
+    Ok(bytes)
+}
+
+/// The CA certificates (DER) of a PEM file.
+fn ca_certs(cfg: &OutputConfig, path: &Path) -> Result<Vec<Vec<u8>>, OutputError> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad = |why: String| OutputError::BadCa { name: cfg.name.clone(), path: path.into(), why };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(certs.into_iter().map(|c| c.as_ref().to_vec()).collect())
+}
+
+/// An mqtt output's credentials and TLS.
+fn mqtt_access(cfg: &OutputConfig) -> Result<mqtt::Access, OutputError> {
+    use tokio_rustls::rustls;
+    let credentials = match &cfg.password_file {
+        Some(path) => {
+            let password =
+                String::from_utf8_lossy(&secret(cfg, "password_file", path)?).into_owned();
+            Some((cfg.username.clone(), password))
+        }
+        None => None,
+    };
+    let tls = match &cfg.ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in ca_certs(cfg, path)? {
+                roots.add(der.into()).map_err(|e| OutputError::BadCa {
+                    name: cfg.name.clone(),
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(config))
+        }
+        None => None,
+    };
+    Ok(mqtt::Access { credentials, tls })
 }
 
 /// An output's state, read by `/metrics` and `/healthz`.

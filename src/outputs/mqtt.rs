@@ -15,9 +15,19 @@ use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Packet, QoS};
 
 use super::{DeliveryError, Event as Decision, Sink};
 
+/// How the output reaches the broker beyond plain MQTT on TCP.
+#[derive(Default)]
+pub struct Access {
+    /// The user name and password the broker asks for.
+    pub credentials: Option<(String, String)>,
+    /// TLS, trusting the CA certificates given (PEM file `ca_file`).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
 pub struct Mqtt {
     host: String,
     port: u16,
+    access: Access,
     prefix: String,
     device: String,
     discovery: String,
@@ -34,11 +44,13 @@ impl Mqtt {
         device: &str,
         cameras: &[String],
         timeout: Duration,
+        access: Access,
     ) -> Mqtt {
         let (host, port) = split_broker(broker).expect("checked with the config");
         Mqtt {
             host,
             port,
+            access,
             prefix: prefix.to_string(),
             discovery: discovery.to_string(),
             cameras: cameras.iter().map(|c| level(c)).collect(),
@@ -82,6 +94,13 @@ impl Mqtt {
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
             .set_last_will(LastWill::new(self.availability(), "offline", QoS::AtLeastOnce, true));
+        if let Some((user, password)) = &self.access.credentials {
+            options.set_credentials(user, password);
+        }
+        if let Some(tls) = &self.access.tls {
+            let tls = rumqttc::TlsConfiguration::Rustls(tls.clone());
+            options.set_transport(rumqttc::Transport::tls_with_config(tls));
+        }
         self.session = Some(Client::new(options, 16));
         self.wait_for("CONNACK")?;
         self.publish(&self.availability(), b"online", true)?;

@@ -17,12 +17,25 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(url: &str, key: Option<Vec<u8>>, timeout: Duration) -> Webhook {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+    /// `roots`: the CA certificates (DER) an https:// receiver's certificate must chain to,
+    /// instead of the public ones (a receiver on a private CA).
+    pub fn new(
+        url: &str,
+        key: Option<Vec<u8>>,
+        timeout: Duration,
+        roots: Option<Vec<Vec<u8>>>,
+    ) -> Webhook {
+        let mut config =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false);
+        if let Some(roots) = roots {
+            let certs =
+                roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build();
+            config = config.tls_config(tls);
+        }
+        let agent = config.build().new_agent();
         Webhook { url: url.to_string(), key, agent }
     }
 }

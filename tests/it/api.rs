@@ -217,7 +217,7 @@ fn off_loopback_the_api_needs_tls_and_serves_https_with_it() {
     assert!(err.contains("is not a loopback address") && err.contains("api.tls_cert"), "{err}");
 
     // A test CA and a certificate it signed for 127.0.0.1.
-    let (ca, cert, key) = certificate(tmp.path());
+    let (ca, cert, key) = common::certificate(tmp.path());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let tls = format!("tls_cert = {:?}\ntls_key = {:?}\n", cert, key);
@@ -253,27 +253,6 @@ fn off_loopback_the_api_needs_tls_and_serves_https_with_it() {
     // Plain HTTP on the same port gets no answer.
     let plain = agent.get(&format!("http://127.0.0.1:{port}/api/status")).call();
     assert!(plain.is_err() || plain.unwrap().status() != 200);
-}
-
-/// A throwaway CA and a server certificate it signed for 127.0.0.1 (openssl, the Debian
-/// package): the CA's certificate, the server's certificate and its key (mode 0600).
-fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let script = "set -e
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-            -subj /CN=edgeid-test-ca -keyout ca.key -out ca.crt
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -subj /CN=127.0.0.1 -keyout api.key -out api.csr
-        printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > api.ext
-        openssl x509 -req -in api.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile api.ext -out api.crt
-        chmod 600 api.key";
-    let made = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("sh and openssl (Debian package openssl) make the test certificates");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    (dir.join("ca.crt"), dir.join("api.crt"), dir.join("api.key"))
 }
 
 /// chromedriver on a free port, killed when dropped.

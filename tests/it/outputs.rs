@@ -8,6 +8,7 @@ use crate::daemon::{free_port, http_get, replay_list, rows, wait_for};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,42 +123,87 @@ fn an_exec_bridge_misses_nothing_across_a_sigkill() {
     assert!(got.len() <= ids.len() + 1, "more than the record in flight twice: {got:?}");
 }
 
+/// What a receiver kept of each POST: delivery id, body, whether the signature verified.
+type Received = Arc<Mutex<Vec<(String, serde_json::Value, bool)>>>;
+
 /// A receiver that answers 200 to each POST, keeping (delivery id, body, signature valid).
-fn receiver(
-    listener: TcpListener,
-    key: &'static [u8],
-) -> Arc<Mutex<Vec<(String, serde_json::Value, bool)>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
+fn receiver(listener: TcpListener, key: &'static [u8]) -> Received {
+    let got = Received::default();
     let kept = got.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut length, mut delivery, mut signature) = (0, String::new(), String::new());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                let (name, value) = line.split_once(':').unwrap_or((&line, ""));
-                let value = value.trim().to_string();
-                match name.to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.parse().unwrap(),
-                    "x-edgeid-delivery" => delivery = value,
-                    "x-edgeid-signature" => signature = value,
-                    _ => {}
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-            mac.update(&body);
-            let bytes = signature.strip_prefix("sha256=").and_then(edgeid::util::unhex);
-            let valid = bytes.is_some_and(|b| mac.verify_slice(&b).is_ok());
-            kept.lock().unwrap().push((delivery, serde_json::from_slice(&body).unwrap(), valid));
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let Ok(stream) = stream else { continue };
+            take_post(stream, key, &kept);
         }
     });
     got
+}
+
+/// The same over HTTPS with the certificate and key given (PEM files).
+fn tls_receiver(
+    listener: TcpListener,
+    key: &'static [u8],
+    cert: &Path,
+    cert_key: &Path,
+) -> Received {
+    use rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let private = rustls::pki_types::PrivateKeyDer::from_pem_file(cert_key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .unwrap();
+    let config = Arc::new(config);
+    let got = Received::default();
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            take_post(rustls::StreamOwned::new(connection, tcp), key, &kept);
+        }
+    });
+    got
+}
+
+/// Reads one POST from `stream`, keeps it, answers 200.
+fn take_post(mut stream: impl Read + Write, key: &[u8], kept: &Received) {
+    let mut reader = BufReader::new(&mut stream);
+    let (mut length, mut delivery, mut signature) = (0, String::new(), String::new());
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+        let value = value.trim().to_string();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse().unwrap(),
+            "x-edgeid-delivery" => delivery = value,
+            "x-edgeid-signature" => signature = value,
+            _ => {}
+        }
+        line.clear();
+    }
+    if length == 0 {
+        return; // a handshake refused, a connection dropped
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    drop(reader);
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(&body);
+    let bytes = signature.strip_prefix("sha256=").and_then(edgeid::util::unhex);
+    let valid = bytes.is_some_and(|b| mac.verify_slice(&b).is_ok());
+    kept.lock().unwrap().push((delivery, serde_json::from_slice(&body).unwrap(), valid));
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.flush();
 }
 
 #[test]
@@ -257,6 +303,11 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(port: u16, dir: &std::path::Path) -> Mosquitto {
+        Mosquitto::start_with(port, dir, "allow_anonymous true\n")
+    }
+
+    /// The same with `settings` (TLS, a password file) for its listener.
+    fn start_with(port: u16, dir: &std::path::Path, settings: &str) -> Mosquitto {
         let conf = dir.join("mosquitto.conf");
         // Started as root, mosquitto would become the user `mosquitto`, who cannot write its
         // sessions into this test's folder.
@@ -264,7 +315,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{user}",
+                "listener {port} 127.0.0.1\n{settings}persistence true\npersistence_location {}/\n{user}",
                 dir.display()
             ),
         )
@@ -536,4 +587,128 @@ fn a_missing_gpio_chip_stops_the_start_with_the_fix() {
         "{err}"
     );
     assert_eq!(rows(&s.journal()).len(), 0);
+}
+
+/// A webhook receiver on HTTPS with a certificate from a private CA: with `ca_file` naming
+/// that CA, every record of the run arrives, in order, signed (the public roots would refuse
+/// the certificate: it chains to no public CA).
+#[test]
+fn an_https_webhook_on_a_private_ca_gets_every_record() {
+    const KEY: &[u8] = b"the building's key";
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, cert_key) = common::certificate(tmp.path());
+    let secret = tmp.path().join("webhook.key");
+    std::fs::write(&secret, KEY).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = tls_receiver(listener, KEY, &cert, &cert_key);
+    let outputs = format!(
+        "[[outputs]]\nname = \"building\"\nkind = \"webhook\"\nurl = \"https://127.0.0.1:{port}/edgeid\"\nsecret_file = {:?}\nca_file = {:?}\nretry_max_s = 1\n",
+        secret.display(),
+        ca.display()
+    );
+    let s = setup(&outputs, "");
+    assert_eq!(run(&s).decisions, 20);
+    let got = got.lock().unwrap().clone();
+    let ids: Vec<i64> = got.iter().map(|(_, b, _)| b["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+    assert!(got.iter().all(|(_, _, valid)| *valid));
+}
+
+/// MQTT over TLS with a user name and password: a Mosquitto listener that takes only TLS
+/// (a certificate from a private CA) and refuses anonymous clients gets every decision of the
+/// run, in order; the password file is refused while others can read it.
+#[test]
+fn mqtt_over_tls_with_a_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, cert_key) = common::certificate(tmp.path());
+    let passwd = tmp.path().join("mosquitto.passwd");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["door-3", "a broker password"])
+        .output()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = free_port();
+    let settings = format!(
+        "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
+        passwd.display(),
+        ca.display(),
+        cert.display(),
+        cert_key.display()
+    );
+    let _broker = Mosquitto::start_with(port, tmp.path(), &settings);
+    let tls = {
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        rumqttc::TlsConfiguration::Rustls(Arc::new(config))
+    };
+    let got: Arc<Mutex<Vec<Message>>> = Arc::default();
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (got, subscribed) = (got.clone(), subscribed.clone());
+        let mut options = rumqttc::MqttOptions::new("edgeid-test-tls", "127.0.0.1", port);
+        options
+            .set_credentials("door-3", "a broker password")
+            .set_transport(rumqttc::Transport::tls_with_config(tls));
+        let (client, mut connection) = rumqttc::Client::new(options, 64);
+        client.subscribe("edgeid/#", rumqttc::QoS::AtLeastOnce).unwrap();
+        std::thread::spawn(move || {
+            let _client = client;
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        subscribed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        got.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+    }
+    wait_for("the TLS subscriber", Duration::from_secs(20), || {
+        subscribed.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let password = tmp.path().join("mqtt.password");
+    std::fs::write(&password, "a broker password\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let outputs = format!(
+        "[[outputs]]\nname = \"events\"\nkind = \"mqtt\"\nbroker = \"127.0.0.1:{port}\"\nusername = \"door-3\"\npassword_file = {:?}\nca_file = {:?}\ndiscovery_prefix = \"\"\n",
+        password.display(),
+        ca.display()
+    );
+    let s = setup(&outputs, "");
+    let o = s.spawn(&["run"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("password_file") && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(run(&s).decisions, 20);
+    wait_for("every decision at the subscriber", Duration::from_secs(30), || {
+        got.lock().unwrap().iter().filter(|m| m.0.ends_with("/decision")).count() >= 20
+    });
+    let ids: Vec<i64> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.0.ends_with("/decision"))
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.1).unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>());
 }

@@ -352,3 +352,24 @@ pub fn measured(command: &mut Command) -> Measured {
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     Measured { code, stdout, stderr: stderr.join().unwrap(), usage }
 }
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 (openssl, the Debian
+/// package): the CA's certificate, the server's certificate and its key (mode 0600).
+pub fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let script = "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=edgeid-test-ca -keyout ca.key -out ca.crt
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj /CN=127.0.0.1 -keyout api.key -out api.csr
+        printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > api.ext
+        openssl x509 -req -in api.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile api.ext -out api.crt
+        chmod 600 api.key";
+    let made = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh and openssl (Debian package openssl) make the test certificates");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (dir.join("ca.crt"), dir.join("api.crt"), dir.join("api.key"))
+}
