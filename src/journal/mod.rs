@@ -528,8 +528,19 @@ impl Journal {
         Ok(Some(mark))
     }
 
-    /// The marks on decisions `from..=to`, oldest first.
+    /// The marks on decisions `from..=to`, oldest first (none in a journal from before marks).
     pub fn wrong_marks(&self, from: i64, to: i64) -> Result<Vec<WrongMark>, JournalError> {
+        let has_table: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'wrong_marks'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        if has_table == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -198,6 +198,18 @@ fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
         log.contains("`ops` enrolled `kiosk`") && log.contains("`ops` removed `kiosk`"),
         "{log}"
     );
+    // The marks, for calibration: `journal marks`.
+    let o = s.spawn(&["--json", "journal", "marks"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let marks: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(
+        (marks[0]["decision_id"].as_i64(), marks[0]["truth"].as_str()),
+        (Some(1), Some("kiosk"))
+    );
 }
 
 /// Off loopback the API needs TLS, and says so before anything starts; with a certificate it

@@ -196,6 +196,9 @@ pub enum JournalAction {
     /// Check the hash chain of every decision and audit record; report the first broken link
     /// (exit 1) or each table's head hash, to be noted elsewhere.
     Verify,
+    /// Decisions operators marked wrong (operator API), with who marked them, their note and
+    /// who it really was: labelled cases for calibration.
+    Marks,
 }
 
 #[derive(Subcommand)]

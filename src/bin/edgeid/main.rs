@@ -162,6 +162,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (journal.after(after_id.unwrap_or(0), usize::MAX)?, follow)
                 }
                 JournalAction::Verify => return verify_journal(&journal, &path, out),
+                JournalAction::Marks => {
+                    for mark in journal.wrong_marks(0, i64::MAX)? {
+                        out.emit(&mark)?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             for e in &entries {
                 out.emit(e)?;

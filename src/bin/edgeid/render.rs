@@ -15,7 +15,7 @@ use edgeid::daemon::RunSummary;
 use edgeid::eval::dataset::EvalReport;
 use edgeid::eval::Calibration;
 use edgeid::gallery::Identity;
-use edgeid::journal::Entry;
+use edgeid::journal::{Entry, WrongMark};
 use edgeid::tag::{Tag, TagReport};
 
 /// A report as text, one or more lines without the final newline.
@@ -523,5 +523,20 @@ impl Text for NewToken<'_> {
 impl Text for Token {
     fn text(&self) -> String {
         format!("{}\t{}", self.name, self.scope.as_str())
+    }
+}
+
+impl Text for WrongMark {
+    fn text(&self) -> String {
+        let t =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.time_ms.max(0) as u64);
+        format!(
+            "decision {}\tmarked wrong by {} at {}\ttruth: {}\t{}",
+            self.decision_id,
+            self.marked_by,
+            humantime::format_rfc3339_seconds(t),
+            self.truth.as_deref().unwrap_or("?"),
+            self.note
+        )
     }
 }
