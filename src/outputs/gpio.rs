@@ -111,10 +111,17 @@ impl Gpio {
                 })?;
                 Box::new(ChipLine { request, line })
             }
-            None => Box::new(CommandRelay {
-                command: cfg.command.clone(),
-                timeout: Duration::from_secs_f32(cfg.timeout_s),
-            }),
+            None => {
+                let mut relay = CommandRelay {
+                    command: cfg.command.clone(),
+                    timeout: Duration::from_secs_f32(cfg.timeout_s),
+                };
+                // A pulse cut by a crash or a power cut may have left the board on.
+                if let Err(e) = relay.set(false) {
+                    log::warn!("output {}: switching the relay off at start: {e}", cfg.name);
+                }
+                Box::new(relay)
+            }
         };
         let relay = Arc::new(Mutex::new(relay));
         let pulsed = Arc::new(Mutex::new(None));

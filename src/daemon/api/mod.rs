@@ -28,15 +28,13 @@ use serde::Deserialize;
 
 use crate::app::{EnrollError, Identifier};
 use crate::capture::Frame;
-use crate::config::ApiConfig;
-use crate::config::Config;
-
-use super::metrics::Metrics;
-use super::Control;
+use crate::config::{ApiConfig, Config};
 use crate::gallery::GalleryError;
 use crate::journal::{Entry, Journal};
 
 use self::tokens::{Scope, Tokens};
+use super::metrics::Metrics;
+use super::Control;
 
 /// Connections served at once (an SSE stream holds one while it is open).
 const MAX_CONNECTIONS: usize = 64;
@@ -284,8 +282,9 @@ impl Api {
         Ok(token.name.clone())
     }
 
+    /// The journal, read-only.
     fn journal(&self) -> Answer<Journal> {
-        Journal::open_side(&self.cfg.daemon.journal).map_err(ApiError::internal)
+        Journal::open_existing(&self.cfg.daemon.journal).map_err(ApiError::internal)
     }
 }
 
@@ -298,7 +297,8 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&state)).await.map_err(ApiError::internal)?
 }
 
-/// An uploaded photo, decoded (EXIF orientation applied, size limits as for files).
+/// An uploaded photo, decoded (EXIF orientation applied, size limits as for files). On the
+/// blocking pool: decoding a phone photo takes the time of many requests.
 fn uploaded(body: &Bytes, what: &str) -> Answer<Frame> {
     if body.is_empty() {
         return Err(ApiError::new(
@@ -399,8 +399,8 @@ async fn enrol(
     body: Bytes,
 ) -> Answer<(StatusCode, Json<crate::app::EnrollReport>)> {
     let by = s.authorise(&headers, Scope::Enrol)?;
-    let frame = uploaded(&body, "the uploaded photo")?;
     blocking(&s, move |s| {
+        let frame = uploaded(&body, "the uploaded photo")?;
         let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
         match engine.enroll(&s.cfg, &name, vec![frame], q.force) {
             Ok(report) => {
@@ -451,8 +451,8 @@ async fn identify(
     body: Bytes,
 ) -> Answer<Json<crate::app::ImageReport>> {
     s.authorise(&headers, Scope::Read)?;
-    let frame = uploaded(&body, "the uploaded photo")?;
     blocking(&s, move |s| {
+        let frame = uploaded(&body, "the uploaded photo")?;
         let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
         Ok(Json(engine.identify_frame(frame)?))
     })
@@ -542,8 +542,8 @@ async fn mark_wrong(
         })?
     };
     blocking(&s, move |s| {
-        let mark = s
-            .journal()?
+        let journal = Journal::open_side(&s.cfg.daemon.journal).map_err(ApiError::internal)?;
+        let mark = journal
             .mark_wrong(id, &by, &body.note, body.truth.as_deref())
             .map_err(ApiError::internal)?;
         let mark = mark.ok_or_else(|| {
