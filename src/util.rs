@@ -96,6 +96,21 @@ pub fn table_error(table: &str, text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The certificates of a PEM file (a chain, or CA certificates), DER-encoded; an error that
+/// says why when the file cannot be read or holds none.
+pub fn pem_certs(
+    path: &Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

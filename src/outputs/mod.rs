@@ -363,14 +363,11 @@ fn secret(cfg: &OutputConfig, key: &'static str, path: &Path) -> Result<Vec<u8>,
 
 /// The CA certificates (DER) of a PEM file.
 fn ca_certs(cfg: &OutputConfig, path: &Path) -> Result<Vec<Vec<u8>>, OutputError> {
-    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
-    let bad = |why: String| OutputError::BadCa { name: cfg.name.clone(), path: path.into(), why };
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no certificate in it".into()));
-    }
+    let certs = crate::util::pem_certs(path).map_err(|why| OutputError::BadCa {
+        name: cfg.name.clone(),
+        path: path.into(),
+        why,
+    })?;
     Ok(certs.into_iter().map(|c| c.as_ref().to_vec()).collect())
 }
 

@@ -64,6 +64,11 @@ impl Out {
     }
 }
 
+/// A journal's Unix milliseconds as a time (before 1970 read as 1970).
+fn at_ms(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
+}
+
 fn fmt_box(b: &[f32; 4]) -> String {
     format!("[{:.0}, {:.0}, {:.0}, {:.0}]", b[0], b[1], b[2], b[3])
 }
@@ -331,7 +336,7 @@ impl Text for ReencodeReport {
 impl Text for Entry {
     fn text(&self) -> String {
         let d = &self.decision;
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(d.time_ms.max(0) as u64);
+        let t = at_ms(d.time_ms);
         let who = match &d.identity {
             Some(name) if d.reasons.is_empty() => name.to_string(),
             Some(name) => format!("{name}, {}", d.reasons.join(", ")),
@@ -358,8 +363,7 @@ impl Text for Entry {
 
 impl Text for Identity {
     fn text(&self) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.enrolled_at.max(0) as u64);
+        let t = at_ms(self.enrolled_at.saturating_mul(1000));
         format!(
             "{}\t{} template(s)\tsince {}",
             self.name,
@@ -528,8 +532,7 @@ impl Text for Token {
 
 impl Text for WrongMark {
     fn text(&self) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.time_ms.max(0) as u64);
+        let t = at_ms(self.time_ms);
         format!(
             "decision {}\tmarked wrong by {} at {}\ttruth: {}\t{}",
             self.decision_id,

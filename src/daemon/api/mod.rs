@@ -111,18 +111,11 @@ fn tls_acceptor(
     key: &std::path::Path,
 ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::pki_types::PrivateKeyDer;
     use tokio_rustls::rustls;
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            anyhow::anyhow!("api.tls_cert {}: {e}; give a PEM certificate chain", cert.display())
-        })?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "api.tls_cert {}: no certificate in it; give a PEM certificate chain",
-        cert.display()
-    );
+    let certs = crate::util::pem_certs(cert).map_err(|e| {
+        anyhow::anyhow!("api.tls_cert {}: {e}; give a PEM certificate chain", cert.display())
+    })?;
     if let Some(mode) = crate::util::exposed(key, 0o077) {
         anyhow::bail!("api.tls_key {} can be read by other users (mode {mode:04o}); run `chmod 600 {}` and make a new key if others could read it", key.display(), key.display());
     }
