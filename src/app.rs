@@ -181,6 +181,31 @@ pub fn enroll_frames(
     let name = name.as_str();
     let (model_id, dim) = encoder_identity(cfg)?;
     let existing = if gallery.exists() { Some(open_gallery(cfg, gallery)?) } else { None };
+    let (embeddings, templates) =
+        enrolment_templates(cfg, pipeline, name, frames, existing.as_ref(), force)?;
+    let mut gallery = match existing {
+        Some(g) => g,
+        None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
+    };
+    gallery.enroll_templates(name, &embeddings)?;
+    Ok(EnrollReport {
+        gallery: gallery.path().to_path_buf(),
+        name: name.to_string(),
+        model_id,
+        templates,
+    })
+}
+
+/// The templates of the largest face of each frame, checked as enrolment checks them (a
+/// morph, a face of someone else in `existing`, frames of different people unless `force`).
+fn enrolment_templates(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    name: &str,
+    frames: impl IntoIterator<Item = anyhow::Result<Frame>>,
+    existing: Option<&Gallery>,
+    force: bool,
+) -> anyhow::Result<(Vec<Template>, Vec<EnrolledFace>)> {
     let mut templates = Vec::new();
     let mut embeddings: Vec<Template> = Vec::new();
     for frame in frames {
@@ -283,17 +308,72 @@ pub fn enroll_frames(
     if embeddings.is_empty() {
         bail!("no image given; pass one or more photos of {name}");
     }
-    let mut gallery = match existing {
-        Some(g) => g,
-        None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
-    };
-    gallery.enroll_templates(name, &embeddings)?;
-    Ok(EnrollReport {
-        gallery: gallery.path().to_path_buf(),
-        name: name.to_string(),
+    Ok((embeddings, templates))
+}
+
+/// `edgeid fleet enroll`: the largest face of each image, checked as enrolment checks it,
+/// published to the fleet as a signed change adding `name` (replacing their templates on
+/// every device), signed with the secret key at `secret`.
+pub fn fleet_enroll(
+    cfg: &Config,
+    name: &str,
+    images: &[PathBuf],
+    secret: &Path,
+) -> anyhow::Result<crate::fleet::change::Published> {
+    let fleet = fleet_config(cfg)?;
+    let checked = crate::gallery::normalise_name(name)
+        .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
+    if images.is_empty() {
+        bail!("no image given; pass one or more photos of {checked}");
+    }
+    let (model_id, dim) = encoder_identity(cfg)?;
+    let mut pipeline = Pipeline::load(cfg)?;
+    let frames = images.iter().map(|p| load_image(p).map_err(anyhow::Error::from));
+    let (templates, _) = enrolment_templates(cfg, &mut pipeline, &checked, frames, None, false)?;
+    let change = crate::fleet::change::Change {
+        op: crate::fleet::change::Op::Add,
+        name: checked,
         model_id,
-        templates,
+        dim,
+        templates: templates.into_iter().map(|t| t.embedding.0).collect(),
+    };
+    Ok(crate::fleet::change::publish(fleet, secret, &publisher(), &change)?)
+}
+
+/// `edgeid fleet remove`: a signed change removing `name` from every device.
+pub fn fleet_remove(
+    cfg: &Config,
+    name: &str,
+    secret: &Path,
+) -> anyhow::Result<crate::fleet::change::Published> {
+    let fleet = fleet_config(cfg)?;
+    let name = crate::gallery::normalise_name(name)
+        .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
+    let change = crate::fleet::change::Change {
+        op: crate::fleet::change::Op::Remove,
+        name,
+        model_id: String::new(),
+        dim: 0,
+        templates: Vec::new(),
+    };
+    Ok(crate::fleet::change::publish(fleet, secret, &publisher(), &change)?)
+}
+
+/// The config's `[fleet]`, or the error that says to add it.
+pub fn fleet_config(cfg: &Config) -> anyhow::Result<&crate::fleet::FleetConfig> {
+    cfg.fleet.as_ref().with_context(|| {
+        format!(
+            "{} has no [fleet] section; add one with the central database (fleet.database) and, to publish gallery changes, the broker, public_key and transport_key (docs/fleet.md)",
+            cfg.path.display()
+        )
     })
+}
+
+/// Who publishes: the user and host, recorded with each change.
+fn publisher() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{user}@{}", host.trim())
 }
 
 /// The largest face of a frame, with the frame and the number of faces found.

@@ -79,6 +79,10 @@ pub struct Config {
     /// The operator API and page (`[api]`); absent, there is none.
     #[serde(default)]
     pub api: Option<ApiConfig>,
+    /// `[fleet]`: shipping the journal to a central PostgreSQL database and gallery changes
+    /// from the fleet's broker; absent, the device stands alone.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -600,6 +604,11 @@ impl Config {
             .chain(cfg.api.iter_mut().flat_map(|a| {
                 [Some(&mut a.tokens), a.tls_cert.as_mut(), a.tls_key.as_mut()].into_iter().flatten()
             }))
+            .chain(cfg.fleet.iter_mut().flat_map(|f| {
+                [f.password_file.as_mut(), f.ca_file.as_mut(), f.transport_key.as_mut()]
+                    .into_iter()
+                    .flatten()
+            }))
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -824,6 +833,9 @@ impl Config {
                 path: self.path.clone(),
                 message: format!("daemon.http = \"{}\" is not an address like 127.0.0.1:9464 (\"\" turns it off)", dm.http),
             });
+        }
+        if let Some(f) = &self.fleet {
+            f.check().map_err(|e| self.out_of_range(e))?;
         }
         if let Some(api) = &self.api {
             api.check()

@@ -17,7 +17,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "identities, decisions and their record",
-        &["gallery", "trust", "decide", "journal", "outputs"],
+        &["gallery", "trust", "decide", "journal", "outputs", "fleet"],
     ),
     ("configuration (data only)", &["config"]),
     ("assembly: the stages built from a config", &["pipeline"]),

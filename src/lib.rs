@@ -34,6 +34,7 @@ pub mod tag;
 pub mod track;
 // Identities, decisions and their record.
 pub mod decide;
+pub mod fleet;
 pub mod gallery;
 pub mod journal;
 pub mod outputs;

@@ -64,9 +64,7 @@ impl SignedSet {
     /// Checks `text`, a set read from `path` (its folder anchors the names), against the
     /// public key (hex).
     pub fn parse(text: &str, path: &Path, public_key: &str) -> Result<SignedSet, TrustError> {
-        let bad_key = || TrustError::BadPublicKey(public_key.to_string());
-        let key_bytes: [u8; 32] = unhex(public_key).ok_or_else(bad_key)?;
-        let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad_key())?;
+        let key = verifying_key(public_key)?;
         let unreadable =
             |reason: String| TrustError::Unreadable { path: path.to_path_buf(), reason };
         let body_end = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
@@ -114,7 +112,7 @@ impl SignedSet {
     /// Writes a set of `manifests` (named relative to the set's folder) signed with the
     /// secret key file; returns the public key (hex) to put in the config.
     pub fn sign(path: &Path, manifests: &[PathBuf], secret: &Path) -> Result<String, TrustError> {
-        let key = load_secret(secret)?;
+        let key = signing_key(secret)?;
         let dir = canonical(
             path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")),
         );
@@ -136,6 +134,13 @@ impl SignedSet {
     }
 }
 
+/// An ed25519 public key from its hex (as [`keygen`] prints it).
+pub fn verifying_key(public_key: &str) -> Result<VerifyingKey, TrustError> {
+    let bad_key = || TrustError::BadPublicKey(public_key.to_string());
+    let key_bytes: [u8; 32] = unhex(public_key).ok_or_else(bad_key)?;
+    VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad_key())
+}
+
 /// Writes a new random ed25519 secret key (mode 0600, never over an existing file); returns
 /// its public key (hex).
 pub fn keygen(secret: &Path) -> Result<String, TrustError> {
@@ -149,7 +154,8 @@ pub fn keygen(secret: &Path) -> Result<String, TrustError> {
     Ok(hex(key.verifying_key().as_bytes()))
 }
 
-fn load_secret(path: &Path) -> Result<SigningKey, TrustError> {
+/// The ed25519 secret key in a file written by [`keygen`], refused if others can read it.
+pub fn signing_key(path: &Path) -> Result<SigningKey, TrustError> {
     let err = |reason: String| TrustError::SecretKey { path: path.to_path_buf(), reason };
     if let Some(mode) = crate::util::exposed(path, 0o077) {
         return Err(err(format!(

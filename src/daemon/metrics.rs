@@ -54,6 +54,8 @@ pub struct Metrics {
     pub journal_failures: AtomicU64,
     /// Each output's deliveries, failures and lag.
     pub outputs: Vec<std::sync::Arc<crate::outputs::OutputStatus>>,
+    /// The fleet's shipping and gallery changes, with `[fleet]`.
+    pub fleet: Option<std::sync::Arc<crate::fleet::FleetStatus>>,
     started: std::time::Instant,
 }
 
@@ -69,6 +71,7 @@ impl Metrics {
             journal_failing: Mutex::new(None),
             journal_failures: AtomicU64::new(0),
             outputs: Vec::new(),
+            fleet: None,
             started: std::time::Instant::now(),
         }
     }
@@ -253,6 +256,34 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for o in &self.outputs {
                 let _ = writeln!(out, "{name}{{output=\"{}\"}} {}", escape(&o.name), get(o));
+            }
+        }
+        if let Some(f) = &self.fleet {
+            type FleetOf = fn(&crate::fleet::FleetStatus) -> i64;
+            let fleet: [(&str, &str, FleetOf); 6] = [
+                ("edgeid_fleet_shipped_total", "Journal records shipped to the central database.", |f| {
+                    f.shipped.load(Ordering::Relaxed) as i64
+                }),
+                ("edgeid_fleet_lag_records", "Decisions the central database does not hold yet.", |f| {
+                    f.lag.load(Ordering::Relaxed)
+                }),
+                ("edgeid_fleet_up", "0 while the latest shipping attempt failed.", |f| {
+                    i64::from(f.failing().is_none())
+                }),
+                ("edgeid_fleet_gallery_version", "The version of the fleet's gallery changes held.", |f| {
+                    f.gallery_version.load(Ordering::Relaxed)
+                }),
+                ("edgeid_fleet_changes_applied_total", "Gallery changes applied.", |f| {
+                    f.changes_applied.load(Ordering::Relaxed) as i64
+                }),
+                ("edgeid_fleet_changes_refused_total", "Gallery changes refused: badly signed or sealed, not newer than the version held, or not applicable here.", |f| {
+                    f.changes_refused.load(Ordering::Relaxed) as i64
+                }),
+            ];
+            for (name, help, get) in fleet {
+                let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+                let _ =
+                    writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", get(f));
             }
         }
         let _ = writeln!(out, "# HELP edgeid_stage_seconds Latency of each pipeline stage.");

@@ -167,12 +167,15 @@ pub fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
-    if cfg.api.is_some() && !cfg.gallery.path.exists() {
-        // A new device is set up through the operator API: it starts with an empty gallery.
+    let fleet = cfg.fleet.as_ref();
+    let hears_fleet = fleet.is_some_and(|f| !f.broker.is_empty());
+    if (cfg.api.is_some() || hears_fleet) && !cfg.gallery.path.exists() {
+        // A new device is set up through the operator API or the fleet's gallery changes: it
+        // starts with an empty gallery.
         let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
         Gallery::open(path, &key, &encoder_id, dim, true)?;
         log::info!(
-            "gallery {} created empty, for enrolment through the operator API",
+            "gallery {} created empty, for enrolment through the operator API or the fleet",
             path.display()
         );
     }
@@ -196,9 +199,30 @@ pub fn run(
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
         workers.push((source.clone(), opened, (pipeline, tagger), gallery));
     }
+    // The fleet's parts open now too: a database URL that does not parse or a missing
+    // transport key stops the start; a database or broker that is down does not.
+    let fleet_status = fleet.map(|_| Arc::new(crate::fleet::FleetStatus::default()));
+    let shipper = match fleet.filter(|f| !f.database.is_empty()) {
+        Some(f) => Some(crate::fleet::ship::Shipper::new(
+            f,
+            &device,
+            &cfg.daemon.journal,
+            &cfg.gallery.path,
+        )?),
+        None => None,
+    };
+    let subscriber = match fleet.filter(|f| !f.broker.is_empty()) {
+        Some(f) => {
+            let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
+            let gallery = Gallery::open(path, &key, &encoder_id, dim, false)?;
+            Some(crate::fleet::subscribe::Subscriber::new(f, &device, gallery, &encoder_id)?)
+        }
+        None => None,
+    };
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let mut metrics = Metrics::new(&names);
     metrics.outputs = outputs.iter().map(|(_, status)| status.clone()).collect();
+    metrics.fleet = fleet_status.clone();
     let metrics = Arc::new(metrics);
     let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     let operator_api = match &cfg.api {
@@ -216,6 +240,21 @@ pub fn run(
             thread::spawn(move || output.run(&status, &stop, OUTPUT_DRAIN))
         })
         .collect();
+    let fleet_threads: Vec<_> = [
+        shipper.map(|sh| {
+            let (status, stop) =
+                (fleet_status.clone().expect("with [fleet]"), control.stop.clone());
+            thread::spawn(move || sh.run(&status, &stop))
+        }),
+        subscriber.map(|sub| {
+            let (status, stop) =
+                (fleet_status.clone().expect("with [fleet]"), control.stop.clone());
+            thread::spawn(move || sub.run(&status, &stop))
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     log::info!(
         "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
         names.len(),
@@ -339,7 +378,7 @@ pub fn run(
     control.stop.store(true, Ordering::SeqCst);
     // Outputs finish what was journaled, for at most OUTPUT_DRAIN (the rest goes at the next
     // start: their cursors are in the journal).
-    for t in output_threads {
+    for t in output_threads.into_iter().chain(fleet_threads) {
         let _ = t.join();
     }
     if let Some(w) = watchdog {

@@ -113,6 +113,9 @@ pub enum GalleryError {
     WrongKey { path: PathBuf, key: PathBuf },
     #[error("gallery {path} already has {names:?}; remove them (`edgeid gallery remove`) or import into another gallery; nothing was imported")]
     AlreadyEnrolled { path: PathBuf, names: Vec<String> },
+    /// A fleet change not newer than what the gallery holds (replayed, or rolled back).
+    #[error("gallery {path} refused fleet change version {version}: it holds version {held} already, and an older change is never applied again (a replayed or rolled-back change)")]
+    Stale { path: PathBuf, version: i64, held: i64 },
     #[error("gallery {path}: {what} fails its authentication check: the file was altered or damaged; restore it from a backup or an `edgeid gallery export`")]
     Tampered { path: PathBuf, what: String },
 }
@@ -652,6 +655,82 @@ impl Gallery {
         Ok(())
     }
 
+    /// The version of the fleet's gallery changes this gallery holds (0: none applied).
+    pub fn fleet_version(&self) -> Result<i64, GalleryError> {
+        fleet_version(&self.conn).map_err(|e| self.sql(e))
+    }
+
+    /// The fleet version of a gallery file, read without opening it for use (no key needed);
+    /// 0 for a gallery that holds none, or no gallery.
+    pub fn stored_fleet_version(path: &Path) -> Result<i64, GalleryError> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| GalleryError::Sqlite { path: path.to_path_buf(), source })?;
+        fleet_version(&conn)
+            .map_err(|source| GalleryError::Sqlite { path: path.to_path_buf(), source })
+    }
+
+    /// Applies version `version` of the fleet's gallery changes in one transaction: `name`'s
+    /// identity replaced by `templates` (`Some`), or removed (`None`; a name not held is no
+    /// error), and the gallery's fleet version set to `version`. A version not above the one
+    /// held is refused ([`GalleryError::Stale`]) and changes nothing: an old change replayed
+    /// cannot bring back someone removed since.
+    pub fn apply_versioned(
+        &mut self,
+        version: i64,
+        name: &str,
+        templates: Option<&[Template]>,
+    ) -> Result<(), GalleryError> {
+        if let Some(t) = templates.into_iter().flatten().find(|t| {
+            t.embedding.0.len() != self.dim || t.embedding.0.iter().any(|x| !x.is_finite())
+        }) {
+            return Err(GalleryError::Refused {
+                path: self.path.clone(),
+                reason: format!("a template of `{name}` from {} has {} values or a non-finite one; the gallery's encoder gives {} finite values", t.source, t.embedding.0.len(), self.dim),
+            });
+        }
+        let now = unix_now();
+        let aad = self.template_aad(name);
+        let sealed: Vec<(Vec<u8>, &str)> = templates
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let bytes: Vec<u8> = t.embedding.0.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (self.key.seal(&bytes, &aad), t.source.as_str())
+            })
+            .collect();
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let held = fleet_version(&tx).map_err(|e| self.sql(e))?;
+        if version <= held {
+            return Err(GalleryError::Stale { path: self.path.clone(), version, held });
+        }
+        let result = (|| {
+            tx.execute("DELETE FROM identities WHERE name = ?1", [name])?;
+            if templates.is_some() {
+                tx.execute(
+                    "INSERT INTO identities (name, created_at) VALUES (?1, ?2)",
+                    params![name, now],
+                )?;
+                let id = tx.last_insert_rowid();
+                for (blob, source) in &sealed {
+                    tx.execute(
+                        "INSERT INTO templates (identity_id, model_id, vector, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, self.model_id, blob, source, now],
+                    )?;
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('fleet_version', ?1)",
+                [version.to_string()],
+            )?;
+            Ok(())
+        })();
+        result.and_then(|()| tx.commit()).map_err(|e| self.sql(e))?;
+        self.reload()
+    }
+
     /// The encoder model id and embedding size a gallery file was built with, read without
     /// opening it for use (no key needed).
     pub fn stored_encoder(path: &Path) -> Result<(String, usize), GalleryError> {
@@ -919,6 +998,14 @@ impl Gallery {
     pub fn is_empty(&self) -> bool {
         self.templates.is_empty()
     }
+}
+
+/// The `fleet_version` in a gallery's meta table (0 when it holds none).
+fn fleet_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'fleet_version'", [], |r| r.get(0))
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// The vector scaled to unit length (a zero vector stays zero and matches nothing).

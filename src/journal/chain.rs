@@ -84,6 +84,71 @@ pub(super) fn verify(conn: &Connection, table: &str) -> rusqlite::Result<Verifie
     Ok(v)
 }
 
+/// A record as it is shipped: its place in the chain and its content (the JSON record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chained {
+    pub id: i64,
+    pub time_ms: i64,
+    pub record: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Up to `limit` records of `table` after `after`, each checked as [`verify`] checks it, the
+/// first linking to `prev` (the hash of record `after` as someone else holds it): the records
+/// up to the first that does not hold, and that one's break. So a reader that resumes from
+/// its own copy of the chain takes only records that continue it unchanged.
+pub(super) fn walk_after(
+    conn: &Connection,
+    table: &str,
+    after: i64,
+    prev: &str,
+    limit: usize,
+) -> rusqlite::Result<(Vec<Chained>, Option<Break>)> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT * FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
+    let mut rows = stmt.query(params![after, limit.min(i64::MAX as usize) as i64])?;
+    let (mut out, mut head) = (Vec::new(), prev.to_string());
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get("id")?;
+        let stored_prev: Option<String> = row.get("prev_hash")?;
+        let stored: Option<String> = row.get("hash")?;
+        let reason = if stored_prev.as_deref() != Some(head.as_str()) {
+            Some(format!(
+                "it does not link to record {} as shipped before: the records from there were \
+                 removed, edited or rewritten after they were shipped",
+                out.last().map_or(after, |c: &Chained| c.id)
+            ))
+        } else if stored.as_deref() != Some(digest(table, &head, row).as_str()) {
+            Some("its content does not match its hash: the record was edited".into())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Ok((out, Some(Break { id, reason })));
+        }
+        let hash = stored.unwrap_or_default();
+        out.push(Chained {
+            id,
+            time_ms: row.get("time_ms")?,
+            record: row.get("record")?,
+            prev_hash: std::mem::replace(&mut head, hash.clone()),
+            hash,
+        });
+    }
+    Ok((out, None))
+}
+
+/// The id and hash of `table`'s last record as the table holds it ((0, GENESIS) when empty).
+pub(super) fn last(conn: &Connection, table: &str) -> rusqlite::Result<(i64, String)> {
+    Ok(conn
+        .query_row(&format!("SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"), [], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+        })
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string())))
+}
+
 /// A table without chain columns (written before records were chained and never opened for
 /// writing since, or its columns removed): nothing in it can be vouched for, so it is broken at
 /// its first record.
@@ -118,12 +183,7 @@ pub(super) fn head_mismatch(conn: &Connection, table: &str) -> rusqlite::Result<
         })
         .optional()?;
     let Some((head_id, head_hash)) = head else { return Ok(None) };
-    let (last_id, last_hash): (i64, String) = conn
-        .query_row(&format!("SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"), [], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
-        })
-        .optional()?
-        .unwrap_or((0, GENESIS.to_string()));
+    let (last_id, last_hash) = last(conn, table)?;
     if (last_id, last_hash.as_str()) == (head_id, head_hash.as_str()) {
         return Ok(None);
     }

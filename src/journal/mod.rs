@@ -20,7 +20,10 @@ use crate::decide::Decision;
 
 pub mod chain;
 
-pub use chain::{Break, Verified};
+pub use chain::{Break, Chained, Verified};
+
+/// The tables whose records are chained, and shipped (`edgeid ship`).
+pub const CHAINED_TABLES: [&str; 2] = CHAINED;
 
 /// The tables whose records are chained.
 const CHAINED: [&str; 2] = ["decisions", "audits"];
@@ -365,6 +368,26 @@ impl Journal {
                 Ok(v)
             })
             .collect()
+    }
+
+    /// Up to `limit` records of the chained `table` after record `after`, checked against
+    /// `prev` (that record's hash as the reader holds it) and their own hashes: the records
+    /// that continue the chain unchanged, and the first that does not (see `chain::walk_after`).
+    pub fn chained_after(
+        &self,
+        table: &str,
+        after: i64,
+        prev: &str,
+        limit: usize,
+    ) -> Result<(Vec<Chained>, Option<Break>), JournalError> {
+        assert!(CHAINED.contains(&table), "{table} is not a chained table");
+        chain::walk_after(&self.conn, table, after, prev, limit).map_err(|e| self.sql(e))
+    }
+
+    /// The id and hash of the chained `table`'s last record, as the table holds it.
+    pub fn last_record(&self, table: &str) -> Result<(i64, String), JournalError> {
+        assert!(CHAINED.contains(&table), "{table} is not a chained table");
+        chain::last(&self.conn, table).map_err(|e| self.sql(e))
     }
 
     /// Records a generalization audit (its full report as JSON); returns its id.

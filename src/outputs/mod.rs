@@ -24,6 +24,8 @@ mod gpio;
 mod mqtt;
 mod webhook;
 
+pub use mqtt::split_broker;
+
 /// What kind of output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

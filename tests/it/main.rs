@@ -20,6 +20,7 @@ mod daemon;
 mod decisions;
 mod detect;
 mod eval;
+mod fleet;
 mod fuzz_corpus;
 mod int8;
 mod morph;

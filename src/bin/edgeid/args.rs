@@ -164,6 +164,21 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Ship the journal's records to the central database ([fleet] database) from where
+    /// its copy ends, and report this device: until interrupted, or once. The daemon does the
+    /// same while it runs; this is for a device whose daemon is stopped, or a backlog.
+    Ship {
+        /// One round (everything pending), then exit: 1 if the journal's own verification or
+        /// the central copy's chain found a problem (it is reported to the database too).
+        #[arg(long)]
+        once: bool,
+    },
+    /// The fleet: the central database's schema, its devices, and gallery changes published
+    /// to every device (signed with an ed25519 secret key, `edgeid models keygen`).
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Manage enrolled identities.
     Gallery {
         #[arg(long, global = true)]
@@ -199,6 +214,36 @@ pub enum JournalAction {
     /// Decisions operators marked wrong (operator API), with who marked them, their note and
     /// who it really was: labelled cases for calibration.
     Marks,
+}
+
+#[derive(Subcommand)]
+pub enum FleetAction {
+    /// Create or upgrade the central database's schema (tables, views), as its owner.
+    Migrate,
+    /// Each device: last contact, gallery version held, records held centrally, lag, and
+    /// every problem its chains show (a record edited or removed on the device, the end of
+    /// its journal included); exit 1 when there is one.
+    Status,
+    /// Publish an identity to every device: the largest face of each image, encoded here
+    /// with the config's encoder, as the next signed gallery change.
+    Enroll {
+        #[arg(long)]
+        name: String,
+        /// The ed25519 secret key whose public key is the devices' fleet.public_key.
+        #[arg(long)]
+        signing_key: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Remove an identity from every device, as the next signed gallery change.
+    Remove {
+        name: String,
+        #[arg(long)]
+        signing_key: PathBuf,
+    },
+    /// Publish every stored gallery change to the broker again (retained), e.g. after the
+    /// broker lost its store or was down during a publish.
+    Republish,
 }
 
 #[derive(Subcommand)]

@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use args::{
-    Cli, Command, GalleryAction, JournalAction, ModelsAction, PrototypesAction, TokenAction,
+    Cli, Command, FleetAction, GalleryAction, JournalAction, ModelsAction, PrototypesAction,
+    TokenAction,
 };
 use edgeid::app;
 use edgeid::config::Config;
@@ -108,6 +109,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 !cli.json,
             )?)?;
         }
+        Command::Ship { once } => {
+            let fleet = app::fleet_config(&cfg)?;
+            let mut shipper = edgeid::fleet::ship::Shipper::new(
+                fleet,
+                &cfg.daemon.device_id(),
+                &cfg.daemon.journal,
+                &cfg.gallery.path,
+            )?;
+            if once {
+                let round = shipper.round(None)?;
+                out.emit(&round)?;
+                return Ok(if round.problem.is_some() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            let control = signals::control()?;
+            let status = edgeid::fleet::FleetStatus::default();
+            shipper.run(&status, &control.stop);
+        }
+        Command::Fleet { action } => return fleet(out, &cfg, action),
         Command::Tag { images } => {
             let mut tagger = edgeid::pipeline::tagger(&cfg)?;
             return each_image(out, &images, |path| {
@@ -335,6 +358,45 @@ fn verify_journal(journal: &Journal, path: &std::path::Path, out: Out) -> anyhow
         }
         if !out.json {
             println!("{}: {} record(s), chain intact, head {}", t.table, t.records, t.head);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode> {
+    use edgeid::fleet::{central, change, status};
+    let fleet = app::fleet_config(cfg)?;
+    match action {
+        FleetAction::Migrate => {
+            let mut db = central::connect(fleet)?;
+            let applied = central::migrate(&mut db)?;
+            // The publisher's side is set up here too: the key changes are sealed under,
+            // to be copied to every device.
+            let transport_key = match &fleet.transport_key {
+                Some(_) => Some(change::transport_key(fleet, true)?.path().to_path_buf()),
+                None => None,
+            };
+            out.emit(&render::Migrated {
+                applied,
+                schema: central::schema_version(),
+                transport_key,
+            })?;
+        }
+        FleetAction::Status => {
+            let report = status::report(fleet)?;
+            out.emit(&report)?;
+            if report.problems() > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        FleetAction::Enroll { name, signing_key, images } => {
+            out.emit(&app::fleet_enroll(cfg, &name, &images, &signing_key)?)?;
+        }
+        FleetAction::Remove { name, signing_key } => {
+            out.emit(&app::fleet_remove(cfg, &name, &signing_key)?)?;
+        }
+        FleetAction::Republish => {
+            out.emit(&render::Republished { changes: change::republish(fleet)? })?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -543,3 +543,88 @@ impl Text for WrongMark {
         )
     }
 }
+
+impl Text for edgeid::fleet::ship::Round {
+    fn text(&self) -> String {
+        let shipped: Vec<String> = self.shipped.iter().map(|(t, n)| format!("{n} {t}")).collect();
+        let mut s =
+            format!("shipped {}; {} decision(s) not held centrally", shipped.join(", "), self.lag);
+        if let Some(p) = &self.problem {
+            s.push_str(&format!("\nproblem: {p}"));
+        }
+        s
+    }
+}
+
+impl Text for edgeid::fleet::status::Fleet {
+    fn text(&self) -> String {
+        let mut lines = vec![format!(
+            "{} device(s); gallery changes published up to version {}",
+            self.devices.len(),
+            self.gallery_published
+        )];
+        lines.push("device\tlast contact\tgallery\tdecisions\taudits\tlag\tchains".into());
+        for d in &self.devices {
+            let since = humantime::format_duration(std::time::Duration::from_secs(
+                d.since_contact_s.max(0.0) as u64,
+            ));
+            let chains = if d.problems.is_empty() { "verified" } else { "PROBLEM" };
+            lines.push(format!(
+                "{}\t{since} ago\tv{}\t{}\t{}\t{}\t{chains}",
+                d.device, d.gallery_version, d.decisions, d.audits, d.lag
+            ));
+            for p in &d.problems {
+                lines.push(format!("  {}: {p}", d.device));
+            }
+        }
+        lines.join("\n")
+    }
+}
+
+impl Text for edgeid::fleet::change::Published {
+    fn text(&self) -> String {
+        format!(
+            "gallery change {}: {} `{}`, published on {}",
+            self.version,
+            self.op.as_str(),
+            self.name,
+            self.topic
+        )
+    }
+}
+
+/// `fleet migrate`: the migrations applied now, and the schema version held.
+#[derive(Serialize)]
+pub struct Migrated {
+    pub applied: Vec<(i32, &'static str)>,
+    pub schema: i32,
+    /// The transport key (created if it was missing): copy it to every device.
+    pub transport_key: Option<PathBuf>,
+}
+
+impl Text for Migrated {
+    fn text(&self) -> String {
+        let mut lines: Vec<String> =
+            self.applied.iter().map(|(v, n)| format!("applied migration {v}: {n}")).collect();
+        lines.push(format!("schema version {}", self.schema));
+        if let Some(key) = &self.transport_key {
+            lines.push(format!(
+                "gallery changes are sealed under {}: copy it to every device (fleet.transport_key, mode 0600)",
+                key.display()
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// `fleet republish`: how many changes went to the broker again.
+#[derive(Serialize)]
+pub struct Republished {
+    pub changes: usize,
+}
+
+impl Text for Republished {
+    fn text(&self) -> String {
+        format!("{} gallery change(s) published again (retained)", self.changes)
+    }
+}

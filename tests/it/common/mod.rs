@@ -373,3 +373,58 @@ pub fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     (dir.join("ca.crt"), dir.join("api.crt"), dir.join("api.key"))
 }
+
+/// A Mosquitto broker (the Debian package's `/usr/sbin/mosquitto`) on 127.0.0.1, persisting
+/// its sessions in a temporary folder so a restart keeps a subscriber's queued messages.
+pub struct Mosquitto {
+    child: std::process::Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Mosquitto {
+    pub fn start(port: u16, dir: &std::path::Path) -> Mosquitto {
+        Mosquitto::start_with(port, dir, "allow_anonymous true\n")
+    }
+
+    /// The same with `settings` (TLS, a password file) for its listener.
+    pub fn start_with(port: u16, dir: &std::path::Path, settings: &str) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        // Started as root, mosquitto would become the user `mosquitto`, who cannot write its
+        // sessions into this test's folder.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root\n" } else { "" };
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\n{settings}persistence true\npersistence_location {}/\n{user}",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/mosquitto: install the Debian package `mosquitto` (.ci/run does)");
+        crate::daemon::wait_for("the broker to listen", std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Mosquitto { child, port, dir: dir.to_path_buf() }
+    }
+
+    /// SIGTERM (the broker saves its sessions) and wait.
+    pub fn stop(mut self) -> (u16, std::path::PathBuf) {
+        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        (self.port, self.dir.clone())
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,224 @@
+//! Gallery changes: what is published, how it is sealed and signed, and publishing it.
+//!
+//! A change travels as `{"body": "<json>", "signature": "<hex>"}`: the body (its version,
+//! when it was published, and the change itself sealed under the transport key, bound to
+//! the version) signed with ed25519 over a context string and the body's bytes. Only the
+//! version is readable on the broker; who is enrolled is not.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::broker::Session;
+use super::{central, FleetConfig, FleetError};
+use crate::gallery::Key;
+use crate::util::hex;
+
+/// What a signature covers, before the body.
+const CONTEXT: &[u8] = b"edgeid fleet gallery change v1\n";
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// The identity, with these templates, replacing any it had.
+    Add,
+    /// The identity removed.
+    Remove,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Remove => "remove",
+        }
+    }
+}
+
+/// A change in clear (only ever in memory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub op: Op,
+    pub name: String,
+    /// The encoder the templates are of, and their length (an add only).
+    #[serde(default)]
+    pub model_id: String,
+    #[serde(default)]
+    pub dim: usize,
+    #[serde(default)]
+    pub templates: Vec<Vec<f32>>,
+}
+
+/// The message as published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub body: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Body {
+    version: i64,
+    published_ms: i64,
+    sealed: String,
+}
+
+/// A change whose signature and seal held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    pub version: i64,
+    pub published_ms: i64,
+    pub change: Change,
+}
+
+fn aad(version: i64) -> Vec<u8> {
+    [CONTEXT, &version.to_le_bytes()].concat()
+}
+
+/// The topic a change of `version` is retained under.
+pub fn topic(prefix: &str, version: i64) -> String {
+    format!("{prefix}/fleet/gallery/{version}")
+}
+
+/// Seals `change` as version `version` and signs it.
+pub fn seal(
+    version: i64,
+    published_ms: i64,
+    change: &Change,
+    key: &Key,
+    secret: &SigningKey,
+) -> Message {
+    let clear = serde_json::to_vec(change).expect("a change serialises");
+    let body = serde_json::to_string(&Body {
+        version,
+        published_ms,
+        sealed: hex(&key.seal(&clear, &aad(version))),
+    })
+    .expect("a body serialises");
+    let signature = secret.sign(&[CONTEXT, body.as_bytes()].concat());
+    Message { body, signature: hex(&signature.to_bytes()) }
+}
+
+/// Checks a received message's signature with `public`, then opens its change with `key`;
+/// `Err` says why it is refused.
+pub fn open(bytes: &[u8], key: &Key, public: &VerifyingKey) -> Result<Opened, String> {
+    let m: Message =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a gallery change ({e})"))?;
+    let signature: [u8; 64] = crate::util::unhex(&m.signature)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("its signature is not 128 hex digits")?;
+    public
+        .verify(&[CONTEXT, m.body.as_bytes()].concat(), &Signature::from_bytes(&signature))
+        .map_err(|_| "its signature does not verify with fleet.public_key: forged, altered, or signed with another key".to_string())?;
+    let body: Body =
+        serde_json::from_str(&m.body).map_err(|e| format!("its body is not a change ({e})"))?;
+    let sealed = crate::util::unhex(&body.sealed).ok_or("its sealed change is not hex")?;
+    let clear = key.open(&sealed, &aad(body.version)).ok_or_else(|| {
+        format!("it does not open with fleet.transport_key {}: the publisher sealed it under another key", key.path().display())
+    })?;
+    let change: Change =
+        serde_json::from_slice(&clear).map_err(|e| format!("its change does not parse ({e})"))?;
+    Ok(Opened { version: body.version, published_ms: body.published_ms, change })
+}
+
+/// What `publish` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub version: i64,
+    pub op: Op,
+    pub name: String,
+    pub topic: String,
+}
+
+/// The transport key of `fleet.transport_key`, created (0600) if missing and `create`.
+pub fn transport_key(cfg: &FleetConfig, create: bool) -> Result<Key, FleetError> {
+    let path = cfg.transport_key.as_deref().ok_or_else(|| FleetError::Key {
+        what: "transport_key".into(),
+        why: "not set; name the key file gallery changes are sealed under in [fleet]".into(),
+    })?;
+    let key = if create { Key::load_or_create(path) } else { Key::load(path) };
+    key.map_err(|e| FleetError::Key { what: "transport_key".into(), why: e.to_string() })
+}
+
+/// The device's transport key (never created there: it must be the publisher's).
+pub fn device_key(cfg: &FleetConfig) -> Result<Key, FleetError> {
+    transport_key(cfg, false)
+}
+
+/// Publishes `change` as the next version: stored in the database (the version taken under
+/// a lock, so two publishers never take the same one), then retained on the broker.
+pub fn publish(
+    cfg: &FleetConfig,
+    secret: &Path,
+    by: &str,
+    change: &Change,
+) -> Result<Published, FleetError> {
+    let key = transport_key(cfg, true)?;
+    let signer = crate::trust::signing_key(secret)
+        .map_err(|e| FleetError::Key { what: "signing key".into(), why: e.to_string() })?;
+    let public = hex(signer.verifying_key().as_bytes());
+    if !cfg.public_key.is_empty() && cfg.public_key != public {
+        return Err(FleetError::Key {
+            what: format!("signing key {}", secret.display()),
+            why: format!("its public key is {public}, but fleet.public_key is {}: devices would refuse what it signs; use the key that matches", cfg.public_key),
+        });
+    }
+    let mut db = central::connect(cfg)?;
+    central::require_schema(&mut db)?;
+    let mut tx = db.transaction().map_err(FleetError::db("publishing"))?;
+    tx.execute("LOCK TABLE gallery_changes IN EXCLUSIVE MODE", &[])
+        .map_err(FleetError::db("publishing (taking the lock)"))?;
+    let version: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) + 1 FROM gallery_changes", &[])
+        .map_err(FleetError::db("publishing"))?
+        .get(0);
+    let message = seal(version, crate::capture::now_ms(), change, &key, &signer);
+    let text = serde_json::to_string(&message).expect("a message serialises");
+    tx.execute(
+        "INSERT INTO gallery_changes (version, op, name, published_by, message) VALUES ($1, $2, $3, $4, $5)",
+        &[&version, &change.op.as_str(), &change.name, &by, &text],
+    )
+    .map_err(FleetError::db("publishing"))?;
+    tx.commit().map_err(FleetError::db("publishing"))?;
+    let topic = topic(&cfg.topic_prefix, version);
+    retain(cfg, &[(topic.clone(), text)]).map_err(|e| FleetError::Broker {
+        broker: cfg.broker.clone(),
+        why: format!("change {version} is stored in the database but was not published ({e}); run `edgeid fleet republish` once the broker is back"),
+    })?;
+    Ok(Published { version, op: change.op, name: change.name.clone(), topic })
+}
+
+/// Publishes every stored change again (retained), for a broker that lost them or was
+/// down when one was published; returns how many.
+pub fn republish(cfg: &FleetConfig) -> Result<usize, FleetError> {
+    let mut db = central::connect(cfg)?;
+    central::require_schema(&mut db)?;
+    let rows = db
+        .query("SELECT version, message FROM gallery_changes ORDER BY version", &[])
+        .map_err(FleetError::db("reading the gallery changes"))?;
+    let all: Vec<(String, String)> =
+        rows.iter().map(|r| (topic(&cfg.topic_prefix, r.get(0)), r.get(1))).collect();
+    retain(cfg, &all)?;
+    Ok(all.len())
+}
+
+/// Publishes each (topic, message) retained, waiting for every acknowledgement.
+fn retain(cfg: &FleetConfig, messages: &[(String, String)]) -> Result<(), FleetError> {
+    if cfg.broker.is_empty() {
+        return Err(FleetError::Broker {
+            broker: String::new(),
+            why: "fleet.broker is not set: devices hear of changes through it".into(),
+        });
+    }
+    let timeout = Duration::from_secs(10);
+    let id = format!("edgeid-publisher-{}", std::process::id());
+    let mut session = Session::connect(&cfg.broker, &id, timeout)?;
+    for (topic, text) in messages {
+        session.publish(topic, text.as_bytes(), true, timeout)?;
+    }
+    session.disconnect();
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The fleet: many devices as one system, on engines that already exist.
+//!
+//! - **The central record** ([`ship`]): every device ships its journal's chained records
+//!   (decisions and audits) to one PostgreSQL database, keyed by device and record id, each
+//!   with its chain hash. A device resumes from the central copy's last record, and takes only
+//!   records that continue that copy's chain unchanged; it reports its own chain heads and
+//!   what its own verification found. So the central copy shows that no shipped record was
+//!   edited or removed on the device, the end of the journal included ([`status`]).
+//! - **Gallery changes** ([`change`], [`subscribe`]): an identity is published once, as a
+//!   versioned change (add with its templates, or remove) sealed for transport under a key the
+//!   devices share and signed with ed25519. Each change is kept in PostgreSQL and retained on
+//!   the MQTT broker under its own version's topic, so a device that connects gets every
+//!   change, and a live one gets a new change at once. A device applies changes in version
+//!   order, each in one transaction, refuses a badly signed one and any change not newer than
+//!   what it holds (an old change replayed cannot bring back someone removed), and reports the
+//!   version it holds.
+//!
+//! The schema is versioned in `src/fleet/migrations/`, applied by `edgeid fleet migrate`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use crate::util::OutOfRange;
+
+mod broker;
+pub mod central;
+pub mod change;
+pub mod ship;
+pub mod status;
+pub mod subscribe;
+
+/// `[fleet]`: where the device ships its journal and hears of gallery changes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The central PostgreSQL database, as libpq takes it: `"host=db.example port=5432
+    /// user=edgeid dbname=edgeid"` or `"postgresql://edgeid@db.example/edgeid"`. Empty: the
+    /// journal is not shipped.
+    #[serde(default)]
+    pub database: String,
+    /// A file holding the database password (mode 0600; trailing newline dropped).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) the database server's certificate must chain to: turns TLS on
+    /// (required, verified; rustls).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How often the device ships what is new and reports its heads, seconds.
+    #[serde(default = "default_ship_every_s")]
+    pub ship_every_s: f32,
+    /// How often the device verifies its whole journal and reports what it found, seconds.
+    #[serde(default = "default_verify_every_s")]
+    pub verify_every_s: f32,
+    /// Records per transaction when shipping.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// The MQTT broker (`host:port`) the gallery changes come through. Empty: none.
+    #[serde(default)]
+    pub broker: String,
+    /// The first level of the fleet's topics (`<prefix>/fleet/gallery/<version>`).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// The ed25519 public key (64 hex digits) that gallery changes must be signed with.
+    #[serde(default)]
+    pub public_key: String,
+    /// The key (64 hex digits in a 0600 file) that gallery changes' contents are sealed under
+    /// for transport; every device of the fleet and the publisher share it.
+    #[serde(default)]
+    pub transport_key: Option<PathBuf>,
+}
+
+fn default_ship_every_s() -> f32 {
+    1.0
+}
+fn default_verify_every_s() -> f32 {
+    300.0
+}
+fn default_batch() -> usize {
+    1000
+}
+fn default_topic_prefix() -> String {
+    "edgeid".into()
+}
+
+impl FleetConfig {
+    /// Refuses a setting the fleet cannot run with, naming the key.
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        let bad = |key: &str, value: String, allowed: &str| OutOfRange {
+            key: format!("fleet.{key}"),
+            value,
+            allowed: allowed.into(),
+        };
+        if self.database.is_empty() && self.broker.is_empty() {
+            return Err(bad(
+                "database",
+                "\"\"".into(),
+                "a PostgreSQL database to ship to, a broker to hear gallery changes from, or both",
+            ));
+        }
+        if !self.database.is_empty() {
+            if let Err(e) = self.database.parse::<postgres::Config>() {
+                return Err(bad(
+                    "database",
+                    format!("{:?}", self.database),
+                    &format!(
+                        "libpq's form, e.g. \"host=127.0.0.1 user=edgeid dbname=edgeid\" ({e})"
+                    ),
+                ));
+            }
+        }
+        if !self.broker.is_empty() {
+            if broker::split(&self.broker).is_none() {
+                return Err(bad(
+                    "broker",
+                    format!("{:?}", self.broker),
+                    "host:port of an MQTT broker, e.g. \"127.0.0.1:1883\"",
+                ));
+            }
+            if crate::trust::verifying_key(&self.public_key).is_err() {
+                return Err(bad("public_key", format!("{:?}", self.public_key), "the ed25519 public key gallery changes are signed with (64 hex digits, as `edgeid models keygen` prints it)"));
+            }
+            if self.transport_key.is_none() {
+                return Err(bad("transport_key", "none".into(), "the key file gallery changes are sealed under (the publisher's `edgeid fleet` commands create it)"));
+            }
+        }
+        if self.topic_prefix.is_empty()
+            || self.topic_prefix.contains(['#', '+'])
+            || self.topic_prefix.ends_with('/')
+        {
+            return Err(bad(
+                "topic_prefix",
+                format!("{:?}", self.topic_prefix),
+                "a topic level without wildcards or a trailing /",
+            ));
+        }
+        for (key, v) in
+            [("ship_every_s", self.ship_every_s), ("verify_every_s", self.verify_every_s)]
+        {
+            if !(v.is_finite() && (0.05..=86_400.0).contains(&v)) {
+                return Err(bad(key, v.to_string(), "seconds, 0.05 to 86400"));
+            }
+        }
+        if !(1..=100_000).contains(&self.batch) {
+            return Err(bad("batch", self.batch.to_string(), "1 to 100000 records"));
+        }
+        Ok(())
+    }
+}
+
+/// Why the fleet's work failed; each names the thing and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("fleet database {what}: {source}; check fleet.database and that the server runs and takes this device's connections (nothing is lost: the device ships from where the database's copy ends once it is back)")]
+    Database { what: String, source: postgres::Error },
+    #[error("fleet database {what}: {why}")]
+    Setup { what: String, why: String },
+    #[error("fleet database holds schema version {held}, this edgeid needs {needed}; run `edgeid fleet migrate` with the database owner's config")]
+    Schema { held: i32, needed: i32 },
+    #[error("fleet broker {broker}: {why}")]
+    Broker { broker: String, why: String },
+    #[error("fleet {what}: {why}")]
+    Key { what: String, why: String },
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Gallery(#[from] crate::gallery::GalleryError),
+}
+
+impl FleetError {
+    fn db(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> FleetError {
+        let what = what.into();
+        move |source| FleetError::Database { what, source }
+    }
+}
+
+/// The fleet's state on a device, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct FleetStatus {
+    /// Records shipped since the start.
+    pub shipped: AtomicU64,
+    /// Decisions in the journal that the central copy does not hold yet.
+    pub lag: AtomicI64,
+    /// The version of the gallery changes the device holds.
+    pub gallery_version: AtomicI64,
+    pub changes_applied: AtomicU64,
+    /// Changes refused: badly signed, unreadable, or not newer than what is held.
+    pub changes_refused: AtomicU64,
+    /// Why the latest shipping attempt failed, while it has not succeeded since.
+    pub failing: Mutex<Option<String>>,
+}
+
+impl FleetStatus {
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+}

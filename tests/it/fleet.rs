@@ -1,0 +1,448 @@
+//! The fleet (`[fleet]`, `edgeid ship`, `edgeid fleet`) against a real PostgreSQL (a
+//! throwaway cluster made with the Debian package's initdb, on 127.0.0.1) and a real
+//! Mosquitto broker: three daemons on replay sources ship to one database, through a database
+//! restart, and share one gallery published centrally; records edited or removed on a device
+//! are reported; a replayed old change is refused.
+
+use crate::common::{self, data, Mosquitto, Setup};
+
+use crate::daemon::{free_port, http_get, wait_for};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgeid::journal::Journal;
+
+/// A PostgreSQL cluster in a temporary folder, listening on 127.0.0.1:`port`, with a
+/// database `edgeid` owned by the user `edgeid` (trust authentication: loopback only).
+struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// PostgreSQL refuses to run as root: then its programs run as the package's `postgres`.
+    user: Option<&'static str>,
+}
+
+impl Postgres {
+    fn start(dir: &Path) -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("/usr/lib/postgresql: install the Debian package `postgresql` (.ci/run does)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("no PostgreSQL server under /usr/lib/postgresql/*/bin");
+        let root = unsafe { libc::geteuid() } == 0;
+        let data = dir.join("pg");
+        std::fs::create_dir(&data).unwrap();
+        let user = if root {
+            // The folders above must be passable for `postgres`, the cluster its own.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+            assert!(Command::new("chown").arg("postgres:").arg(&data).status().unwrap().success());
+            Some("postgres")
+        } else {
+            None
+        };
+        let pg = Postgres { bin, data, port: free_port(), user };
+        pg.run("initdb", &["-A", "trust", "-U", "edgeid", "--no-sync", "-E", "UTF8"], &[]);
+        pg.start_again();
+        pg.psql("postgres", "CREATE DATABASE edgeid");
+        pg
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match self.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str], tail: &[&str]) {
+        let o =
+            self.command(program).args(args).arg("-D").arg(&self.data).args(tail).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{program}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("log");
+        let log = log.to_str().unwrap();
+        self.run("pg_ctl", &["-w", "-l", log, "-o", &options], &["start"]);
+    }
+
+    /// A fast shutdown: clients are cut off at once.
+    fn stop(&self) {
+        self.run("pg_ctl", &["-w", "-m", "fast"], &["stop"]);
+    }
+
+    fn database(&self) -> String {
+        format!("host=127.0.0.1 port={} user=edgeid dbname=edgeid", self.port)
+    }
+
+    /// One query's rows, `|`-separated.
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let o = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "edgeid", "-d", db])
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn int(&self, sql: &str) -> i64 {
+        self.psql("edgeid", sql).parse().unwrap_or(0)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// `edgeid` with `config` and `args`: (exit success, stdout, stderr).
+fn edgeid(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The fleet's keys: the ed25519 secret key gallery changes are signed with (its public key
+/// returned), made with `edgeid models keygen`.
+fn signing_key(config: &Path, secret: &Path) -> String {
+    let (ok, out, err) =
+        edgeid(config, &["--json", "models", "keygen", "--secret", secret.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["public_key"].as_str().unwrap().to_string()
+}
+
+/// Appends `text` to a Setup's config, with `device` as its device id.
+fn configure(s: &Setup, device: &str, text: &str) {
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    assert!(cfg.contains("\ndevice = \"\"\n"), "the config names no device");
+    let cfg = cfg.replace("\ndevice = \"\"\n", &format!("\ndevice = \"{device}\"\n"));
+    std::fs::write(s.config(), cfg + text).unwrap();
+}
+
+/// A gray 640×480 frame: nobody at the door.
+fn empty_frame(path: &Path) {
+    image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])).save(path).unwrap();
+}
+
+/// A looping replay at 5 frames/s of one person arriving (6 frames of kiosk640.jpg), then
+/// leaving (4 empty frames, past the tracker's 3 missed frames): a decision every 2 s.
+fn arrivals(tmp: &Path) -> String {
+    let empty = tmp.join("empty.png");
+    empty_frame(&empty);
+    let list = tmp.join("arrivals.txt");
+    let kiosk = data("kiosk640.jpg").display().to_string();
+    let arrival = format!("{kiosk}\n").repeat(6) + &format!("{}\n", empty.display()).repeat(4);
+    std::fs::write(&list, arrival).unwrap();
+    list.display().to_string()
+}
+
+fn metric(port: u16, name: &str) -> Option<i64> {
+    let body = http_get(port, "/metrics");
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<i64>().ok()))
+}
+
+fn journal_ids(path: &Path) -> Vec<i64> {
+    Journal::open_existing(path).unwrap().since(0).unwrap().iter().map(|e| e.id).collect()
+}
+
+/// Three doors, one database, one broker: every decision of each door is shipped once and
+/// in order, through a database restart in the middle; an identity enrolled centrally is
+/// granted at all three, then removed and denied at all three (the removal's propagation
+/// time printed); a replayed old change and a forged one are refused; `fleet status` is clean,
+/// then names a record edited on one door, one removed from the middle of another and two
+/// removed from the end of the third.
+#[test]
+fn three_doors_ship_to_one_database_and_share_one_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let broker = Mosquitto::start(free_port(), tmp.path());
+    let replay = arrivals(tmp.path());
+
+    // The operator's side: a config with the same encoder, the signing key, the schema.
+    let hq = Setup::new(&replay, 5.0, true, "");
+    let secret = tmp.path().join("fleet-signing.key");
+    let public = signing_key(&hq.config(), &secret);
+    let transport = tmp.path().join("fleet-transport.key");
+    let fleet = format!(
+        "\n[fleet]\ndatabase = \"{}\"\nbroker = \"127.0.0.1:{}\"\npublic_key = \"{public}\"\ntransport_key = \"{}\"\nship_every_s = 0.2\nverify_every_s = 1\n",
+        pg.database(),
+        broker.port,
+        transport.display()
+    );
+    configure(&hq, "hq", &fleet);
+    let (ok, out, err) = edgeid(&hq.config(), &["fleet", "status"]);
+    assert!(!ok && err.contains("edgeid fleet migrate"), "before migrating: {out}{err}");
+    let (ok, out, err) = edgeid(&hq.config(), &["fleet", "migrate"]);
+    assert!(ok && out.contains("applied migration 3") && transport.exists(), "{out}{err}");
+    let (ok, out, _) = edgeid(&hq.config(), &["fleet", "migrate"]);
+    assert!(ok && !out.contains("applied"), "a second migrate applies nothing: {out}");
+
+    // Three doors, new devices with no gallery, each with its metrics endpoint.
+    let doors: Vec<(Setup, u16)> = (1..=3)
+        .map(|i| {
+            let port = free_port();
+            let s = Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}"));
+            configure(&s, &format!("door-{i}"), &fleet);
+            (s, port)
+        })
+        .collect();
+    let mut daemons: Vec<_> = doors.iter().map(|(s, _)| s.daemon(&[])).collect();
+    let shipped = |device: &str| {
+        pg.int(&format!(
+            "SELECT count(*) FROM journal_records WHERE device = '{device}' AND tbl = 'decisions'"
+        ))
+    };
+    let logs = |daemons: &[common::Daemon]| -> String {
+        daemons.iter().map(|d| d.log()).collect::<Vec<_>>().join("\n----\n")
+    };
+    let start = Instant::now();
+    while !(1..=3).all(|i| shipped(&format!("door-{i}")) >= 2) {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "no door shipped: {}\n{}",
+            pg.psql("edgeid", "SELECT * FROM devices"),
+            logs(&daemons)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Enrolled centrally: granted at every door.
+    let photo = data("kiosk640.jpg").display().to_string();
+    let key = secret.to_str().unwrap();
+    let (ok, out, err) = edgeid(
+        &hq.config(),
+        &["fleet", "enroll", "--name", "visitor", "--signing-key", key, &photo],
+    );
+    assert!(ok && out.contains("gallery change 1"), "{out}{err}");
+    let granted = "SELECT count(DISTINCT device) FROM edgeid_decisions WHERE identity = 'visitor' AND outcome = 'granted'";
+    wait_for("a grant of `visitor` at all three doors", Duration::from_secs(120), || {
+        pg.int(granted) == 3
+    });
+
+    // The database goes away and comes back while the doors keep deciding.
+    let before: Vec<i64> = (1..=3).map(|i| shipped(&format!("door-{i}"))).collect();
+    pg.stop();
+    let down = Instant::now();
+    wait_for("decisions journaled while the database is down", Duration::from_secs(60), || {
+        doors.iter().zip(&before).all(|((s, _), b)| journal_ids(&s.journal()).len() as i64 > b + 1)
+    });
+    for (_, port) in &doors {
+        assert_eq!(metric(*port, "edgeid_fleet_up"), Some(0), "shipping is seen failing");
+    }
+    pg.start_again();
+    eprintln!("database down for {:.1?}", down.elapsed());
+
+    // Removed centrally: every door holds version 2 within seconds, then denies.
+    let t0 = Instant::now();
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "remove", "visitor", "--signing-key", key]);
+    assert!(ok && out.contains("gallery change 2"), "{out}{err}");
+    wait_for("every door to hold version 2", Duration::from_secs(30), || {
+        doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_gallery_version") == Some(2))
+    });
+    let propagation = t0.elapsed();
+    eprintln!("removal applied at all three doors {propagation:.1?} after `fleet remove` returned");
+    assert!(propagation < Duration::from_secs(10), "a removal takes seconds: {propagation:?}");
+    let removed_ms = edgeid::capture::now_ms();
+    let denied_after = |device: &str| {
+        pg.int(&format!(
+            "SELECT count(*) FROM journal_records WHERE device = '{device}' AND tbl = 'decisions' AND time_ms > {removed_ms} AND record ->> 'outcome' = 'denied'"
+        ))
+    };
+    wait_for("a denial at every door after the removal", Duration::from_secs(120), || {
+        (1..=3).all(|i| denied_after(&format!("door-{i}")) >= 2)
+    });
+    let late_grants = pg.int(&format!(
+        "SELECT count(*) FROM edgeid_decisions WHERE identity = 'visitor' AND (record ->> 'time_ms')::bigint > {removed_ms} + 1000"
+    ));
+    assert_eq!(
+        late_grants, 0,
+        "nobody is granted as `visitor` on a frame 2 s (an arrival) after the removal was applied"
+    );
+
+    // An old change replayed (live, as an attacker with the broker would), and a forged one.
+    let old = pg.psql("edgeid", "SELECT message FROM gallery_changes WHERE version = 1");
+    let mut forged: serde_json::Value = serde_json::from_str(&old).unwrap();
+    let body = forged["body"].as_str().unwrap().replace("\"version\":1", "\"version\":3");
+    forged["body"] = body.into();
+    publish(broker.port, "edgeid/fleet/gallery/1", old.as_bytes());
+    publish(broker.port, "edgeid/fleet/gallery/3", forged.to_string().as_bytes());
+    wait_for("both refused at every door", Duration::from_secs(20), || {
+        doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_changes_refused_total") == Some(2))
+    });
+    for (_, port) in &doors {
+        assert_eq!(metric(*port, "edgeid_fleet_gallery_version"), Some(2));
+    }
+
+    // Stopped, then shipped to the end: the central copy is each journal, nothing lost or
+    // doubled.
+    for d in &daemons {
+        d.signal("TERM");
+    }
+    for d in &mut daemons {
+        assert!(d.wait().success(), "{}", d.log());
+    }
+    for (i, (s, _)) in doors.iter().enumerate() {
+        let (ok, out, err) = edgeid(&s.config(), &["ship", "--once"]);
+        assert!(ok, "{out}{err}");
+        let device = format!("door-{}", i + 1);
+        let ids = journal_ids(&s.journal());
+        let central: Vec<i64> = pg
+            .psql("edgeid", &format!("SELECT id FROM journal_records WHERE device = '{device}' AND tbl = 'decisions' ORDER BY id"))
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(central, ids, "{device}: the central copy is the journal");
+        eprintln!("{device}: {} decisions, all shipped once", ids.len());
+    }
+    let (ok, out, err) = edgeid(&hq.config(), &["--json", "fleet", "status"]);
+    assert!(ok, "{out}{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let devices = status["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 3);
+    for d in devices {
+        assert_eq!(d["gallery_version"], 2, "{d}");
+        assert_eq!(d["lag"], 0, "{d}");
+        assert!(d["problems"].as_array().unwrap().is_empty(), "{d}");
+    }
+
+    // Tampering on the devices: an edited record (door-1), a record removed from the middle
+    // (door-2), and the last two removed with the chain head rewritten to match, so the
+    // device's own verification passes (door-3).
+    let edit = |s: &Setup, sql: &str| {
+        let c = rusqlite::Connection::open(s.journal()).unwrap();
+        c.execute_batch(sql).unwrap();
+    };
+    edit(&doors[0].0, "UPDATE decisions SET identity = 'mallory' WHERE id = 2");
+    edit(&doors[1].0, "DELETE FROM decisions WHERE id = 3");
+    let last = *journal_ids(&doors[2].0.journal()).last().unwrap();
+    edit(
+        &doors[2].0,
+        &format!(
+            "DELETE FROM decisions WHERE id > {k};
+             UPDATE chain_heads SET last_id = {k}, head = (SELECT hash FROM decisions WHERE id = {k}) WHERE tbl = 'decisions';",
+            k = last - 2
+        ),
+    );
+    let (ok, _, _) = edgeid(&doors[2].0.config(), &["journal", "verify"]);
+    assert!(ok, "door-3's own verification cannot see the end removed");
+    for (s, _) in &doors {
+        let _ = edgeid(&s.config(), &["ship", "--once"]);
+    }
+    let (ok, out, err) = edgeid(&hq.config(), &["fleet", "status"]);
+    assert!(!ok, "problems make `fleet status` fail: {out}{err}");
+    eprintln!("{out}");
+    let about = |device: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{device}:")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(
+        about("door-1").iter().any(|l| l.contains("decisions record 2") && l.contains("edited")),
+        "{out}"
+    );
+    assert!(
+        about("door-2").iter().any(|l| l.contains("decisions record 4") && l.contains("removed")),
+        "{out}"
+    );
+    assert!(
+        about("door-3").iter().any(
+            |l| l.contains(&format!("records {}..={last} were removed from the end", last - 1))
+        ),
+        "{out}"
+    );
+    drop(broker);
+}
+
+/// Publishes one message (QoS 1, not retained) and waits for the broker's acknowledgement.
+fn publish(port: u16, topic: &str, payload: &[u8]) {
+    let mut options = rumqttc::MqttOptions::new(
+        format!("attacker-{}", edgeid::capture::now_ms()),
+        "127.0.0.1",
+        port,
+    );
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = rumqttc::Client::new(options, 10);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec()).unwrap();
+    for event in connection.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
+            break;
+        }
+        event.unwrap();
+    }
+}
+
+/// A week of a busy door's decisions (one every 30 s: 20,160) ships whole with `edgeid ship
+/// --once`, in order, once: a second run sends nothing. The rate is printed.
+#[test]
+fn a_week_of_decisions_ships_whole_and_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let s = Setup::new("unused.txt", 5.0, false, "");
+    configure(&s, "door-week", &format!("\n[fleet]\ndatabase = \"{}\"\n", pg.database()));
+    let (ok, out, err) = edgeid(&s.config(), &["fleet", "migrate"]);
+    assert!(ok, "{out}{err}");
+    let n: i64 = 7 * 24 * 3600 / 30;
+    let journal = Journal::open(&s.journal()).unwrap();
+    let start = 1_764_000_000_000;
+    let made = Instant::now();
+    for i in 0..n {
+        journal.append(&common::decision(start + i * 30_000, 0.7, 90.0)).unwrap();
+    }
+    drop(journal);
+    eprintln!("{n} decisions journaled in {:.1?}", made.elapsed());
+    pg.psql("edgeid", "SELECT 1");
+    let t = Instant::now();
+    let (ok, out, err) = edgeid(&s.config(), &["--json", "ship", "--once"]);
+    let took = t.elapsed();
+    assert!(!ok || out.contains("\"decisions\""), "{out}{err}");
+    assert!(ok, "{out}{err}");
+    eprintln!(
+        "shipped {n} decisions in {took:.2?}: {:.0} records/s",
+        n as f64 / took.as_secs_f64()
+    );
+    assert_eq!(pg.int("SELECT count(*) FROM journal_records"), n);
+    assert_eq!(pg.int("SELECT max(id) FROM journal_records"), n);
+    let (ok, out, _) = edgeid(&s.config(), &["--json", "ship", "--once"]);
+    let round: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && round["shipped"][0][1] == 0 && round["lag"] == 0, "{out}");
+    assert_eq!(pg.int("SELECT count(*) FROM journal_records"), n);
+    let per_hour = pg.int("SELECT max(decisions) FROM edgeid_decisions_per_door_hour");
+    assert_eq!(per_hour, 120, "one decision every 30 s is 120 an hour");
+}
