@@ -222,3 +222,51 @@ fn retain(cfg: &FleetConfig, messages: &[(String, String)]) -> Result<(), FleetE
     session.disconnect();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(dir: &Path) -> (Key, SigningKey) {
+        let key = Key::load_or_create(&dir.join("transport.key")).unwrap();
+        (key, SigningKey::from_bytes(&[7u8; 32]))
+    }
+
+    fn add() -> Change {
+        Change {
+            op: Op::Add,
+            name: "Zoë".into(),
+            model_id: "enc@1".into(),
+            dim: 3,
+            templates: vec![vec![0.1, 0.2, 0.3]],
+        }
+    }
+
+    /// A change opens only as it was signed and sealed: another signer, an edited body (the
+    /// version moved), or another transport key are each refused, and the name is not
+    /// readable in the message.
+    #[test]
+    fn a_change_opens_only_as_signed_and_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, signer) = keys(dir.path());
+        let public = signer.verifying_key();
+        let m = seal(4, 1_000, &add(), &key, &signer);
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("Zo"), "the name travels sealed");
+        let o = open(&bytes, &key, &public).unwrap();
+        assert_eq!((o.version, o.published_ms, &o.change), (4, 1_000, &add()));
+
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let forged = serde_json::to_vec(&seal(4, 1_000, &add(), &key, &other)).unwrap();
+        assert!(open(&forged, &key, &public).unwrap_err().contains("signature"));
+
+        let mut moved = m.clone();
+        moved.body = moved.body.replace("\"version\":4", "\"version\":5");
+        let moved = serde_json::to_vec(&moved).unwrap();
+        assert!(open(&moved, &key, &public).unwrap_err().contains("signature"));
+
+        let other_key = Key::load_or_create(&dir.path().join("other.key")).unwrap();
+        assert!(open(&bytes, &other_key, &public).unwrap_err().contains("transport_key"));
+        assert!(open(b"{}", &key, &public).is_err());
+    }
+}

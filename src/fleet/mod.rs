@@ -201,3 +201,33 @@ impl FleetStatus {
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(text: &str) -> FleetConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn settings_the_fleet_cannot_run_with_are_refused_by_key() {
+        let key = |t: &str| fleet(t).check().unwrap_err().key;
+        assert_eq!(key(""), "fleet.database");
+        assert_eq!(key("database = \"host=db port=eighty\""), "fleet.database");
+        assert_eq!(key("broker = \"127.0.0.1:1883\""), "fleet.public_key");
+        let public = "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
+        assert_eq!(
+            key(&format!("broker = \"127.0.0.1:1883\"\npublic_key = \"{public}\"")),
+            "fleet.transport_key"
+        );
+        assert_eq!(key("database = \"host=db\"\nship_every_s = 0"), "fleet.ship_every_s");
+        assert_eq!(key("database = \"host=db\"\nbatch = 0"), "fleet.batch");
+        assert_eq!(key("database = \"host=db\"\ntopic_prefix = \"a/#\""), "fleet.topic_prefix");
+        fleet(&format!(
+            "database = \"host=db user=edgeid\"\nbroker = \"db:1883\"\npublic_key = \"{public}\"\ntransport_key = \"k\""
+        ))
+        .check()
+        .unwrap();
+    }
+}

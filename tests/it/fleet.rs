@@ -446,3 +446,30 @@ fn a_week_of_decisions_ships_whole_and_once() {
     let per_hour = pg.int("SELECT max(decisions) FROM edgeid_decisions_per_door_hour");
     assert_eq!(per_hour, 120, "one decision every 30 s is 120 an hour");
 }
+
+/// A gallery applies fleet changes only forward: an add, then a removal, then the add again
+/// (a replay straight into the file's API) is refused and the person stays removed; the
+/// version survives reopening.
+#[test]
+fn a_gallery_takes_fleet_changes_only_forward() {
+    use edgeid::encode::Embedding;
+    use edgeid::gallery::{Gallery, GalleryError, Template};
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, key) = (tmp.path().join("g.db"), tmp.path().join("g.key"));
+    let mut g = Gallery::open(&path, &key, "enc@1", 3, true).unwrap();
+    let t = [Template {
+        embedding: Embedding(vec![1.0, 0.0, 0.0]),
+        source: "fleet".into(),
+        crop: None,
+    }];
+    g.apply_versioned(1, "zoe", Some(&t)).unwrap();
+    assert_eq!((g.len(), g.fleet_version().unwrap()), (1, 1));
+    g.apply_versioned(2, "zoe", None).unwrap();
+    let replay = g.apply_versioned(1, "zoe", Some(&t)).unwrap_err();
+    assert!(matches!(replay, GalleryError::Stale { version: 1, held: 2, .. }), "{replay}");
+    assert!(g.is_empty());
+    drop(g);
+    assert_eq!(Gallery::stored_fleet_version(&path).unwrap(), 2);
+    let g = Gallery::open(&path, &key, "enc@1", 3, false).unwrap();
+    assert!(g.is_empty() && g.list().unwrap().is_empty());
+}
