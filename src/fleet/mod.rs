@@ -153,8 +153,8 @@ impl FleetConfig {
 /// Why the fleet's work failed; each names the thing and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("fleet database {what}: {source}; check fleet.database and that the server runs and takes this device's connections (nothing is lost: the device ships from where the database's copy ends once it is back)")]
-    Database { what: String, source: postgres::Error },
+    #[error("fleet database {what}: {why}; check fleet.database and that the server runs and takes this device's connections (nothing is lost: the device ships from where the database's copy ends once it is back)")]
+    Database { what: String, why: String },
     #[error("fleet database {what}: {why}")]
     Setup { what: String, why: String },
     #[error("fleet database holds schema version {held}, this edgeid needs {needed}; run `edgeid fleet migrate` with the database owner's config")]
@@ -172,8 +172,23 @@ pub enum FleetError {
 impl FleetError {
     fn db(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> FleetError {
         let what = what.into();
-        move |source| FleetError::Database { what, source }
+        move |e| FleetError::Database { what, why: postgres_why(&e) }
     }
+}
+
+/// A PostgreSQL error in one line: the server's message, or the client's error and its causes
+/// (a refused connection, a certificate that does not verify).
+fn postgres_why(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        why.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    why
 }
 
 /// The fleet's state on a device, read by `/metrics`.

@@ -22,6 +22,8 @@ struct Postgres {
     port: u16,
     /// PostgreSQL refuses to run as root: then its programs run as the package's `postgres`.
     user: Option<&'static str>,
+    /// libpq's environment for `psql` (a password, TLS) once the server asks for them.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Postgres {
@@ -44,7 +46,7 @@ impl Postgres {
         } else {
             None
         };
-        let pg = Postgres { bin, data, port: free_port(), user };
+        let pg = Postgres { bin, data, port: free_port(), user, env: Vec::new() };
         pg.run("initdb", &["-A", "trust", "-U", "edgeid", "--no-sync", "-E", "UTF8"], &[]);
         pg.start_again();
         pg.psql("postgres", "CREATE DATABASE edgeid");
@@ -90,6 +92,37 @@ impl Postgres {
         self.run("pg_ctl", &["-w", "-m", "fast"], &["stop"]);
     }
 
+    /// From now on only TLS connections with the password `password`: the server's
+    /// certificate and key (copied into the cluster, its own), `hostssl` with SCRAM in
+    /// pg_hba.conf and nothing else.
+    fn require_tls(&mut self, cert: &Path, key: &Path, password: &str) {
+        self.psql("postgres", &format!("ALTER ROLE edgeid PASSWORD '{password}'"));
+        self.stop();
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            std::fs::copy(from, self.data.join(to)).unwrap();
+            if let Some(user) = self.user {
+                let owner = format!("{user}:");
+                assert!(Command::new("chown")
+                    .arg(owner)
+                    .arg(self.data.join(to))
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        self.env = vec![("PGSSLMODE", "require".into()), ("PGPASSWORD", password.into())];
+        self.start_again();
+    }
+
     fn database(&self) -> String {
         format!("host=127.0.0.1 port={} user=edgeid dbname=edgeid", self.port)
     }
@@ -99,6 +132,7 @@ impl Postgres {
         let o = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "edgeid", "-d", db])
             .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(o.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&o.stderr));
@@ -472,4 +506,107 @@ fn a_gallery_takes_fleet_changes_only_forward() {
     assert_eq!(Gallery::stored_fleet_version(&path).unwrap(), 2);
     let g = Gallery::open(&path, &key, "enc@1", 3, false).unwrap();
     assert!(g.is_empty() && g.list().unwrap().is_empty());
+}
+
+/// TLS to the database: with `ca_file` (the server's CA) and `password_file`, a door ships
+/// over TLS to a server that takes nothing else; with another CA the certificate is refused,
+/// without `ca_file` the server refuses the plain connection, and a password file others can
+/// read stops it; each with one message that names the fix.
+#[test]
+fn shipping_over_tls_with_a_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pg = Postgres::start(tmp.path());
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (ca, cert, key) = common::certificate(&certs);
+    pg.require_tls(&cert, &key, "door secret");
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_ca, _, _) = common::certificate(&other);
+    let password = tmp.path().join("db.password");
+    std::fs::write(&password, "door secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let s = Setup::new("unused.txt", 5.0, false, "");
+    let fleet = |ca: Option<&Path>| {
+        let ca = ca.map(|c| format!("ca_file = \"{}\"\n", c.display())).unwrap_or_default();
+        format!(
+            "\n[fleet]\ndatabase = \"{}\"\npassword_file = \"{}\"\n{ca}",
+            pg.database(),
+            password.display()
+        )
+    };
+    let base = std::fs::read_to_string(s.config()).unwrap();
+    configure(&s, "door-tls", &fleet(Some(&ca)));
+    let (ok, out, err) = edgeid(&s.config(), &["fleet", "migrate"]);
+    assert!(ok, "{out}{err}");
+    let journal = Journal::open(&s.journal()).unwrap();
+    for i in 0..5 {
+        journal.append(&common::decision(1_764_000_000_000 + i * 1000, 0.7, 90.0)).unwrap();
+    }
+    let (ok, out, err) = edgeid(&s.config(), &["ship", "--once"]);
+    assert!(ok && out.contains("shipped 5 decisions"), "{out}{err}");
+    let ssl = pg.psql("edgeid", "SELECT count(*) FROM pg_stat_ssl WHERE ssl");
+    assert!(ssl.parse::<i64>().unwrap() >= 1, "psql itself is on TLS: {ssl}");
+
+    let retry = |ca: Option<&Path>| {
+        std::fs::write(s.config(), &base).unwrap();
+        configure(&s, "door-tls", &fleet(ca));
+        edgeid(&s.config(), &["ship", "--once"])
+    };
+    let (ok, _, err) = retry(Some(&other_ca));
+    eprintln!("another CA: {err}");
+    assert!(
+        !ok && err.contains("fleet database") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let (ok, _, err) = retry(None);
+    eprintln!("no TLS: {err}");
+    assert!(!ok && err.contains("fleet database") && err.contains("pg_hba.conf"), "{err}");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = retry(Some(&ca));
+    assert!(!ok && err.contains("chmod 600"), "{err}");
+    assert_eq!(pg.int("SELECT count(*) FROM journal_records"), 5, "nothing was lost or doubled");
+}
+
+/// A door whose fleet transport key is missing does not start, and says which file to copy;
+/// `ship` with no `[fleet]` names the section to add; a database that is not there ends
+/// `ship --once` with the address and the fix, and the journal is untouched.
+#[test]
+fn fleet_setup_mistakes_end_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(&arrivals(tmp.path()), 5.0, false, "");
+    let (ok, _, err) = edgeid(&s.config(), &["ship", "--once"]);
+    assert!(!ok && err.contains("no [fleet] section"), "{err}");
+    let public = "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
+    let missing = tmp.path().join("fleet-transport.key");
+    configure(
+        &s,
+        "door-x",
+        &format!(
+            "\n[fleet]\ndatabase = \"host=127.0.0.1 port={} user=edgeid dbname=edgeid\"\nbroker = \"127.0.0.1:{}\"\npublic_key = \"{public}\"\ntransport_key = \"{}\"\n",
+            free_port(),
+            free_port(),
+            missing.display()
+        ),
+    );
+    let (ok, _, err) = edgeid(&s.config(), &["run", "--max-frames", "2"]);
+    assert!(
+        !ok && err.contains("transport_key") && err.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        !s.gallery().exists()
+            || Journal::open_existing(&s.journal()).unwrap().count().unwrap() == 0
+    );
+    let journal = Journal::open(&s.journal()).unwrap();
+    journal.append(&common::decision(1_764_000_000_000, 0.7, 90.0)).unwrap();
+    drop(journal);
+    let (ok, _, err) = edgeid(&s.config(), &["ship", "--once"]);
+    assert!(
+        !ok && err.contains("fleet database host=127.0.0.1") && err.contains("nothing is lost"),
+        "{err}"
+    );
+    assert_eq!(journal_ids(&s.journal()), vec![1]);
 }
