@@ -9,6 +9,13 @@ use super::FleetError;
 
 pub use crate::outputs::split_broker as split;
 
+/// How a session reaches the broker beyond plain MQTT on TCP.
+#[derive(Default)]
+pub struct Access {
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
 /// A connected session.
 pub struct Session {
     broker: String,
@@ -20,7 +27,12 @@ pub struct Session {
 
 impl Session {
     /// Connects as `id` (a clean session) and waits for the broker's CONNACK.
-    pub fn connect(broker: &str, id: &str, timeout: Duration) -> Result<Session, FleetError> {
+    pub fn connect(
+        broker: &str,
+        access: &Access,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Session, FleetError> {
         let (host, port) = split(broker).ok_or_else(|| FleetError::Broker {
             broker: broker.into(),
             why: "not host:port".into(),
@@ -29,6 +41,13 @@ impl Session {
         options.set_keep_alive(Duration::from_secs(15)).set_clean_session(true);
         // A change carries an identity's templates: larger than rumqttc's 10 KiB default.
         options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((user, password)) = &access.credentials {
+            options.set_credentials(user, password);
+        }
+        if let Some(tls) = &access.tls {
+            let tls = rumqttc::TlsConfiguration::Rustls(tls.clone());
+            options.set_transport(rumqttc::Transport::tls_with_config(tls));
+        }
         let (client, connection) = Client::new(options, 64);
         let mut s = Session { broker: broker.to_string(), client, connection, held: Vec::new() };
         s.wait_for(timeout, |p| matches!(p, Packet::ConnAck(_)))?;

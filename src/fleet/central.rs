@@ -27,39 +27,16 @@ pub fn connect(cfg: &FleetConfig) -> Result<postgres::Client, FleetError> {
         cfg.database.parse().map_err(|e| setup(format!("fleet.database: {e}")))?;
     pg.connect_timeout(Duration::from_secs(5)).application_name("edgeid");
     if let Some(path) = &cfg.password_file {
-        if let Some(mode) = crate::util::exposed(path, 0o077) {
-            return Err(setup(format!(
-                "fleet.password_file {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            setup(format!("fleet.password_file {} cannot be read ({e})", path.display()))
-        })?;
-        pg.password(text.trim_end_matches(['\n', '\r']));
+        pg.password(cfg.secret("password_file", path)?);
     }
     let what = format!("{} (connecting)", cfg.database);
     match &cfg.ca_file {
         None => pg.connect(postgres::NoTls).map_err(FleetError::db(what)),
         Some(path) => {
-            use tokio_rustls::rustls;
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = crate::util::pem_certs(path)
+            let tls = crate::util::tls_client_trusting(path)
                 .map_err(|why| setup(format!("fleet.ca_file {}: {why}", path.display())))?;
-            for der in certs {
-                roots
-                    .add(der)
-                    .map_err(|e| setup(format!("fleet.ca_file {}: {e}", path.display())))?;
-            }
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
             pg.ssl_mode(postgres::config::SslMode::Require);
-            pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()))
                 .map_err(FleetError::db(what))
         }
     }

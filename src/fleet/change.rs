@@ -215,7 +215,7 @@ fn retain(cfg: &FleetConfig, messages: &[(String, String)]) -> Result<(), FleetE
     }
     let timeout = Duration::from_secs(10);
     let id = format!("edgeid-publisher-{}", std::process::id());
-    let mut session = Session::connect(&cfg.broker, &id, timeout)?;
+    let mut session = Session::connect(&cfg.broker, &cfg.broker_access()?, &id, timeout)?;
     for (topic, text) in messages {
         session.publish(topic, text.as_bytes(), true, timeout)?;
     }

@@ -60,6 +60,15 @@ pub struct FleetConfig {
     /// The MQTT broker (`host:port`) the gallery changes come through. Empty: none.
     #[serde(default)]
     pub broker: String,
+    /// CA certificates (PEM) the broker's certificate must chain to: turns TLS on.
+    #[serde(default)]
+    pub broker_ca_file: Option<PathBuf>,
+    /// The user name the broker asks for (with `broker_password_file`).
+    #[serde(default)]
+    pub broker_username: String,
+    /// A file holding the broker password (mode 0600; trailing newline dropped).
+    #[serde(default)]
+    pub broker_password_file: Option<PathBuf>,
     /// The first level of the fleet's topics (`<prefix>/fleet/gallery/<version>`).
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
@@ -122,6 +131,13 @@ impl FleetConfig {
             if crate::trust::verifying_key(&self.public_key).is_err() {
                 return Err(bad("public_key", format!("{:?}", self.public_key), "the ed25519 public key gallery changes are signed with (64 hex digits, as `edgeid models keygen` prints it)"));
             }
+            if self.broker_username.is_empty() != self.broker_password_file.is_none() {
+                return Err(bad(
+                    "broker_username",
+                    format!("{:?}", self.broker_username),
+                    "a user name and a broker_password_file together, or neither",
+                ));
+            }
             if self.transport_key.is_none() {
                 return Err(bad("transport_key", "none".into(), "the key file gallery changes are sealed under (the publisher's `edgeid fleet` commands create it)"));
             }
@@ -147,6 +163,39 @@ impl FleetConfig {
             return Err(bad("batch", self.batch.to_string(), "1 to 100000 records"));
         }
         Ok(())
+    }
+}
+
+impl FleetConfig {
+    /// The secret in `path` (the setting `key`), refused if others can read it.
+    fn secret(&self, key: &str, path: &std::path::Path) -> Result<String, FleetError> {
+        let err = |why: String| FleetError::Key { what: format!("{key} {}", path.display()), why };
+        if let Some(mode) = crate::util::exposed(path, 0o077) {
+            return Err(err(format!(
+                "other users can read it (mode {mode:04o}); run `chmod 600 {}` and change the password if others could read it",
+                path.display()
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot be read ({e})")))?;
+        Ok(text.trim_end_matches(['\n', '\r']).to_string())
+    }
+
+    /// How to reach the broker: its user name and password, and TLS.
+    fn broker_access(&self) -> Result<broker::Access, FleetError> {
+        let credentials = match &self.broker_password_file {
+            Some(path) => {
+                Some((self.broker_username.clone(), self.secret("broker_password_file", path)?))
+            }
+            None => None,
+        };
+        let tls = match &self.broker_ca_file {
+            Some(path) => Some(crate::util::tls_client_trusting(path).map_err(|why| {
+                FleetError::Key { what: format!("broker_ca_file {}", path.display()), why }
+            })?),
+            None => None,
+        };
+        Ok(broker::Access { credentials, tls })
     }
 }
 

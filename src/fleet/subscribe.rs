@@ -28,6 +28,7 @@ pub struct Subscriber {
     gallery: Gallery,
     key: Key,
     public: VerifyingKey,
+    access: super::broker::Access,
     model_id: String,
     /// Changes that arrived ahead of the next version, by version.
     pending: BTreeMap<i64, Opened>,
@@ -48,6 +49,7 @@ impl Subscriber {
             cfg: cfg.clone(),
             device: device.to_string(),
             key: change::device_key(cfg)?,
+            access: cfg.broker_access()?,
             gallery,
             public,
             model_id: model_id.to_string(),
@@ -91,7 +93,7 @@ impl Subscriber {
     fn session(&mut self, status: &FleetStatus, stop: &AtomicBool) -> Result<(), FleetError> {
         let timeout = Duration::from_secs(10);
         let id = format!("edgeid-{}-fleet-{}", self.device, std::process::id());
-        let mut s = Session::connect(&self.cfg.broker, &id, timeout)?;
+        let mut s = Session::connect(&self.cfg.broker, &self.access, &id, timeout)?;
         let filter = change::topic(&self.cfg.topic_prefix, 0).replace("/0", "/+");
         s.subscribe(&filter, timeout)?;
         log::info!("fleet: listening for gallery changes on {} ({filter})", self.cfg.broker);

@@ -375,7 +375,6 @@ fn ca_certs(cfg: &OutputConfig, path: &Path) -> Result<Vec<Vec<u8>>, OutputError
 
 /// An mqtt output's credentials and TLS.
 fn mqtt_access(cfg: &OutputConfig) -> Result<mqtt::Access, OutputError> {
-    use tokio_rustls::rustls;
     let credentials = match &cfg.password_file {
         Some(path) => {
             let password =
@@ -385,23 +384,9 @@ fn mqtt_access(cfg: &OutputConfig) -> Result<mqtt::Access, OutputError> {
         None => None,
     };
     let tls = match &cfg.ca_file {
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for der in ca_certs(cfg, path)? {
-                roots.add(der.into()).map_err(|e| OutputError::BadCa {
-                    name: cfg.name.clone(),
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(Arc::new(config))
-        }
+        Some(path) => Some(crate::util::tls_client_trusting(path).map_err(|why| {
+            OutputError::BadCa { name: cfg.name.clone(), path: path.clone(), why }
+        })?),
         None => None,
     };
     Ok(mqtt::Access { credentials, tls })

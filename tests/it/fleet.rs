@@ -214,7 +214,7 @@ fn journal_ids(path: &Path) -> Vec<i64> {
     Journal::open_existing(path).unwrap().since(0).unwrap().iter().map(|e| e.id).collect()
 }
 
-/// Three doors, one database, one broker: every decision of each door is shipped once and
+/// Three doors, one database, one broker (TLS and a password): every decision of each door is shipped once and
 /// in order, through a database restart in the middle; an identity enrolled centrally is
 /// granted at all three, then removed and denied at all three (the removal's propagation
 /// time printed); a replayed old change and a forged one are refused; `fleet status` is clean,
@@ -224,7 +224,33 @@ fn journal_ids(path: &Path) -> Vec<i64> {
 fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Postgres::start(tmp.path());
-    let broker = Mosquitto::start(free_port(), tmp.path());
+    // The broker takes only TLS (a private CA's certificate) and a password.
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (ca, cert, cert_key) = common::certificate(&certs);
+    let passwd = tmp.path().join("mosquitto.passwd");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["fleet", "broker secret"])
+        .output()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let settings = format!(
+        "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
+        passwd.display(),
+        ca.display(),
+        cert.display(),
+        cert_key.display()
+    );
+    let broker = Mosquitto::start_with(free_port(), tmp.path(), &settings);
+    let broker_password = tmp.path().join("broker.password");
+    std::fs::write(&broker_password, "broker secret\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&broker_password, private).unwrap();
+    }
     let replay = arrivals(tmp.path());
 
     // The operator's side: a config with the same encoder, the signing key, the schema.
@@ -233,9 +259,11 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let public = signing_key(&hq.config(), &secret);
     let transport = tmp.path().join("fleet-transport.key");
     let fleet = format!(
-        "\n[fleet]\ndatabase = \"{}\"\nbroker = \"127.0.0.1:{}\"\npublic_key = \"{public}\"\ntransport_key = \"{}\"\nship_every_s = 0.2\nverify_every_s = 1\n",
+        "\n[fleet]\ndatabase = \"{}\"\nbroker = \"127.0.0.1:{}\"\nbroker_ca_file = \"{}\"\nbroker_username = \"fleet\"\nbroker_password_file = \"{}\"\npublic_key = \"{public}\"\ntransport_key = \"{}\"\nship_every_s = 0.2\nverify_every_s = 1\n",
         pg.database(),
         broker.port,
+        ca.display(),
+        broker_password.display(),
         transport.display()
     );
     configure(&hq, "hq", &fleet);
@@ -334,8 +362,8 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let mut forged: serde_json::Value = serde_json::from_str(&old).unwrap();
     let body = forged["body"].as_str().unwrap().replace("\"version\":1", "\"version\":3");
     forged["body"] = body.into();
-    publish(broker.port, "edgeid/fleet/gallery/1", old.as_bytes());
-    publish(broker.port, "edgeid/fleet/gallery/3", forged.to_string().as_bytes());
+    publish(broker.port, &ca, "edgeid/fleet/gallery/1", old.as_bytes());
+    publish(broker.port, &ca, "edgeid/fleet/gallery/3", forged.to_string().as_bytes());
     wait_for("both refused at every door", Duration::from_secs(20), || {
         doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_changes_refused_total") == Some(2))
     });
@@ -424,14 +452,16 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     drop(broker);
 }
 
-/// Publishes one message (QoS 1, not retained) and waits for the broker's acknowledgement.
-fn publish(port: u16, topic: &str, payload: &[u8]) {
-    let mut options = rumqttc::MqttOptions::new(
-        format!("attacker-{}", edgeid::capture::now_ms()),
-        "127.0.0.1",
-        port,
-    );
-    options.set_max_packet_size(1 << 20, 1 << 20);
+/// Publishes one message (QoS 1, not retained) over TLS with the fleet's broker password
+/// (someone who may publish replays what they saw) and waits for the acknowledgement.
+fn publish(port: u16, ca: &Path, topic: &str, payload: &[u8]) {
+    let id = format!("replayer-{}", edgeid::capture::now_ms());
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    let tls = rumqttc::TlsConfiguration::Rustls(edgeid::util::tls_client_trusting(ca).unwrap());
+    options
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_credentials("fleet", "broker secret")
+        .set_transport(rumqttc::Transport::tls_with_config(tls));
     let (client, mut connection) = rumqttc::Client::new(options, 10);
     client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec()).unwrap();
     for event in connection.iter() {

@@ -588,21 +588,7 @@ fn mqtt_over_tls_with_a_password() {
         cert_key.display()
     );
     let _broker = Mosquitto::start_with(port, tmp.path(), &settings);
-    let tls = {
-        use tokio_rustls::rustls;
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::pem::PemObject;
-        for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        rumqttc::TlsConfiguration::Rustls(Arc::new(config))
-    };
+    let tls = rumqttc::TlsConfiguration::Rustls(edgeid::util::tls_client_trusting(&ca).unwrap());
     let got: Arc<Mutex<Vec<Message>>> = Arc::default();
     let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
