@@ -13,21 +13,11 @@ use std::time::Duration;
 use common::{data, Setup};
 use edgeid::journal::{Entry, Journal};
 
-/// A gray 640×480 frame: nobody at the door.
-fn empty_frame(path: &Path) {
-    image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])).save(path).unwrap();
-}
-
 /// A looping replay at 10 frames/s of one person arriving (6 frames of kiosk640.jpg), then
 /// leaving (4 empty frames): one decision per arrival. The daemon has the API on `port`, with
 /// `extra` appended to `[api]`, and the gallery does not exist yet (a new device).
 fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
-    let empty = tmp.join("empty.png");
-    empty_frame(&empty);
-    let list = tmp.join("arrivals.txt");
-    let kiosk = data("kiosk640.jpg").display().to_string();
-    let arrival = format!("{kiosk}\n").repeat(6) + &format!("{}\n", empty.display()).repeat(4);
-    std::fs::write(&list, arrival).unwrap();
+    let list = common::arrivals(tmp);
     let s = Setup::new(&list.display().to_string(), 10.0, true, "");
     let cfg = std::fs::read_to_string(s.config()).unwrap();
     let api = format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = \"api-tokens\"\n{extra}");

@@ -188,21 +188,9 @@ fn configure(s: &Setup, device: &str, text: &str) {
     std::fs::write(s.config(), cfg + text).unwrap();
 }
 
-/// A gray 640×480 frame: nobody at the door.
-fn empty_frame(path: &Path) {
-    image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])).save(path).unwrap();
-}
-
-/// A looping replay at 5 frames/s of one person arriving (6 frames of kiosk640.jpg), then
-/// leaving (4 empty frames, past the tracker's 3 missed frames): a decision every 2 s.
+/// A looping replay (at 5 frames/s in these tests: a decision every 2 s).
 fn arrivals(tmp: &Path) -> String {
-    let empty = tmp.join("empty.png");
-    empty_frame(&empty);
-    let list = tmp.join("arrivals.txt");
-    let kiosk = data("kiosk640.jpg").display().to_string();
-    let arrival = format!("{kiosk}\n").repeat(6) + &format!("{}\n", empty.display()).repeat(4);
-    std::fs::write(&list, arrival).unwrap();
-    list.display().to_string()
+    common::arrivals(tmp).display().to_string()
 }
 
 fn metric(port: u16, name: &str) -> Option<i64> {
@@ -225,25 +213,8 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Postgres::start(tmp.path());
     // The broker takes only TLS (a private CA's certificate) and a password.
-    let certs = tmp.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let (ca, cert, cert_key) = common::certificate(&certs);
-    let passwd = tmp.path().join("mosquitto.passwd");
-    let made = Command::new("mosquitto_passwd")
-        .args(["-c", "-b"])
-        .arg(&passwd)
-        .args(["fleet", "broker secret"])
-        .output()
-        .expect("mosquitto_passwd (Debian package mosquitto)");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let settings = format!(
-        "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
-        passwd.display(),
-        ca.display(),
-        cert.display(),
-        cert_key.display()
-    );
-    let broker = Mosquitto::start_with(free_port(), tmp.path(), &settings);
+    let (broker, ca) =
+        Mosquitto::start_tls_with_password(free_port(), tmp.path(), "fleet", "broker secret");
     let broker_password = tmp.path().join("broker.password");
     std::fs::write(&broker_password, "broker secret\n").unwrap();
     {

@@ -570,24 +570,9 @@ fn an_https_webhook_on_a_private_ca_gets_every_record() {
 #[test]
 fn mqtt_over_tls_with_a_password() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, cert_key) = common::certificate(tmp.path());
-    let passwd = tmp.path().join("mosquitto.passwd");
-    let made = std::process::Command::new("mosquitto_passwd")
-        .args(["-c", "-b"])
-        .arg(&passwd)
-        .args(["door-3", "a broker password"])
-        .output()
-        .expect("mosquitto_passwd (Debian package mosquitto)");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let port = free_port();
-    let settings = format!(
-        "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
-        passwd.display(),
-        ca.display(),
-        cert.display(),
-        cert_key.display()
-    );
-    let _broker = Mosquitto::start_with(port, tmp.path(), &settings);
+    let (_broker, ca) =
+        Mosquitto::start_tls_with_password(port, tmp.path(), "door-3", "a broker password");
     let tls = rumqttc::TlsConfiguration::Rustls(edgeid::util::tls_client_trusting(&ca).unwrap());
     let got: Arc<Mutex<Vec<Message>>> = Arc::default();
     let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));

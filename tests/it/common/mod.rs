@@ -428,3 +428,51 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+impl Mosquitto {
+    /// A broker that takes only TLS (a certificate from a test CA made in `dir/mqtt-certs`)
+    /// and only `user` with `password`; returns it and the CA certificate clients must trust.
+    pub fn start_tls_with_password(
+        port: u16,
+        dir: &Path,
+        user: &str,
+        password: &str,
+    ) -> (Mosquitto, PathBuf) {
+        let certs = dir.join("mqtt-certs");
+        std::fs::create_dir(&certs).unwrap();
+        let (ca, cert, cert_key) = certificate(&certs);
+        let passwd = dir.join("mosquitto.passwd");
+        let made = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(&passwd)
+            .args([user, password])
+            .output()
+            .expect("mosquitto_passwd (Debian package mosquitto)");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let settings = format!(
+            "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            passwd.display(),
+            ca.display(),
+            cert.display(),
+            cert_key.display()
+        );
+        (Mosquitto::start_with(port, dir, &settings), ca)
+    }
+}
+
+/// A gray 640×480 frame: nobody at the door.
+pub fn empty_frame(path: &Path) {
+    image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])).save(path).unwrap();
+}
+
+/// A replay list in `dir` of one person arriving (6 frames of kiosk640.jpg), then leaving (4
+/// empty frames, past the tracker's 3 missed frames): looped, one decision per arrival.
+pub fn arrivals(dir: &Path) -> PathBuf {
+    let empty = dir.join("empty.png");
+    empty_frame(&empty);
+    let list = dir.join("arrivals.txt");
+    let kiosk = data("kiosk640.jpg").display().to_string();
+    let arrival = format!("{kiosk}\n").repeat(6) + &format!("{}\n", empty.display()).repeat(4);
+    std::fs::write(&list, arrival).unwrap();
+    list
+}
