@@ -612,6 +612,9 @@ fn worker_loop(
                     if new_cfg.outputs != cfg.outputs {
                         log::warn!("reload: [[outputs]] changed; outputs keep running as they started: restart the daemon to apply the change");
                     }
+                    if new_cfg.fleet != cfg.fleet {
+                        log::warn!("reload: [fleet] changed; shipping and gallery changes keep running as they started: restart the daemon to apply the change");
+                    }
                     cfg = new_cfg;
                     gallery = new_gallery;
                     policy = policy_of(&cfg, &pipeline);
