@@ -326,6 +326,8 @@ pub fn fleet_enroll(
     if images.is_empty() {
         bail!("no image given; pass one or more photos of {checked}");
     }
+    // A wrong key is refused before the models run.
+    crate::fleet::change::signer(fleet, secret)?;
     let (model_id, dim) = encoder_identity(cfg)?;
     let mut pipeline = Pipeline::load(cfg)?;
     let frames = images.iter().map(|p| load_image(p).map_err(anyhow::Error::from));

@@ -169,6 +169,10 @@ pub fn run(
     let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
     let fleet = cfg.fleet.as_ref();
     let hears_fleet = fleet.is_some_and(|f| !f.broker.is_empty());
+    if let Some(f) = fleet.filter(|_| hears_fleet) {
+        // Before any file is made: a door without the fleet's transport key cannot start.
+        crate::fleet::change::device_key(f)?;
+    }
     if (cfg.api.is_some() || hears_fleet) && !cfg.gallery.path.exists() {
         // A new device is set up through the operator API or the fleet's gallery changes: it
         // starts with an empty gallery.

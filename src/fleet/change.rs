@@ -156,16 +156,12 @@ pub fn publish(
     by: &str,
     change: &Change,
 ) -> Result<Published, FleetError> {
-    let key = transport_key(cfg, true)?;
-    let signer = crate::trust::signing_key(secret)
-        .map_err(|e| FleetError::Key { what: "signing key".into(), why: e.to_string() })?;
-    let public = hex(signer.verifying_key().as_bytes());
-    if !cfg.public_key.is_empty() && cfg.public_key != public {
-        return Err(FleetError::Key {
-            what: format!("signing key {}", secret.display()),
-            why: format!("its public key is {public}, but fleet.public_key is {}: devices would refuse what it signs; use the key that matches", cfg.public_key),
-        });
-    }
+    // Made by `fleet migrate`, never here: a key made now would not be the devices' one.
+    let key = transport_key(cfg, false).map_err(|e| FleetError::Key {
+        what: "transport_key".into(),
+        why: format!("{e}; `edgeid fleet migrate` creates it, then copy it to every device"),
+    })?;
+    let signer = signer(cfg, secret)?;
     let mut db = central::connect(cfg)?;
     central::require_schema(&mut db)?;
     let mut tx = db.transaction().map_err(FleetError::db("publishing"))?;
@@ -189,6 +185,21 @@ pub fn publish(
         why: format!("change {version} is stored in the database but was not published ({e}); run `edgeid fleet republish` once the broker is back"),
     })?;
     Ok(Published { version, op: change.op, name: change.name.clone(), topic })
+}
+
+/// The secret key at `secret`, refused unless its public key is `fleet.public_key` (the
+/// devices would refuse what it signs).
+pub fn signer(cfg: &FleetConfig, secret: &Path) -> Result<SigningKey, FleetError> {
+    let signer = crate::trust::signing_key(secret)
+        .map_err(|e| FleetError::Key { what: "signing key".into(), why: e.to_string() })?;
+    let public = hex(signer.verifying_key().as_bytes());
+    if !cfg.public_key.is_empty() && cfg.public_key != public {
+        return Err(FleetError::Key {
+            what: format!("signing key {}", secret.display()),
+            why: format!("its public key is {public}, but fleet.public_key is {}: devices would refuse what it signs; use the key that matches", cfg.public_key),
+        });
+    }
+    Ok(signer)
 }
 
 /// Publishes every stored change again (retained), for a broker that lost them or was

@@ -572,6 +572,7 @@ fn shipping_over_tls_with_a_password() {
 }
 
 /// A door whose fleet transport key is missing does not start, and says which file to copy;
+/// a signing key that is not the fleet's is refused;
 /// `ship` with no `[fleet]` names the section to add; a database that is not there ends
 /// `ship --once` with the address and the fix, and the journal is untouched.
 #[test]
@@ -597,10 +598,15 @@ fn fleet_setup_mistakes_end_with_the_fix() {
         !ok && err.contains("transport_key") && err.contains(missing.to_str().unwrap()),
         "{err}"
     );
-    assert!(
-        !s.gallery().exists()
-            || Journal::open_existing(&s.journal()).unwrap().count().unwrap() == 0
-    );
+    // A signing key that is not the fleet's: refused before anything is encoded or stored.
+    let secret = tmp.path().join("other-signing.key");
+    signing_key(&s.config(), &secret);
+    let photo = data("kiosk640.jpg").display().to_string();
+    let key = secret.to_str().unwrap();
+    let (ok, _, err) =
+        edgeid(&s.config(), &["fleet", "enroll", "--name", "x", "--signing-key", key, &photo]);
+    assert!(!ok && err.contains(&format!("fleet.public_key is {public}")), "{err}");
+    assert!(!s.gallery().exists(), "a refused start makes no gallery");
     let journal = Journal::open(&s.journal()).unwrap();
     journal.append(&common::decision(1_764_000_000_000, 0.7, 90.0)).unwrap();
     drop(journal);
