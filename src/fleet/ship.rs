@@ -119,25 +119,12 @@ impl Shipper {
         db: &mut postgres::Client,
         stop: Option<&AtomicBool>,
     ) -> Result<Round, FleetError> {
-        let heads: Vec<(i64, String)> =
-            CHAINED_TABLES.iter().map(|t| self.journal.last_record(t)).collect::<Result<_, _>>()?;
         let gallery_version = crate::gallery::Gallery::stored_fleet_version(&self.gallery)?;
         db.execute(
-            "INSERT INTO devices (device, edgeid_version, gallery_version, decisions_head_id,
-                 decisions_head, audits_head_id, audits_head)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (device) DO UPDATE SET last_contact = now(),
-                 edgeid_version = $2, gallery_version = $3, decisions_head_id = $4,
-                 decisions_head = $5, audits_head_id = $6, audits_head = $7",
-            &[
-                &self.device,
-                &env!("CARGO_PKG_VERSION"),
-                &gallery_version,
-                &heads[0].0,
-                &heads[0].1,
-                &heads[1].0,
-                &heads[1].1,
-            ],
+            "INSERT INTO devices (device, edgeid_version, gallery_version) VALUES ($1, $2, $3)
+             ON CONFLICT (device) DO UPDATE SET last_contact = now(), edgeid_version = $2,
+                 gallery_version = $3",
+            &[&self.device, &env!("CARGO_PKG_VERSION"), &gallery_version],
         )
         .map_err(FleetError::db("reporting the device"))?;
         let mut round = Round::default();
@@ -168,9 +155,15 @@ impl Shipper {
             (Some(a), Some(b)) => Some(format!("{b}; {a}")),
             (a, b) => a.or(b),
         };
+        // The heads are read after shipping: records only grow, so every record shipped is at
+        // or below them, and a head below the central copy's last record means a cut.
+        let heads: Vec<(i64, String)> =
+            CHAINED_TABLES.iter().map(|t| self.journal.last_record(t)).collect::<Result<_, _>>()?;
         db.execute(
-            "UPDATE devices SET local_problem = $2 WHERE device = $1",
-            &[&self.device, &round.problem],
+            "UPDATE devices SET local_problem = $2, decisions_head_id = $3, decisions_head = $4,
+                 audits_head_id = $5, audits_head = $6
+             WHERE device = $1",
+            &[&self.device, &round.problem, &heads[0].0, &heads[0].1, &heads[1].0, &heads[1].1],
         )
         .map_err(FleetError::db("reporting the device"))?;
         let central: i64 = db
@@ -225,10 +218,21 @@ impl Shipper {
                     &[&self.device, &table, &ids, &times, &prevs, &hashes, &bodies],
                 )
                 .map_err(FleetError::db(format!("shipping {table} after record {after}")))?;
+                // The device's head moves with the records in the same transaction, so the
+                // central copy never holds records beyond the head it reports (which would
+                // read as records removed from the end of the device's journal).
+                let end = records.last().expect("not empty");
+                tx.execute(
+                    &format!(
+                        "UPDATE devices SET {table}_head_id = $2, {table}_head = $3
+                         WHERE device = $1 AND {table}_head_id < $2"
+                    ),
+                    &[&self.device, &end.id, &end.hash],
+                )
+                .map_err(FleetError::db("reporting the device"))?;
                 tx.commit()
                     .map_err(FleetError::db(format!("shipping {table} after record {after}")))?;
                 shipped += records.len();
-                let end = records.last().expect("not empty");
                 (after, prev) = (end.id, end.hash.clone());
             }
             if brk.is_some() {

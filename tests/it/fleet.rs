@@ -328,6 +328,14 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
         "nobody is granted as `visitor` on a frame 2 s (an arrival) after the removal was applied"
     );
 
+    // While the doors decide and ship, the status shows no problem (a head is never behind
+    // the records shipped).
+    for _ in 0..5 {
+        let (ok, out, err) = edgeid(&hq.config(), &["fleet", "status"]);
+        assert!(ok && !out.contains("PROBLEM"), "{out}{err}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     // An old change replayed (live, as an attacker with the broker would), and a forged one.
     let old = pg.psql("edgeid", "SELECT message FROM gallery_changes WHERE version = 1");
     let mut forged: serde_json::Value = serde_json::from_str(&old).unwrap();
