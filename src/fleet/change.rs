@@ -83,6 +83,11 @@ pub fn topic(prefix: &str, version: i64) -> String {
     format!("{prefix}/fleet/gallery/{version}")
 }
 
+/// The topic filter that takes every change.
+pub fn topic_filter(prefix: &str) -> String {
+    format!("{prefix}/fleet/gallery/+")
+}
+
 /// Seals `change` as version `version` and signs it.
 pub fn seal(
     version: i64,

@@ -32,6 +32,10 @@ pub struct Subscriber {
     model_id: String,
     /// Changes that arrived ahead of the next version, by version.
     pending: BTreeMap<i64, Opened>,
+    /// The wait before the next connection attempt (doubling to 30 s while the broker cannot
+    /// be reached, back to 1 s once it is), and whether the failure was logged.
+    retry: Duration,
+    failing: bool,
 }
 
 impl Subscriber {
@@ -54,6 +58,8 @@ impl Subscriber {
             public,
             model_id: model_id.to_string(),
             pending: BTreeMap::new(),
+            retry: Duration::from_secs(1),
+            failing: false,
         })
     }
 
@@ -65,8 +71,6 @@ impl Subscriber {
     /// Listens until `stop` is set, reconnecting with back-off (up to 30 s) when the broker
     /// is lost.
     pub fn run(mut self, status: &FleetStatus, stop: &AtomicBool) {
-        let mut wait = Duration::from_secs(1);
-        let mut failing = false;
         match self.gallery.fleet_version() {
             Ok(v) => status.gallery_version.store(v, Ordering::Relaxed),
             Err(e) => log::error!("fleet: {e}"),
@@ -75,15 +79,15 @@ impl Subscriber {
             match self.session(status, stop) {
                 Ok(()) => return,
                 Err(e) => {
-                    if !failing {
+                    if !self.failing {
                         log::warn!("fleet: {e}; reconnecting");
                     }
-                    failing = true;
-                    let until = Instant::now() + wait;
+                    self.failing = true;
+                    let until = Instant::now() + self.retry;
                     while Instant::now() < until && !stop.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                    self.retry = (self.retry * 2).min(Duration::from_secs(30));
                 }
             }
         }
@@ -94,9 +98,10 @@ impl Subscriber {
         let timeout = Duration::from_secs(10);
         let id = format!("edgeid-{}-fleet-{}", self.device, std::process::id());
         let mut s = Session::connect(&self.cfg.broker, &self.access, &id, timeout)?;
-        let filter = change::topic(&self.cfg.topic_prefix, 0).replace("/0", "/+");
+        let filter = change::topic_filter(&self.cfg.topic_prefix);
         s.subscribe(&filter, timeout)?;
         log::info!("fleet: listening for gallery changes on {} ({filter})", self.cfg.broker);
+        (self.retry, self.failing) = (Duration::from_secs(1), false);
         self.report(&mut s, status);
         for p in std::mem::take(&mut s.held) {
             self.take(&p.payload, p.retain, status);
