@@ -7,14 +7,7 @@ use rumqttc::{Client, Connection, Event, MqttOptions, Packet, Publish, QoS};
 
 use super::FleetError;
 
-pub use crate::outputs::split_broker as split;
-
-/// How a session reaches the broker beyond plain MQTT on TCP.
-#[derive(Default)]
-pub struct Access {
-    pub credentials: Option<(String, String)>,
-    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
-}
+pub use crate::outputs::{split_broker as split, MqttAccess as Access};
 
 /// A connected session.
 pub struct Session {

@@ -24,7 +24,7 @@ mod gpio;
 mod mqtt;
 mod webhook;
 
-pub use mqtt::split_broker;
+pub use mqtt::{split_broker, Access as MqttAccess};
 
 /// What kind of output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
