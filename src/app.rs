@@ -342,6 +342,24 @@ pub fn fleet_enroll(
     Ok(crate::fleet::change::publish(fleet, secret, &publisher(), &change)?)
 }
 
+/// `edgeid fleet offer`: the configuration in `dir` offered to every device, after checking
+/// it here as a device will (over this config: its keys, `[trust]`, floors, every model
+/// loaded), so that a mistake is found before it reaches the fleet.
+pub fn fleet_offer(
+    cfg: &Config,
+    dir: &Path,
+    secret: &Path,
+) -> anyhow::Result<crate::fleet::offer::Published> {
+    let fleet = fleet_config(cfg)?;
+    let files = crate::fleet::offer::read_folder(dir)
+        .map_err(|why| anyhow::anyhow!("offer folder {}: {why}", dir.display()))?;
+    crate::fleet::change::signer(fleet, secret)?;
+    let offered = Config::load_verified_with_offer(&cfg.path, dir, 0)?;
+    Pipeline::load(&offered)
+        .with_context(|| format!("offer folder {}: its models", dir.display()))?;
+    Ok(crate::fleet::offer::publish(fleet, secret, &publisher(), &files)?)
+}
+
 /// `edgeid fleet remove`: a signed change removing `name` from every device.
 pub fn fleet_remove(
     cfg: &Config,

@@ -33,6 +33,9 @@ pub enum ConfigError {
     Untrusted { path: PathBuf, source: crate::trust::TrustError },
     #[error("config {path}: {} = {} is below {}, the floor of {} ({}); raise it, or set {} = true if you calibrated it on your own population", .below.key, .below.value, .below.floor, .below.model, .below.what, .below.override_key)]
     BelowFloor { path: PathBuf, below: Floor },
+    /// The fleet's config offer that the device runs (or checks) cannot be read over it.
+    #[error("config {path} with the fleet's offer {offer}: {why}")]
+    Offer { path: PathBuf, offer: PathBuf, why: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +89,9 @@ pub struct Config {
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
+    /// The fleet's config offer read over the file (`fleet.updates`), if one is.
+    #[serde(skip)]
+    pub offer: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -486,6 +492,22 @@ impl Config {
         Ok(cfg)
     }
 
+    /// [`Config::load_verified`] with the fleet's offer `version`, staged in `dir`, read over
+    /// the file instead of the one the device runs: what the device checks before it applies
+    /// an offer.
+    pub fn load_verified_with_offer(
+        path: &Path,
+        dir: &Path,
+        version: i64,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
+        let cfg = Config::parse_with_offer(&text, path, dir, version)?;
+        cfg.verify_trust()?;
+        cfg.check_floors()?;
+        Ok(cfg)
+    }
+
     /// Refuses a match threshold below the encoder's measured floor, or a live threshold below
     /// the PAD heads' highest floor, unless the config's override key says so (then warns):
     /// `match_threshold = 0` would grant everyone, also through a SIGHUP. A manifest that cannot
@@ -572,10 +594,92 @@ impl Config {
     /// Reads, parses, validates and resolves a config file. Data only: no model or manifest is
     /// read (so a config can be parsed, tested and fuzzed alone); [`Config::verify_trust`] is
     /// the start-up step that reads them.
+    ///
+    /// With `fleet.updates`, the fleet's config offer the device runs is read over the file
+    /// (the tables it sets replace the file's).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
-        Config::parse(&text, path)
+        let cfg = Config::parse(&text, path)?;
+        let Some(updates) = cfg.fleet.as_ref().and_then(|f| f.updates.clone()) else {
+            return Ok(cfg);
+        };
+        let state = crate::fleet::offer::State::read(&updates).map_err(|why| {
+            ConfigError::Offer { path: path.to_path_buf(), offer: updates.clone(), why }
+        })?;
+        match state.applied_dir(&updates) {
+            Some(dir) => Config::parse_with_offer(&text, path, &dir, state.applied),
+            None => Ok(cfg),
+        }
+    }
+
+    /// Parses config text as [`Config::parse`] does, with the offer staged in `dir` over it:
+    /// each table the offer sets replaces the text's, its relative paths resolved against
+    /// `dir`. An offer that sets anything else is refused.
+    pub fn parse_with_offer(
+        text: &str,
+        path: &Path,
+        dir: &Path,
+        version: i64,
+    ) -> Result<Config, ConfigError> {
+        use crate::fleet::offer::{CONFIG_FILE, OFFERED_TABLES};
+        // The device's own file must stand alone (and its errors name it).
+        Config::parse(text, path)?;
+        let offer_path = dir.join(CONFIG_FILE);
+        let err = |why: String| ConfigError::Offer {
+            path: path.to_path_buf(),
+            offer: offer_path.clone(),
+            why,
+        };
+        let offer_text = std::fs::read_to_string(&offer_path)
+            .map_err(|e| {
+                err(format!("cannot be read ({e}); offer it again, or set `applied` to 0 in the updates folder's state.json to run the device's own config"))
+            })?;
+        let offered: toml::Table = toml::from_str(&offer_text)
+            .map_err(|e| err(crate::util::toml_error(&offer_text, &e)))?;
+        if let Some(k) = offered.keys().find(|k| !OFFERED_TABLES.contains(&k.as_str())) {
+            return Err(err(format!(
+                "it sets `{k}`, which an offer may not (only {}; the rest is the device's own)",
+                OFFERED_TABLES.join(", ")
+            )));
+        }
+        let mut merged: toml::Table = toml::from_str(text).map_err(|e| {
+            err(format!("the device's file: {}", crate::util::toml_error(text, &e)))
+        })?;
+        merged.extend(offered.clone());
+        let mut cfg: Config =
+            merged.try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+        cfg.path = path.to_path_buf();
+        cfg.validate().map_err(|e| err(e.to_string()))?;
+        let dir = dir.canonicalize().map_err(|e| err(format!("its folder: {e}")))?;
+        cfg.resolve_offered(&dir, &offered);
+        cfg.resolve(path.parent().unwrap_or(Path::new(".")));
+        cfg.offer = Some(version);
+        Ok(cfg)
+    }
+
+    /// Resolves the relative paths of the tables an offer set against its folder.
+    fn resolve_offered(&mut self, dir: &Path, offered: &toml::Table) {
+        let set = |table: &str| offered.contains_key(table);
+        let mut paths: Vec<&mut PathBuf> = Vec::new();
+        if set("detector") {
+            paths.extend(self.detector.manifests_mut());
+        }
+        if set("encoder") {
+            paths.push(&mut self.encoder.manifest);
+        }
+        if set("pad") {
+            paths.extend(self.pad.models.iter_mut());
+        }
+        if set("mad") {
+            paths.extend(self.mad.smad.iter_mut().chain(self.mad.dmad.iter_mut()));
+        }
+        if set("tagger") {
+            paths.extend(self.tagger.model.iter_mut().chain(self.tagger.prototypes.iter_mut()));
+        }
+        for p in paths.into_iter().filter(|p| p.is_relative()) {
+            *p = dir.join(&*p);
+        }
     }
 
     /// Parses config text as if read from `path` (which anchors relative paths).
@@ -586,7 +690,13 @@ impl Config {
         })?;
         cfg.path = path.to_path_buf();
         cfg.validate()?;
-        let dir = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(path.parent().unwrap_or(Path::new(".")));
+        Ok(cfg)
+    }
+
+    /// Resolves every relative path against `dir`, the config file's folder.
+    fn resolve(&mut self, dir: &Path) {
+        let cfg = self;
         for p in cfg
             .detector
             .manifests_mut()
@@ -605,9 +715,16 @@ impl Config {
                 [Some(&mut a.tokens), a.tls_cert.as_mut(), a.tls_key.as_mut()].into_iter().flatten()
             }))
             .chain(cfg.fleet.iter_mut().flat_map(|f| {
-                [f.password_file.as_mut(), f.ca_file.as_mut(), f.transport_key.as_mut()]
-                    .into_iter()
-                    .flatten()
+                [
+                    f.password_file.as_mut(),
+                    f.ca_file.as_mut(),
+                    f.transport_key.as_mut(),
+                    f.broker_ca_file.as_mut(),
+                    f.broker_password_file.as_mut(),
+                    f.updates.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
             }))
         {
             if p.is_relative() {
@@ -635,7 +752,6 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
-        Ok(cfg)
     }
 
     /// With `[trust]`, refuses the config unless every manifest it names is in the signed set as

@@ -24,6 +24,18 @@ pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
+/// Writes `bytes` to `path` whole or not at all: a file beside it, synced, renamed over it (a
+/// crash leaves the old file or the new one, never half of one).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".writing");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes).and_then(|()| file.sync_all())?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The file's mode if it grants any of the `mask` bits (0o077: group or others; 0o007:
 /// others).
 pub fn exposed(path: &Path, mask: u32) -> Option<u32> {

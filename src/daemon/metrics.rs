@@ -260,7 +260,7 @@ impl Metrics {
         }
         if let Some(f) = &self.fleet {
             type FleetOf = fn(&crate::fleet::FleetStatus) -> i64;
-            let fleet: [(&str, &str, FleetOf); 6] = [
+            let fleet: [(&str, &str, FleetOf); 8] = [
                 ("edgeid_fleet_shipped_total", "Journal records shipped to the central database.", |f| {
                     f.shipped.load(Ordering::Relaxed) as i64
                 }),
@@ -278,6 +278,12 @@ impl Metrics {
                 }),
                 ("edgeid_fleet_changes_refused_total", "Gallery changes refused: badly signed or sealed, not newer than the version held, or not applicable here.", |f| {
                     f.changes_refused.load(Ordering::Relaxed) as i64
+                }),
+                ("edgeid_fleet_config_version", "The fleet's config offer the device runs (0: its own config alone).", |f| {
+                    f.config_version.load(Ordering::Relaxed)
+                }),
+                ("edgeid_fleet_config_offers_refused_total", "Config offers refused: badly signed or sealed, not newer than the one run, or failing their checks or their audit.", |f| {
+                    f.offers_refused.load(Ordering::Relaxed) as i64
                 }),
             ];
             for (name, help, get) in fleet {

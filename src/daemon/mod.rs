@@ -12,6 +12,7 @@ pub mod api;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+mod update;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +47,9 @@ pub struct Control {
     pub stop: Arc<AtomicBool>,
     /// Incremented to ask the workers to reload the gallery and thresholds.
     pub reload: Arc<AtomicU64>,
+    /// Raised with `stop` when the daemon is to start again (a config offer was applied): the
+    /// caller runs it anew once it has stopped ([`RunSummary::restart`]).
+    pub restart: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +69,8 @@ pub struct RunSummary {
     /// Peak resident memory of the process, KiB (Linux VmHWM).
     pub peak_rss_kib: Option<u64>,
     pub seconds: f64,
+    /// The daemon stopped to start again on a config offer it applied.
+    pub restart: bool,
 }
 
 /// Decision latencies of a run, milliseconds: the median of the latest
@@ -215,18 +221,36 @@ pub fn run(
         )?),
         None => None,
     };
+    let mut updater = None;
     let subscriber = match fleet.filter(|f| !f.broker.is_empty()) {
         Some(f) => {
             let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
             let gallery = Gallery::open(path, &key, &encoder_id, dim, false)?;
-            Some(crate::fleet::subscribe::Subscriber::new(f, &device, gallery, &encoder_id)?)
+            let sub = crate::fleet::subscribe::Subscriber::new(f, &device, gallery, &encoder_id)?;
+            Some(match &f.updates {
+                Some(updates) => {
+                    let (tx, rx) = mpsc::channel();
+                    updater = Some((updates.clone(), rx));
+                    sub.with_offers(tx)
+                }
+                None => sub,
+            })
         }
         None => None,
     };
+    if let Some(v) = cfg.offer {
+        log::info!(
+            "config {}: running the fleet's config offer {v} over it",
+            config_path.display()
+        );
+    }
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let mut metrics = Metrics::new(&names);
     metrics.outputs = outputs.iter().map(|(_, status)| status.clone()).collect();
     metrics.fleet = fleet_status.clone();
+    if let Some(status) = &fleet_status {
+        status.config_version.store(cfg.offer.unwrap_or(0), Ordering::Relaxed);
+    }
     let metrics = Arc::new(metrics);
     let http = http::start(&cfg.daemon.http, metrics.clone(), control.stop.clone())?;
     let operator_api = match &cfg.api {
@@ -254,6 +278,13 @@ pub fn run(
             let (status, stop) =
                 (fleet_status.clone().expect("with [fleet]"), control.stop.clone());
             thread::spawn(move || sub.run(&status, &stop))
+        }),
+        updater.map(|(updates, offers)| {
+            let status = fleet_status.clone().expect("with [fleet]");
+            let (path, control) = (config_path.to_path_buf(), control.clone());
+            thread::spawn(move || {
+                update::updater_loop(&path, &updates, offers, &control, &status);
+            })
         }),
     ]
     .into_iter()
@@ -403,6 +434,7 @@ pub fn run(
         decision_latency_ms: latencies.summary(),
         peak_rss_kib: peak_rss_kib(),
         seconds: started.elapsed().as_secs_f64(),
+        restart: control.restart.load(Ordering::SeqCst),
     })
 }
 

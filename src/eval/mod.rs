@@ -75,9 +75,7 @@ pub fn calibrate(
     // The new file must still be a valid config before it replaces the old one.
     let new_text = doc.to_string();
     crate::config::Config::parse(&new_text, config_path)?;
-    let tmp = config_path.with_extension("toml.calibrating");
-    std::fs::write(&tmp, &new_text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, config_path)
+    crate::util::write_atomically(config_path, new_text.as_bytes())
         .with_context(|| format!("replacing {}", config_path.display()))?;
     Ok(Calibration {
         config: config_path.to_path_buf(),

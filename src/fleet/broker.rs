@@ -32,8 +32,9 @@ impl Session {
         })?;
         let mut options = MqttOptions::new(id, host, port);
         options.set_keep_alive(Duration::from_secs(15)).set_clean_session(true);
-        // A change carries an identity's templates: larger than rumqttc's 10 KiB default.
-        options.set_max_packet_size(1 << 20, 1 << 20);
+        // A change carries templates, an offer model files (up to offer::MAX_BYTES, a third more
+        // in base64): far over rumqttc's 10 KiB default.
+        options.set_max_packet_size(64 << 20, 64 << 20);
         if let Some((user, password)) = &access.credentials {
             options.set_credentials(user, password);
         }

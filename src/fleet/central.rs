@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "devices and journal records", include_str!("migrations/0001_journal_records.sql")),
     (2, "gallery changes", include_str!("migrations/0002_gallery_changes.sql")),
     (3, "views", include_str!("migrations/0003_views.sql")),
+    (4, "config offers", include_str!("migrations/0004_config_offers.sql")),
 ];
 
 /// The schema version this edgeid reads and writes.

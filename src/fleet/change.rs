@@ -103,23 +103,39 @@ pub fn seal(
         sealed: hex(&key.seal(&clear, &aad(version))),
     })
     .expect("a body serialises");
-    let signature = secret.sign(&[CONTEXT, body.as_bytes()].concat());
+    sign(CONTEXT, body, secret)
+}
+
+/// `body` signed with `secret` over `context` and the body's bytes.
+pub(super) fn sign(context: &[u8], body: String, secret: &SigningKey) -> Message {
+    let signature = secret.sign(&[context, body.as_bytes()].concat());
     Message { body, signature: hex(&signature.to_bytes()) }
+}
+
+/// The body of a received message (`what` it should be) whose signature holds with `public`
+/// over `context`; `Err` says why it is refused.
+pub(super) fn verified_body(
+    bytes: &[u8],
+    context: &[u8],
+    what: &str,
+    public: &VerifyingKey,
+) -> Result<String, String> {
+    let m: Message = serde_json::from_slice(bytes).map_err(|e| format!("not {what} ({e})"))?;
+    let signature: [u8; 64] = crate::util::unhex(&m.signature)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("its signature is not 128 hex digits")?;
+    public
+        .verify(&[context, m.body.as_bytes()].concat(), &Signature::from_bytes(&signature))
+        .map_err(|_| "its signature does not verify with fleet.public_key: forged, altered, or signed with another key".to_string())?;
+    Ok(m.body)
 }
 
 /// Checks a received message's signature with `public`, then opens its change with `key`;
 /// `Err` says why it is refused.
 pub fn open(bytes: &[u8], key: &Key, public: &VerifyingKey) -> Result<Opened, String> {
-    let m: Message =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a gallery change ({e})"))?;
-    let signature: [u8; 64] = crate::util::unhex(&m.signature)
-        .and_then(|b| b.try_into().ok())
-        .ok_or("its signature is not 128 hex digits")?;
-    public
-        .verify(&[CONTEXT, m.body.as_bytes()].concat(), &Signature::from_bytes(&signature))
-        .map_err(|_| "its signature does not verify with fleet.public_key: forged, altered, or signed with another key".to_string())?;
+    let body = verified_body(bytes, CONTEXT, "a gallery change", public)?;
     let body: Body =
-        serde_json::from_str(&m.body).map_err(|e| format!("its body is not a change ({e})"))?;
+        serde_json::from_str(&body).map_err(|e| format!("its body is not a change ({e})"))?;
     let sealed = crate::util::unhex(&body.sealed).ok_or("its sealed change is not hex")?;
     let clear = key.open(&sealed, &aad(body.version)).ok_or_else(|| {
         format!("it does not open with fleet.transport_key {}: the publisher sealed it under another key", key.path().display())
@@ -161,21 +177,11 @@ pub fn publish(
     by: &str,
     change: &Change,
 ) -> Result<Published, FleetError> {
-    // Made by `fleet migrate`, never here: a key made now would not be the devices' one.
-    let key = transport_key(cfg, false).map_err(|e| FleetError::Key {
-        what: "transport_key".into(),
-        why: format!("{e}; `edgeid fleet migrate` creates it, then copy it to every device"),
-    })?;
-    let signer = signer(cfg, secret)?;
+    let (key, signer) = publisher_keys(cfg, secret)?;
     let mut db = central::connect(cfg)?;
     central::require_schema(&mut db)?;
     let mut tx = db.transaction().map_err(FleetError::db("publishing"))?;
-    tx.execute("LOCK TABLE gallery_changes IN EXCLUSIVE MODE", &[])
-        .map_err(FleetError::db("publishing (taking the lock)"))?;
-    let version: i64 = tx
-        .query_one("SELECT coalesce(max(version), 0) + 1 FROM gallery_changes", &[])
-        .map_err(FleetError::db("publishing"))?
-        .get(0);
+    let version = next_version(&mut tx, "gallery_changes")?;
     let message = seal(version, crate::capture::now_ms(), change, &key, &signer);
     let text = serde_json::to_string(&message).expect("a message serialises");
     tx.execute(
@@ -190,6 +196,30 @@ pub fn publish(
         why: format!("change {version} is stored in the database but was not published ({e}); run `edgeid fleet republish` once the broker is back"),
     })?;
     Ok(Published { version, op: change.op, name: change.name.clone(), topic })
+}
+
+/// The transport key and the signing key a publisher seals and signs with.
+pub(super) fn publisher_keys(
+    cfg: &FleetConfig,
+    secret: &Path,
+) -> Result<(Key, SigningKey), FleetError> {
+    // Made by `fleet migrate`, never here: a key made now would not be the devices' one.
+    let key = transport_key(cfg, false).map_err(|e| FleetError::Key {
+        what: "transport_key".into(),
+        why: format!("{e}; `edgeid fleet migrate` creates it, then copy it to every device"),
+    })?;
+    Ok((key, signer(cfg, secret)?))
+}
+
+/// The next version of `table` (`gallery_changes` or `config_offers`), taken under a lock
+/// held until the transaction ends, so two publishers never take the same one.
+pub(super) fn next_version(tx: &mut postgres::Transaction, table: &str) -> Result<i64, FleetError> {
+    tx.execute(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])
+        .map_err(FleetError::db("publishing (taking the lock)"))?;
+    Ok(tx
+        .query_one(&format!("SELECT coalesce(max(version), 0) + 1 FROM {table}"), &[])
+        .map_err(FleetError::db("publishing"))?
+        .get(0))
 }
 
 /// The secret key at `secret`, refused unless its public key is `fleet.public_key` (the
@@ -207,22 +237,27 @@ pub fn signer(cfg: &FleetConfig, secret: &Path) -> Result<SigningKey, FleetError
     Ok(signer)
 }
 
-/// Publishes every stored change again (retained), for a broker that lost them or was
-/// down when one was published; returns how many.
-pub fn republish(cfg: &FleetConfig) -> Result<usize, FleetError> {
+/// Publishes every stored change and the latest config offer again (retained), for a broker
+/// that lost them or was down when one was published; returns how many changes, and the
+/// offer's version.
+pub fn republish(cfg: &FleetConfig) -> Result<(usize, Option<i64>), FleetError> {
     let mut db = central::connect(cfg)?;
     central::require_schema(&mut db)?;
     let rows = db
         .query("SELECT version, message FROM gallery_changes ORDER BY version", &[])
         .map_err(FleetError::db("reading the gallery changes"))?;
-    let all: Vec<(String, String)> =
+    let mut all: Vec<(String, String)> =
         rows.iter().map(|r| (topic(&cfg.topic_prefix, r.get(0)), r.get(1))).collect();
+    let changes = all.len();
+    let offer = super::offer::latest(cfg, &mut db)?;
+    let version = offer.as_ref().map(|(v, _, _)| *v);
+    all.extend(offer.map(|(_, topic, message)| (topic, message)));
     retain(cfg, &all)?;
-    Ok(all.len())
+    Ok((changes, version))
 }
 
 /// Publishes each (topic, message) retained, waiting for every acknowledgement.
-fn retain(cfg: &FleetConfig, messages: &[(String, String)]) -> Result<(), FleetError> {
+pub(super) fn retain(cfg: &FleetConfig, messages: &[(String, String)]) -> Result<(), FleetError> {
     if cfg.broker.is_empty() {
         return Err(FleetError::Broker {
             broker: String::new(),

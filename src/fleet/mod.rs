@@ -28,6 +28,7 @@ use crate::util::OutOfRange;
 mod broker;
 pub mod central;
 pub mod change;
+pub mod offer;
 pub mod ship;
 pub mod status;
 pub mod subscribe;
@@ -79,6 +80,11 @@ pub struct FleetConfig {
     /// for transport; every device of the fleet and the publisher share it.
     #[serde(default)]
     pub transport_key: Option<PathBuf>,
+    /// A folder of the device's own where config offers are staged and the one it runs is
+    /// recorded (`state.json`): set, the device takes the fleet's config offers (with the
+    /// broker); unset, it refuses them all.
+    #[serde(default)]
+    pub updates: Option<PathBuf>,
 }
 
 fn default_ship_every_s() -> f32 {
@@ -141,6 +147,13 @@ impl FleetConfig {
             if self.transport_key.is_none() {
                 return Err(bad("transport_key", "none".into(), "the key file gallery changes are sealed under (the publisher's `edgeid fleet` commands create it)"));
             }
+        }
+        if self.updates.is_some() && self.broker.is_empty() {
+            return Err(bad(
+                "updates",
+                "set".into(),
+                "with a broker: config offers come through it (set fleet.broker, or leave updates out)",
+            ));
         }
         if self.topic_prefix.is_empty()
             || self.topic_prefix.contains(['#', '+'])
@@ -252,6 +265,11 @@ pub struct FleetStatus {
     pub changes_applied: AtomicU64,
     /// Changes refused: badly signed, unreadable, or not newer than what is held.
     pub changes_refused: AtomicU64,
+    /// The config offer the device runs (0: none).
+    pub config_version: AtomicI64,
+    /// Config offers refused: badly signed, not newer than the one run, or failing their checks
+    /// or their audit.
+    pub offers_refused: AtomicU64,
     /// Why the latest shipping attempt failed, while it has not succeeded since.
     pub failing: Mutex<Option<String>>,
 }

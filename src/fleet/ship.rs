@@ -120,11 +120,32 @@ impl Shipper {
         stop: Option<&AtomicBool>,
     ) -> Result<Round, FleetError> {
         let gallery_version = crate::gallery::Gallery::stored_fleet_version(&self.gallery)?;
+        // What the device holds of config offers (an unreadable state is reported as such).
+        let offers = match &self.cfg.updates {
+            Some(updates) => {
+                super::offer::State::read(updates).unwrap_or_else(|why| super::offer::State {
+                    applied: 0,
+                    refused: Some(super::offer::Refusal { version: 0, why, at_ms: 0 }),
+                })
+            }
+            None => super::offer::State::default(),
+        };
+        let refused = offers.refused.as_ref();
         db.execute(
-            "INSERT INTO devices (device, edgeid_version, gallery_version) VALUES ($1, $2, $3)
+            "INSERT INTO devices (device, edgeid_version, gallery_version, config_version,
+                                  config_refused_version, config_refused)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (device) DO UPDATE SET last_contact = now(), edgeid_version = $2,
-                 gallery_version = $3",
-            &[&self.device, &env!("CARGO_PKG_VERSION"), &gallery_version],
+                 gallery_version = $3, config_version = $4, config_refused_version = $5,
+                 config_refused = $6",
+            &[
+                &self.device,
+                &env!("CARGO_PKG_VERSION"),
+                &gallery_version,
+                &offers.applied,
+                &refused.map(|r| r.version),
+                &refused.map(|r| r.why.as_str()),
+            ],
         )
         .map_err(FleetError::db("reporting the device"))?;
         let mut round = Round::default();

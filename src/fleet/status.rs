@@ -19,6 +19,10 @@ pub struct Device {
     /// Seconds since the device last reported.
     pub since_contact_s: f64,
     pub gallery_version: i64,
+    /// The config offer the device runs (0: its own config alone).
+    pub config_version: i64,
+    /// The latest offer it refused and why, as it reported it.
+    pub config_refused: Option<String>,
     /// Decisions and audits held centrally.
     pub decisions: i64,
     pub audits: i64,
@@ -32,6 +36,7 @@ pub struct Device {
 #[derive(Debug, Clone, Serialize)]
 pub struct Fleet {
     pub gallery_published: i64,
+    pub config_published: i64,
     pub devices: Vec<Device>,
 }
 
@@ -45,15 +50,19 @@ pub fn report(cfg: &FleetConfig) -> Result<Fleet, FleetError> {
     let mut db = central::connect(cfg)?;
     central::require_schema(&mut db)?;
     let q = FleetError::db("reading the fleet");
-    let published: i64 = db
-        .query_one("SELECT coalesce(max(version), 0) FROM gallery_changes", &[])
-        .map_err(q)?
-        .get(0);
+    let published = db
+        .query_one(
+            "SELECT (SELECT coalesce(max(version), 0) FROM gallery_changes),
+                    (SELECT coalesce(max(version), 0) FROM config_offers)",
+            &[],
+        )
+        .map_err(q)?;
     let rows = db
         .query(
             "SELECT device, edgeid_version, extract(epoch FROM now() - last_contact)::float8,
                     gallery_version, decisions_head_id, decisions_head, audits_head_id,
-                    audits_head, local_problem
+                    audits_head, local_problem, config_version, config_refused_version,
+                    config_refused
              FROM devices ORDER BY device",
             &[],
         )
@@ -66,6 +75,10 @@ pub fn report(cfg: &FleetConfig) -> Result<Fleet, FleetError> {
             edgeid_version: r.get(1),
             since_contact_s: r.get(2),
             gallery_version: r.get(3),
+            config_version: r.get(9),
+            config_refused: r.get::<_, Option<i64>>(10).map(|v| {
+                format!("offer {v}: {}", r.get::<_, Option<String>>(11).unwrap_or_default())
+            }),
             decisions: 0,
             audits: 0,
             lag: 0,
@@ -90,7 +103,7 @@ pub fn report(cfg: &FleetConfig) -> Result<Fleet, FleetError> {
         }
         devices.push(d);
     }
-    Ok(Fleet { gallery_published: published, devices })
+    Ok(Fleet { gallery_published: published.get(0), config_published: published.get(1), devices })
 }
 
 /// Checks the central copy of `device`'s `table` and the device's reported head against it;

@@ -18,6 +18,7 @@ use rumqttc::Packet;
 
 use super::broker::Session;
 use super::change::{self, Op, Opened};
+use super::offer::{self, Offer};
 use super::{FleetConfig, FleetError, FleetStatus};
 use crate::encode::Embedding;
 use crate::gallery::{Gallery, GalleryError, Key, Template};
@@ -36,6 +37,10 @@ pub struct Subscriber {
     /// be reached, back to 1 s once it is), and whether the failure was logged.
     retry: Duration,
     failing: bool,
+    /// Where verified config offers newer than the one run go (with `fleet.updates`), and the
+    /// newest sent there.
+    offers: Option<std::sync::mpsc::Sender<Offer>>,
+    offered: i64,
 }
 
 impl Subscriber {
@@ -60,7 +65,17 @@ impl Subscriber {
             pending: BTreeMap::new(),
             retry: Duration::from_secs(1),
             failing: false,
+            offers: None,
+            offered: 0,
         })
+    }
+
+    /// Also listens for config offers (with `fleet.updates`): each one verified and newer than
+    /// the one the device runs and the last it refused goes to `offers`, for the daemon to
+    /// check whole and apply or refuse.
+    pub fn with_offers(mut self, offers: std::sync::mpsc::Sender<Offer>) -> Subscriber {
+        self.offers = Some(offers);
+        self
     }
 
     fn version_topic(&self) -> String {
@@ -101,20 +116,69 @@ impl Subscriber {
         let filter = change::topic_filter(&self.cfg.topic_prefix);
         s.subscribe(&filter, timeout)?;
         log::info!("fleet: listening for gallery changes on {} ({filter})", self.cfg.broker);
+        let offers = offer::topic(&self.cfg.topic_prefix);
+        if self.offers.is_some() {
+            s.subscribe(&offers, timeout)?;
+            log::info!("fleet: listening for config offers on {} ({offers})", self.cfg.broker);
+        }
         (self.retry, self.failing) = (Duration::from_secs(1), false);
         self.report(&mut s, status);
         for p in std::mem::take(&mut s.held) {
-            self.take(&p.payload, p.retain, status);
+            self.take_any(&p, &offers, status);
         }
         self.apply_ready(&mut s, status);
         while !stop.load(Ordering::SeqCst) {
             if let Some(Packet::Publish(p)) = s.next(Duration::from_millis(100))? {
-                self.take(&p.payload, p.retain, status);
+                self.take_any(&p, &offers, status);
                 self.apply_ready(&mut s, status);
             }
         }
         s.disconnect();
         Ok(())
+    }
+
+    fn take_any(&mut self, p: &rumqttc::Publish, offers: &str, status: &FleetStatus) {
+        if p.topic == offers {
+            self.take_offer(&p.payload, p.retain, status);
+        } else {
+            self.take(&p.payload, p.retain, status);
+        }
+    }
+
+    /// Verifies a received config offer and passes it on, or refuses it.
+    fn take_offer(&mut self, payload: &[u8], retained: bool, status: &FleetStatus) {
+        let (Some(to), Some(updates)) = (&self.offers, &self.cfg.updates) else { return };
+        let refuse = |why: String| {
+            status.offers_refused.fetch_add(1, Ordering::Relaxed);
+            log::warn!("fleet: config offer refused: {why}");
+        };
+        if payload.is_empty() {
+            return; // a retained offer cleared
+        }
+        let o = match offer::open(payload, &self.key, &self.public) {
+            Ok(o) => o,
+            Err(why) => return refuse(why),
+        };
+        let state = match offer::State::read(updates) {
+            Ok(s) => s,
+            Err(why) => return refuse(why),
+        };
+        if o.version <= state.applied {
+            if !retained {
+                refuse(format!(
+                    "version {} is not newer than the one this device runs, {}: a replayed or rolled-back offer is never applied",
+                    o.version, state.applied
+                ));
+            }
+            return;
+        }
+        let refused_before = state.refused.is_some_and(|r| r.version == o.version);
+        if refused_before || o.version <= self.offered {
+            return; // refused already, or being checked
+        }
+        self.offered = o.version;
+        log::info!("fleet: config offer {} received ({} files)", o.version, o.files.len());
+        let _ = to.send(o);
     }
 
     /// Verifies a received change and files it as pending, or refuses it.

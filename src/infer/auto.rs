@@ -255,10 +255,7 @@ fn write_cache(path: &Path, cache: &Cache) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = path.with_extension("json.tmp");
     let cache = Cache { version: VERSION, entries: cache.entries.clone() };
-    std::fs::write(&tmp, serde_json::to_string_pretty(&cache)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    Ok(())
+    crate::util::write_atomically(path, serde_json::to_string_pretty(&cache)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -341,8 +341,8 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let mut forged: serde_json::Value = serde_json::from_str(&old).unwrap();
     let body = forged["body"].as_str().unwrap().replace("\"version\":1", "\"version\":3");
     forged["body"] = body.into();
-    publish(broker.port, &ca, "edgeid/fleet/gallery/1", old.as_bytes());
-    publish(broker.port, &ca, "edgeid/fleet/gallery/3", forged.to_string().as_bytes());
+    publish(broker.port, Some(&ca), "edgeid/fleet/gallery/1", old.as_bytes());
+    publish(broker.port, Some(&ca), "edgeid/fleet/gallery/3", forged.to_string().as_bytes());
     wait_for("both refused at every door", Duration::from_secs(20), || {
         doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_changes_refused_total") == Some(2))
     });
@@ -431,16 +431,19 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     drop(broker);
 }
 
-/// Publishes one message (QoS 1, not retained) over TLS with the fleet's broker password
-/// (someone who may publish replays what they saw) and waits for the acknowledgement.
-fn publish(port: u16, ca: &Path, topic: &str, payload: &[u8]) {
+/// Publishes one message (QoS 1, not retained), over TLS with the fleet's broker password when
+/// given the CA (someone who may publish replays what they saw), and waits for the
+/// acknowledgement.
+fn publish(port: u16, ca: Option<&Path>, topic: &str, payload: &[u8]) {
     let id = format!("replayer-{}", edgeid::capture::now_ms());
     let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
-    let tls = rumqttc::TlsConfiguration::Rustls(edgeid::util::tls_client_trusting(ca).unwrap());
-    options
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_credentials("fleet", "broker secret")
-        .set_transport(rumqttc::Transport::tls_with_config(tls));
+    options.set_max_packet_size(64 << 20, 64 << 20);
+    if let Some(ca) = ca {
+        let tls = edgeid::util::tls_client_trusting(ca).unwrap();
+        options.set_credentials("fleet", "broker secret").set_transport(
+            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)),
+        );
+    }
     let (client, mut connection) = rumqttc::Client::new(options, 10);
     client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec()).unwrap();
     for event in connection.iter() {
@@ -624,4 +627,177 @@ fn fleet_setup_mistakes_end_with_the_fix() {
         "{err}"
     );
     assert_eq!(journal_ids(&s.journal()), vec![1]);
+}
+
+/// A folder holding an offer: `edgeid.toml` with `text`, and copies of the repo's `models`
+/// (each manifest with its ONNX file).
+fn offer_folder(dir: &Path, text: &str, models: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("edgeid.toml"), text).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for m in models {
+        for ext in ["toml", "onnx"] {
+            let name = format!("{m}.{ext}");
+            std::fs::copy(repo.join(&name), dir.join(&name)).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// The match thresholds of a journal's decisions after record `after`.
+fn thresholds_after(journal: &Path, after: i64) -> Vec<f64> {
+    let entries = Journal::open_existing(journal).unwrap().after(after, usize::MAX).unwrap();
+    entries
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap()["match_threshold"].as_f64().unwrap())
+        .collect()
+}
+
+/// A config offer over the fleet's channel: one with new thresholds and PAD models (the files
+/// travel in it) is checked, audited and applied by a running door, which restarts on it in
+/// place (same process) and decides with it; one whose audit fails under the door's own
+/// audit policy is refused and the door keeps running the first, saying why on `/metrics`,
+/// in its state and in `fleet status`; the first offer replayed live is refused as a
+/// rollback; an offer that sets a device's own table, or names a model that is not there, is
+/// refused by the publisher before anything is published.
+#[test]
+fn a_config_offer_is_audited_then_applied_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let broker = Mosquitto::start(free_port(), tmp.path());
+    let replay = arrivals(tmp.path());
+    let hq = Setup::new(&replay, 5.0, true, "");
+    let secret = tmp.path().join("fleet-signing.key");
+    let public = signing_key(&hq.config(), &secret);
+    let fleet = format!(
+        "\n[fleet]\ndatabase = \"{}\"\nbroker = \"127.0.0.1:{}\"\npublic_key = \"{public}\"\ntransport_key = \"{}\"\nship_every_s = 0.2\n",
+        pg.database(),
+        broker.port,
+        tmp.path().join("fleet-transport.key").display()
+    );
+    configure(&hq, "hq", &fleet);
+    let (ok, out, err) = edgeid(&hq.config(), &["fleet", "migrate"]);
+    assert!(ok && out.contains("applied migration 4"), "{out}{err}");
+
+    let port = free_port();
+    let door = Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}"));
+    let updates = tmp.path().join("door-updates");
+    configure(&door, "door-1", &format!("{fleet}updates = \"{}\"\n", updates.display()));
+    door.enrol("visitor", "kiosk640.jpg");
+    let mut daemon = door.daemon(&[]);
+    let pid = daemon.pid();
+    let granted_since = |after: i64| {
+        let Ok(j) = Journal::open_existing(&door.journal()) else { return false };
+        j.after(after, usize::MAX).unwrap().iter().any(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            v["identity"] == "visitor" && v["outcome"] == "granted"
+        })
+    };
+    wait_for("a first grant", Duration::from_secs(120), || granted_since(0));
+
+    // Mistakes are refused by the publisher, before anything is published.
+    let key = secret.to_str().unwrap();
+    let own = offer_folder(&tmp.path().join("own"), "[daemon]\ndevice = \"x\"\n", &[]);
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, own.to_str().unwrap()]);
+    assert!(!ok && err.contains("it sets `daemon`, which an offer may not"), "{out}{err}");
+    let missing = offer_folder(
+        &tmp.path().join("missing"),
+        "[encoder]\nmanifest = \"mobileface.toml\"\n",
+        &[],
+    );
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, missing.to_str().unwrap()]);
+    assert!(!ok && err.contains("mobileface.toml"), "{out}{err}");
+    assert_eq!(pg.int("SELECT count(*) FROM config_offers"), 0, "nothing published");
+
+    // Offer 1: a higher match threshold and the PAD heads, their files in the offer.
+    let one = offer_folder(
+        &tmp.path().join("one"),
+        "[recognition]\nmatch_threshold = 0.65\n\n[pad]\nenabled = true\nmodels = [\"liveness.toml\", \"antispoof.toml\"]\nfusion = \"mean\"\nthreshold = 0.65\n",
+        &["liveness", "antispoof"],
+    );
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, one.to_str().unwrap()]);
+    assert!(ok && out.contains("config offer 1"), "{out}{err}");
+    let t0 = Instant::now();
+    wait_for("the door to run offer 1", Duration::from_secs(300), || {
+        http_get(port, "/metrics").contains("edgeid_fleet_config_version 1")
+    });
+    eprintln!(
+        "offer 1 checked, audited and applied, the door back up {:.1?} after publishing",
+        t0.elapsed()
+    );
+    assert!(daemon.running(), "restarted in place: {}", daemon.log());
+    assert_eq!(daemon.pid(), pid);
+    let log = daemon.log();
+    assert!(log.contains("config offer 1 applied (audit: mobilefacenet"), "{log}");
+    assert!(log.contains("running the fleet's config offer 1 over it"), "{log}");
+    let mark = journal_ids(&door.journal()).last().copied().unwrap_or(0);
+    wait_for("a grant under offer 1", Duration::from_secs(60), || granted_since(mark));
+    let after = thresholds_after(&door.journal(), mark);
+    assert!(after.iter().all(|&t| (t - 0.65).abs() < 1e-6), "decided at 0.65: {after:?}");
+    assert!(updates.join("1").join("antispoof.onnx").exists());
+
+    // The door's audit policy tightened (its own file): offer 2 fails its audit and is refused.
+    let cfg = std::fs::read_to_string(door.config()).unwrap();
+    std::fs::write(door.config(), cfg.replace("min_retention = 0.7", "min_retention = 0.9"))
+        .unwrap();
+    let audits_before =
+        pg.int("SELECT count(*) FROM journal_records WHERE device = 'door-1' AND tbl = 'audits'");
+    let two = offer_folder(&tmp.path().join("two"), "[recognition]\nmatch_threshold = 0.7\n", &[]);
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, two.to_str().unwrap()]);
+    assert!(ok && out.contains("config offer 2"), "{out}{err}");
+    wait_for("offer 2 refused", Duration::from_secs(300), || {
+        metric(port, "edgeid_fleet_config_offers_refused_total") == Some(1)
+    });
+    let log = daemon.log();
+    assert!(log.contains("config offer 2 refused, keeping offer 1: its audit"), "{log}");
+    assert!(log.contains("audit.min_retention = 0.9"), "{log}");
+    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(1));
+    assert_eq!(daemon.pid(), pid);
+    assert!(daemon.running());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(updates.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["applied"], 1);
+    assert_eq!(state["refused"]["version"], 2);
+    assert!(!updates.join("2").exists(), "a refused offer is not kept");
+    let mark = journal_ids(&door.journal()).last().copied().unwrap_or(0);
+    wait_for("a decision after the refusal", Duration::from_secs(60), || granted_since(mark));
+    let after = thresholds_after(&door.journal(), mark);
+    assert!(after.iter().all(|&t| (t - 0.65).abs() < 1e-6), "still at 0.65: {after:?}");
+    wait_for("the refusal and its audit in the central database", Duration::from_secs(30), || {
+        pg.int("SELECT count(*) FROM devices WHERE config_version = 1 AND config_refused_version = 2 AND config_refused LIKE '%audit%'") == 1
+            && pg.int("SELECT count(*) FROM journal_records WHERE device = 'door-1' AND tbl = 'audits'") > audits_before
+    });
+    let (_, out, err) = edgeid(&hq.config(), &["fleet", "status"]);
+    assert!(
+        out.contains("offer 1") && out.contains("door-1: refused config offer 2: its audit"),
+        "{out}{err}"
+    );
+
+    // Offer 1 replayed live (someone who may publish on the broker saw it): a rollback, refused.
+    let message = pg.psql("edgeid", "SELECT message FROM config_offers WHERE version = 1");
+    publish(broker.port, None, "edgeid/fleet/config", message.trim().as_bytes());
+    wait_for("the replay refused", Duration::from_secs(30), || {
+        metric(port, "edgeid_fleet_config_offers_refused_total") == Some(2)
+    });
+    assert!(daemon.log().contains("not newer than the one this device runs, 1"));
+    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(1));
+
+    // A later start runs offer 1 again, from the door's own folder.
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+    let again = door.daemon(&[]);
+    wait_for("the door started again", Duration::from_secs(60), || {
+        again.log().contains("edgeid running")
+    });
+    let log = again.log();
+    assert!(
+        log.contains("running the fleet's config offer 1")
+            && log.contains("thresholds: match 0.65"),
+        "{log}"
+    );
+    drop(broker);
 }

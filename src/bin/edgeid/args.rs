@@ -241,8 +241,17 @@ pub enum FleetAction {
         #[arg(long)]
         signing_key: PathBuf,
     },
-    /// Publish every stored gallery change to the broker again (retained), e.g. after the
-    /// broker lost its store or was down during a publish.
+    /// Offer every device a new configuration: DIR holds `edgeid.toml` (only the tables an
+    /// offer may set: detector, encoder, recognition, pad, mad, policy, tagger, tracker) and
+    /// the files it names. Checked here (over this config) first; each device then checks it
+    /// whole, runs its audit on it, and applies it or keeps what it runs.
+    Offer {
+        dir: PathBuf,
+        #[arg(long)]
+        signing_key: PathBuf,
+    },
+    /// Publish every stored gallery change and the latest config offer to the broker again
+    /// (retained), e.g. after the broker lost its store or was down during a publish.
     Republish,
 }
 

@@ -48,7 +48,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { max_frames } => {
             let control = signals::control()?;
             let options = edgeid::daemon::RunOptions { max_frames };
-            out.emit(&edgeid::daemon::run(&cli.config, &options, &control)?)?;
+            let summary = edgeid::daemon::run(&cli.config, &options, &control)?;
+            out.emit(&summary)?;
+            if summary.restart {
+                return Err(restart());
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Command::Models { action } => {
@@ -363,6 +367,21 @@ fn verify_journal(journal: &Journal, path: &std::path::Path, out: Out) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts this process again with the same arguments, in place (the same process id, so a
+/// service manager sees no exit); returns only if that failed.
+fn restart() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::anyhow!("restarting on the applied config offer: this program's path is unknown ({e}); start edgeid again"),
+    };
+    let e = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    anyhow::anyhow!(
+        "restarting on the applied config offer: {} cannot be run ({e}); start edgeid again",
+        exe.display()
+    )
+}
+
 fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode> {
     use edgeid::fleet::{central, change, status};
     let fleet = app::fleet_config(cfg)?;
@@ -395,8 +414,12 @@ fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode
         FleetAction::Remove { name, signing_key } => {
             out.emit(&app::fleet_remove(cfg, &name, &signing_key)?)?;
         }
+        FleetAction::Offer { dir, signing_key } => {
+            out.emit(&app::fleet_offer(cfg, &dir, &signing_key)?)?;
+        }
         FleetAction::Republish => {
-            out.emit(&render::Republished { changes: change::republish(fleet)? })?;
+            let (changes, config_offer) = change::republish(fleet)?;
+            out.emit(&render::Republished { changes, config_offer })?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -559,22 +559,30 @@ impl Text for edgeid::fleet::ship::Round {
 impl Text for edgeid::fleet::status::Fleet {
     fn text(&self) -> String {
         let mut lines = vec![format!(
-            "{} device(s); gallery changes published up to version {}",
+            "{} device(s); gallery changes published up to version {}, config offers up to {}",
             self.devices.len(),
-            self.gallery_published
+            self.gallery_published,
+            self.config_published
         )];
-        lines.push("device\tlast contact\tgallery\tdecisions\taudits\tlag\tchains".into());
+        lines.push("device\tlast contact\tgallery\tconfig\tdecisions\taudits\tlag\tchains".into());
         for d in &self.devices {
             let since = humantime::format_duration(std::time::Duration::from_secs(
                 d.since_contact_s.max(0.0) as u64,
             ));
             let chains = if d.problems.is_empty() { "verified" } else { "PROBLEM" };
+            let config = match d.config_version {
+                0 => "own".to_string(),
+                v => format!("offer {v}"),
+            };
             lines.push(format!(
-                "{}\t{since} ago\tv{}\t{}\t{}\t{}\t{chains}",
+                "{}\t{since} ago\tv{}\t{config}\t{}\t{}\t{}\t{chains}",
                 d.device, d.gallery_version, d.decisions, d.audits, d.lag
             ));
             for p in &d.problems {
                 lines.push(format!("  {}: {p}", d.device));
+            }
+            if let Some(r) = &d.config_refused {
+                lines.push(format!("  {}: refused config {r}", d.device));
             }
         }
         lines.join("\n")
@@ -617,14 +625,31 @@ impl Text for Migrated {
     }
 }
 
-/// `fleet republish`: how many changes went to the broker again.
+/// `fleet republish`: how many changes went to the broker again, and the config offer.
 #[derive(Serialize)]
 pub struct Republished {
     pub changes: usize,
+    pub config_offer: Option<i64>,
 }
 
 impl Text for Republished {
     fn text(&self) -> String {
-        format!("{} gallery change(s) published again (retained)", self.changes)
+        let offer = match self.config_offer {
+            Some(v) => format!(", config offer {v}"),
+            None => String::new(),
+        };
+        format!("{} gallery change(s){offer} published again (retained)", self.changes)
+    }
+}
+
+impl Text for edgeid::fleet::offer::Published {
+    fn text(&self) -> String {
+        format!(
+            "config offer {}: {} ({} bytes), published on {}",
+            self.version,
+            self.files.join(", "),
+            self.bytes,
+            self.topic
+        )
     }
 }

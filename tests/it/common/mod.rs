@@ -296,6 +296,10 @@ impl Daemon {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
+    /// Whether it still runs (as the same process: a restart in place keeps its id).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
     /// SIGKILL, then reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,131 @@
+//! Config offers on a device: each verified offer (from the fleet's subscriber) checked whole
+//! beside the configuration that runs, then applied by restarting on it, or refused with the
+//! running configuration kept.
+//!
+//! The checks are the ones a start would make, and the audit: the device's config file read
+//! with the offer over it ([`Config::load_verified_with_offer`]: every key in range, `[trust]`,
+//! the thresholds' floors), every model of it loaded (files, hashes, shapes), the gallery opened
+//! for its encoder (a gallery of another encoder is refused: fleet galleries carry no crops to
+//! re-encode), and the device's generalization audit run on its encoder and journaled (a task
+//! below `audit.min_retention` refuses it). Only then is the offer recorded as the one the
+//! device runs, and the daemon restarts on it: every camera's open tracks decided, the
+//! journal and outputs drained, the process started again with the same arguments.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::fleet::offer::{self, Offer, Refusal, State};
+use crate::fleet::FleetStatus;
+use crate::gallery::Gallery;
+use crate::journal::Journal;
+use crate::pipeline::Pipeline;
+
+use super::Control;
+
+/// Takes offers until the daemon stops or one is applied (then asks for the restart).
+pub(super) fn updater_loop(
+    config_path: &Path,
+    updates: &Path,
+    offers: Receiver<Offer>,
+    control: &Control,
+    status: &FleetStatus,
+) {
+    while !control.stop.load(Ordering::SeqCst) {
+        let o = match offers.recv_timeout(Duration::from_millis(200)) {
+            Ok(o) => o,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut state = match State::read(updates) {
+            Ok(s) => s,
+            Err(why) => {
+                log::error!("fleet: config offer {} not taken: {why}", o.version);
+                continue;
+            }
+        };
+        let running = match state.applied {
+            0 => "the device's own config".to_string(),
+            v => format!("offer {v}"),
+        };
+        match check(config_path, updates, &o) {
+            Ok(audit) => {
+                state.applied = o.version;
+                if let Err(e) = state.write(updates) {
+                    log::error!("fleet: config offer {} passed its checks but cannot be recorded ({e}); keeping {running}", o.version);
+                    continue;
+                }
+                offer::prune(updates, &[o.version]);
+                status.config_version.store(o.version, Ordering::Relaxed);
+                log::info!("fleet: config offer {} applied ({audit}); restarting on it", o.version);
+                control.restart.store(true, Ordering::SeqCst);
+                control.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                status.offers_refused.fetch_add(1, Ordering::Relaxed);
+                log::error!("fleet: config offer {} refused, keeping {running}: {why}", o.version);
+                state.refused =
+                    Some(Refusal { version: o.version, why, at_ms: crate::capture::now_ms() });
+                if let Err(e) = state.write(updates) {
+                    log::error!(
+                        "fleet: the refusal cannot be recorded in {} ({e})",
+                        updates.display()
+                    );
+                }
+                offer::prune(updates, &[state.applied]);
+            }
+        }
+    }
+}
+
+/// Stages the offer and checks it as a start would, then audits it; `Ok` says what the audit
+/// found.
+fn check(config_path: &Path, updates: &Path, o: &Offer) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let dir =
+        offer::stage(updates, o).with_context(|| format!("staging it in {}", updates.display()))?;
+    let cfg = Config::load_verified_with_offer(config_path, &dir, o.version)?;
+    Pipeline::load(&cfg).context("loading its models")?;
+    if cfg.tagger.enabled && cfg.tagger.in_daemon {
+        crate::pipeline::tagger(&cfg).context("loading its tagger")?;
+    }
+    let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
+    let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
+    Gallery::open(path, &key, &encoder_id, dim, false)
+        .context("the gallery with its encoder (an encoder change needs the identities published again with it)")?;
+    anyhow::ensure!(
+        cfg.audit.is_some(),
+        "this device has no [audit]: an offer is applied only once the generalization audit has run on it (add [audit], see configs/kiosk.toml)"
+    );
+    let journal = Journal::open(&cfg.daemon.journal)?;
+    let r = crate::audit::run(&cfg, &crate::audit::Request::default(), Some(&journal))
+        .context("its audit")?;
+    let below: Vec<String> = r
+        .retention
+        .iter()
+        .filter(|t| t.alert)
+        .map(|t| {
+            format!("{} {:.3} (nearest class mean {:.3})", t.task, t.retention, t.retention_ncm)
+        })
+        .collect();
+    anyhow::ensure!(
+        !r.alert,
+        "its audit: {} keeps less than audit.min_retention = {} of {} on {} (journaled as audit {})",
+        r.encoder.model.id,
+        r.min_retention,
+        r.baseline.model.id,
+        below.join(", "),
+        journal.last_record("audits").map_or("?".into(), |(id, _)| id.to_string())
+    );
+    Ok(format!(
+        "audit: {} keeps {:.1}% of {} overall, every task at or above {}",
+        r.encoder.model.id,
+        100.0 * r.overall_retention,
+        r.baseline.model.id,
+        r.min_retention
+    ))
+}
