@@ -248,6 +248,10 @@ pub struct TrustConfig {
     pub public_key: String,
     /// The signed set (`edgeid models sign`).
     pub signed_set: PathBuf,
+    /// A signed set that came with the fleet's config offer the config runs: checked with the
+    /// same key, it adds the offer's manifests to the device's set.
+    #[serde(skip)]
+    pub offered_set: Option<PathBuf>,
 }
 
 /// One frame source of the daemon.
@@ -637,9 +641,23 @@ impl Config {
             })?;
         let offered: toml::Table = toml::from_str(&offer_text)
             .map_err(|e| err(crate::util::toml_error(&offer_text, &e)))?;
+        let mut offered = offered;
+        let offered_set = match offered.remove("trust") {
+            None => None,
+            Some(toml::Value::Table(t))
+                if t.len() == 1 && t.get("signed_set").is_some_and(|v| v.is_str()) =>
+            {
+                t.get("signed_set").and_then(|v| v.as_str()).map(PathBuf::from)
+            }
+            Some(_) => {
+                return Err(err(
+                    "its [trust] may hold `signed_set` alone (a set adding the offer's manifests, signed with the device's trust.public_key)".into(),
+                ))
+            }
+        };
         if let Some(k) = offered.keys().find(|k| !OFFERED_TABLES.contains(&k.as_str())) {
             return Err(err(format!(
-                "it sets `{k}`, which an offer may not (only {}; the rest is the device's own)",
+                "it sets `{k}`, which an offer may not (only {}, and [trust] signed_set; the rest is the device's own)",
                 OFFERED_TABLES.join(", ")
             )));
         }
@@ -654,6 +672,10 @@ impl Config {
         let dir = dir.canonicalize().map_err(|e| err(format!("its folder: {e}")))?;
         cfg.resolve_offered(&dir, &offered);
         cfg.resolve(path.parent().unwrap_or(Path::new(".")));
+        // Without [trust] the device checks manifests by their sha256 alone, as always.
+        if let Some(t) = &mut cfg.trust {
+            t.offered_set = offered_set.map(|s| dir.join(s));
+        }
         cfg.offer = Some(version);
         Ok(cfg)
     }
@@ -759,14 +781,49 @@ impl Config {
     /// [`Manifest::load`](crate::manifest::Manifest::load) of that manifest parses (the file
     /// is not read again between the check and the loading).
     pub fn verify_trust(&self) -> Result<(), ConfigError> {
-        let Some(t) = &self.trust else { return Ok(()) };
-        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
-        let set = crate::trust::SignedSet::load(&t.signed_set, &t.public_key).map_err(untrusted)?;
+        let Some(sets) = self.signed_sets()? else { return Ok(()) };
         for m in self.manifests() {
-            let bytes = set.check(&m).map_err(untrusted)?;
-            crate::manifest::record_verified(&m, bytes);
+            self.check_in(&sets, &m)?;
         }
         Ok(())
+    }
+
+    /// The signed sets manifests are checked against (`None` without `[trust]`): the device's,
+    /// and the one its config offer brought.
+    fn signed_sets(&self) -> Result<Option<Vec<crate::trust::SignedSet>>, ConfigError> {
+        let Some(t) = &self.trust else { return Ok(None) };
+        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
+        std::iter::once(&t.signed_set)
+            .chain(&t.offered_set)
+            .map(|path| crate::trust::SignedSet::load(path, &t.public_key).map_err(untrusted))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Checks `manifest` against the first set that lists it (the device's set's answer when
+    /// none does), and records the bytes checked as the ones its loading parses.
+    fn check_in(
+        &self,
+        sets: &[crate::trust::SignedSet],
+        manifest: &Path,
+    ) -> Result<(), ConfigError> {
+        use crate::trust::TrustError;
+        let mut first = None;
+        for set in sets {
+            match set.check(manifest) {
+                Ok(bytes) => {
+                    crate::manifest::record_verified(manifest, bytes);
+                    return Ok(());
+                }
+                Err(TrustError::Unlisted { .. }) if first.is_some() => {}
+                Err(e @ TrustError::Unlisted { .. }) => first = Some(e),
+                Err(e) => {
+                    return Err(ConfigError::Untrusted { path: self.path.clone(), source: e })
+                }
+            }
+        }
+        let source = first.expect("the device's set is always among them");
+        Err(ConfigError::Untrusted { path: self.path.clone(), source })
     }
 
     /// Every manifest this config runs.
@@ -788,13 +845,10 @@ impl Config {
     /// With `[trust]`, refuses a manifest that is not in the signed set as it was signed
     /// (also for manifests given on the command line).
     pub fn check_trusted(&self, manifest: &Path) -> Result<(), ConfigError> {
-        let Some(t) = &self.trust else { return Ok(()) };
-        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
-        let bytes = crate::trust::SignedSet::load(&t.signed_set, &t.public_key)
-            .and_then(|set| set.check(manifest))
-            .map_err(untrusted)?;
-        crate::manifest::record_verified(manifest, bytes);
-        Ok(())
+        match self.signed_sets()? {
+            Some(sets) => self.check_in(&sets, manifest),
+            None => Ok(()),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

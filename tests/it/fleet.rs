@@ -653,13 +653,15 @@ fn thresholds_after(journal: &Path, after: i64) -> Vec<f64> {
         .collect()
 }
 
-/// A config offer over the fleet's channel: one with new thresholds and PAD models (the files
-/// travel in it) is checked, audited and applied by a running door, which restarts on it in
-/// place (same process) and decides with it; one whose audit fails under the door's own
-/// audit policy is refused and the door keeps running the first, saying why on `/metrics`,
-/// in its state and in `fleet status`; the first offer replayed live is refused as a
-/// rollback; an offer that sets a device's own table, or names a model that is not there, is
-/// refused by the publisher before anything is published.
+/// A config offer over the fleet's channel, to a door whose manifests must be in its signed
+/// set (`[trust]`): new thresholds and PAD models (the files travel in it) without a signed set
+/// of their own are refused; with one, signed with the door's trust key, the offer is checked,
+/// audited and applied by the running door, which restarts on it in place (same process) and
+/// decides with it; an offer whose audit fails under the door's own audit policy is refused
+/// and the door keeps running the one before, saying why on `/metrics`, in its state and in
+/// `fleet status`; the applied offer replayed live is refused as a rollback; an offer that sets
+/// a device's own table, or names a model that is not there, is refused by the publisher
+/// before anything is published.
 #[test]
 fn a_config_offer_is_audited_then_applied_or_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -684,6 +686,24 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     let updates = tmp.path().join("door-updates");
     configure(&door, "door-1", &format!("{fleet}updates = \"{}\"\n", updates.display()));
     door.enrol("visitor", "kiosk640.jpg");
+    // The door runs only manifests signed with its trust key (`edgeid models sign`).
+    let trust_secret = tmp.path().join("trust.key");
+    let trust_public = signing_key(&door.config(), &trust_secret);
+    let sign = |set: &Path, manifests: &[PathBuf]| {
+        let mut args = vec!["models", "sign", "--secret", trust_secret.to_str().unwrap(), "-o"];
+        args.push(set.to_str().unwrap());
+        args.extend(manifests.iter().map(|m| m.to_str().unwrap()));
+        let (ok, out, err) = edgeid(&door.config(), &args);
+        assert!(ok, "{out}{err}");
+    };
+    let door_set = tmp.path().join("door-set.toml");
+    sign(&door_set, &edgeid::config::Config::load(&door.config()).unwrap().manifests());
+    let text = std::fs::read_to_string(door.config()).unwrap();
+    let trust = format!(
+        "\n[trust]\npublic_key = \"{trust_public}\"\nsigned_set = \"{}\"\n",
+        door_set.display()
+    );
+    std::fs::write(door.config(), text + &trust).unwrap();
     let mut daemon = door.daemon(&[]);
     let pid = daemon.pid();
     let granted_since = |after: i64| {
@@ -711,82 +731,99 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     assert!(!ok && err.contains("mobileface.toml"), "{out}{err}");
     assert_eq!(pg.int("SELECT count(*) FROM config_offers"), 0, "nothing published");
 
-    // Offer 1: a higher match threshold and the PAD heads, their files in the offer.
-    let one = offer_folder(
-        &tmp.path().join("one"),
-        "[recognition]\nmatch_threshold = 0.65\n\n[pad]\nenabled = true\nmodels = [\"liveness.toml\", \"antispoof.toml\"]\nfusion = \"mean\"\nthreshold = 0.65\n",
-        &["liveness", "antispoof"],
-    );
+    // Offer 1: a higher match threshold and the PAD heads, their files in the offer, but no
+    // signed set for them: the door refuses it.
+    let pad = "[recognition]\nmatch_threshold = 0.65\n\n[pad]\nenabled = true\nmodels = [\"liveness.toml\", \"antispoof.toml\"]\nfusion = \"mean\"\nthreshold = 0.65\n";
+    let one = offer_folder(&tmp.path().join("one"), pad, &["liveness", "antispoof"]);
     let (ok, out, err) =
         edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, one.to_str().unwrap()]);
     assert!(ok && out.contains("config offer 1"), "{out}{err}");
+    wait_for("offer 1 refused", Duration::from_secs(60), || {
+        metric(port, "edgeid_fleet_config_offers_refused_total") == Some(1)
+    });
+    let log = daemon.log();
+    assert!(log.contains("config offer 1 refused, keeping the device's own config"), "{log}");
+    assert!(log.contains("liveness.toml is not in the signed set"), "{log}");
+
+    // Offer 2: the same with a set of its manifests signed with the door's trust key.
+    let two = offer_folder(
+        &tmp.path().join("two"),
+        &format!("{pad}\n[trust]\nsigned_set = \"offer-set.toml\"\n"),
+        &["liveness", "antispoof"],
+    );
+    sign(&two.join("offer-set.toml"), &[two.join("liveness.toml"), two.join("antispoof.toml")]);
+    let (ok, out, err) =
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, two.to_str().unwrap()]);
+    assert!(ok && out.contains("config offer 2"), "{out}{err}");
     let t0 = Instant::now();
-    wait_for("the door to run offer 1", Duration::from_secs(300), || {
-        http_get(port, "/metrics").contains("edgeid_fleet_config_version 1")
+    wait_for("the door to run offer 2", Duration::from_secs(300), || {
+        http_get(port, "/metrics").contains("edgeid_fleet_config_version 2")
     });
     eprintln!(
-        "offer 1 checked, audited and applied, the door back up {:.1?} after publishing",
+        "offer 2 checked, audited and applied, the door back up {:.1?} after publishing",
         t0.elapsed()
     );
     assert!(daemon.running(), "restarted in place: {}", daemon.log());
     assert_eq!(daemon.pid(), pid);
     let log = daemon.log();
-    assert!(log.contains("config offer 1 applied (audit: mobilefacenet"), "{log}");
-    assert!(log.contains("running the fleet's config offer 1 over it"), "{log}");
+    assert!(log.contains("config offer 2 applied (audit: mobilefacenet"), "{log}");
+    assert!(log.contains("running the fleet's config offer 2 over it"), "{log}");
     let mark = journal_ids(&door.journal()).last().copied().unwrap_or(0);
-    wait_for("a grant under offer 1", Duration::from_secs(60), || granted_since(mark));
+    wait_for("a grant under offer 2", Duration::from_secs(60), || granted_since(mark));
     let after = thresholds_after(&door.journal(), mark);
     assert!(after.iter().all(|&t| (t - 0.65).abs() < 1e-6), "decided at 0.65: {after:?}");
-    assert!(updates.join("1").join("antispoof.onnx").exists());
+    assert!(updates.join("2").join("antispoof.onnx").exists());
 
-    // The door's audit policy tightened (its own file): offer 2 fails its audit and is refused.
+    // The door's audit policy tightened (its own file): offer 3 fails its audit and is refused.
     let cfg = std::fs::read_to_string(door.config()).unwrap();
     std::fs::write(door.config(), cfg.replace("min_retention = 0.7", "min_retention = 0.9"))
         .unwrap();
     let audits_before =
         pg.int("SELECT count(*) FROM journal_records WHERE device = 'door-1' AND tbl = 'audits'");
-    let two = offer_folder(&tmp.path().join("two"), "[recognition]\nmatch_threshold = 0.7\n", &[]);
+    let three =
+        offer_folder(&tmp.path().join("three"), "[recognition]\nmatch_threshold = 0.7\n", &[]);
     let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, two.to_str().unwrap()]);
-    assert!(ok && out.contains("config offer 2"), "{out}{err}");
-    wait_for("offer 2 refused", Duration::from_secs(300), || {
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, three.to_str().unwrap()]);
+    assert!(ok && out.contains("config offer 3"), "{out}{err}");
+    // (The count starts again with the process: the restart on offer 2 came between.)
+    wait_for("offer 3 refused", Duration::from_secs(300), || {
         metric(port, "edgeid_fleet_config_offers_refused_total") == Some(1)
     });
     let log = daemon.log();
-    assert!(log.contains("config offer 2 refused, keeping offer 1: its audit"), "{log}");
+    assert!(log.contains("config offer 3 refused, keeping offer 2: its audit"), "{log}");
     assert!(log.contains("audit.min_retention = 0.9"), "{log}");
-    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(1));
+    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(2));
     assert_eq!(daemon.pid(), pid);
     assert!(daemon.running());
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(updates.join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["applied"], 1);
-    assert_eq!(state["refused"]["version"], 2);
-    assert!(!updates.join("2").exists(), "a refused offer is not kept");
+    assert_eq!(state["applied"], 2);
+    assert_eq!(state["refused"]["version"], 3);
+    assert!(!updates.join("3").exists(), "a refused offer is not kept");
     let mark = journal_ids(&door.journal()).last().copied().unwrap_or(0);
     wait_for("a decision after the refusal", Duration::from_secs(60), || granted_since(mark));
     let after = thresholds_after(&door.journal(), mark);
     assert!(after.iter().all(|&t| (t - 0.65).abs() < 1e-6), "still at 0.65: {after:?}");
     wait_for("the refusal and its audit in the central database", Duration::from_secs(30), || {
-        pg.int("SELECT count(*) FROM devices WHERE config_version = 1 AND config_refused_version = 2 AND config_refused LIKE '%audit%'") == 1
+        pg.int("SELECT count(*) FROM devices WHERE config_version = 2 AND config_refused_version = 3 AND config_refused LIKE '%audit%'") == 1
             && pg.int("SELECT count(*) FROM journal_records WHERE device = 'door-1' AND tbl = 'audits'") > audits_before
     });
     let (_, out, err) = edgeid(&hq.config(), &["fleet", "status"]);
     assert!(
-        out.contains("offer 1") && out.contains("door-1: refused config offer 2: its audit"),
+        out.contains("offer 2") && out.contains("door-1: refused config offer 3: its audit"),
         "{out}{err}"
     );
 
-    // Offer 1 replayed live (someone who may publish on the broker saw it): a rollback, refused.
-    let message = pg.psql("edgeid", "SELECT message FROM config_offers WHERE version = 1");
+    // Offer 2 replayed live (someone who may publish on the broker saw it): a rollback, refused.
+    let message = pg.psql("edgeid", "SELECT message FROM config_offers WHERE version = 2");
     publish(broker.port, None, "edgeid/fleet/config", message.trim().as_bytes());
     wait_for("the replay refused", Duration::from_secs(30), || {
         metric(port, "edgeid_fleet_config_offers_refused_total") == Some(2)
     });
-    assert!(daemon.log().contains("not newer than the one this device runs, 1"));
-    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(1));
+    assert!(daemon.log().contains("not newer than the one this device runs, 2"));
+    assert_eq!(metric(port, "edgeid_fleet_config_version"), Some(2));
 
-    // A later start runs offer 1 again, from the door's own folder.
+    // A later start runs offer 2 again, from the door's own folder.
     daemon.signal("TERM");
     assert!(daemon.wait().success(), "{}", daemon.log());
     let again = door.daemon(&[]);
@@ -795,7 +832,7 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     });
     let log = again.log();
     assert!(
-        log.contains("running the fleet's config offer 1")
+        log.contains("running the fleet's config offer 2")
             && log.contains("thresholds: match 0.65"),
         "{log}"
     );
