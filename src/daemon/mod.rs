@@ -279,17 +279,21 @@ pub fn run(
                 (fleet_status.clone().expect("with [fleet]"), control.stop.clone());
             thread::spawn(move || sub.run(&status, &stop))
         }),
-        updater.map(|(updates, offers)| {
-            let status = fleet_status.clone().expect("with [fleet]");
-            let (path, control) = (config_path.to_path_buf(), control.clone());
-            thread::spawn(move || {
-                update::updater_loop(&path, &updates, offers, &control, &status);
-            })
-        }),
     ]
     .into_iter()
     .flatten()
     .collect();
+    // Not waited for at the end, as an audit is not: checking an offer audits it (a minute on
+    // a small CPU), and a stop must not wait for that. An offer checked halfway is taken again
+    // at the next start (it stays retained on the broker).
+    let _updater = updater.map(|(updates, offers)| {
+        let status = fleet_status.clone().expect("with [fleet]");
+        let (path, control) = (config_path.to_path_buf(), control.clone());
+        thread::spawn(move || {
+            lower_priority();
+            update::updater_loop(&path, &updates, offers, &control, &status);
+        })
+    });
     log::info!(
         "edgeid running: {} source(s), journal {}; thresholds: match {}, live {}, bona fide {}",
         names.len(),
@@ -575,10 +579,7 @@ fn capture_loop(
 /// the cameras' so that an audit never delays a decision. A failed audit is logged and retried
 /// at the next interval: it must not take the door down.
 fn audit_loop(cfg: &Config, every: Duration, metrics: &Metrics, stop: &AtomicBool) {
-    // SAFETY: setpriority on the calling thread (Linux: a thread id is a process id for it).
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-    }
+    lower_priority();
     while !stop.load(Ordering::SeqCst) {
         let outcome =
             Journal::open(&cfg.daemon.journal).map_err(anyhow::Error::from).and_then(|journal| {
@@ -603,6 +604,15 @@ fn audit_loop(cfg: &Config, every: Duration, metrics: &Metrics, stop: &AtomicBoo
             ),
         }
         sleep_unless_stopped(every, stop);
+    }
+}
+
+/// Lowers the calling thread's priority (nice 10), so that its work (an audit, an offer's check)
+/// never delays a camera's frames.
+fn lower_priority() {
+    // SAFETY: setpriority on the calling thread (Linux: a thread id is a process id for it).
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
     }
 }
 
