@@ -50,6 +50,9 @@ pub struct Control {
     /// Raised with `stop` when the daemon is to start again (a config offer was applied): the
     /// caller runs it anew once it has stopped ([`RunSummary::restart`]).
     pub restart: Arc<AtomicBool>,
+    /// Raised with `stop` by a stop asked from outside (SIGTERM, SIGINT): a restart the daemon
+    /// asked for yields to it, so that `systemctl stop` stops.
+    pub terminate: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -438,7 +441,8 @@ pub fn run(
         decision_latency_ms: latencies.summary(),
         peak_rss_kib: peak_rss_kib(),
         seconds: started.elapsed().as_secs_f64(),
-        restart: control.restart.load(Ordering::SeqCst),
+        restart: control.restart.load(Ordering::SeqCst)
+            && !control.terminate.load(Ordering::SeqCst),
     })
 }
 

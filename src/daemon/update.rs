@@ -51,6 +51,12 @@ pub(super) fn updater_loop(
             v => format!("offer {v}"),
         };
         match check(config_path, updates, &o) {
+            Ok(_) if control.stop.load(Ordering::SeqCst) => {
+                // Stopping meanwhile: not applied now; the offer, still retained, is checked
+                // again at the next start.
+                log::info!("fleet: config offer {} passed its checks as the daemon stops; it is taken again at the next start", o.version);
+                return;
+            }
             Ok(audit) => {
                 state.applied = o.version;
                 if let Err(e) = state.write(updates) {

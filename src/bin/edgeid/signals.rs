@@ -25,8 +25,10 @@ pub fn quiet_on_closed_stdout() {
 pub fn control() -> anyhow::Result<Control> {
     let control = Control::default();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, control.stop.clone())
-            .context("installing signal handlers")?;
+        for flag in [&control.stop, &control.terminate] {
+            signal_hook::flag::register(signal, flag.clone())
+                .context("installing signal handlers")?;
+        }
     }
     let reload = control.reload.clone();
     // signal-hook sets a flag; this thread turns each SIGHUP into a reload request.
