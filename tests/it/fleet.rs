@@ -717,17 +717,18 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
 
     // Mistakes are refused by the publisher, before anything is published.
     let key = secret.to_str().unwrap();
+    let offer = |dir: &Path| {
+        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, dir.to_str().unwrap()])
+    };
     let own = offer_folder(&tmp.path().join("own"), "[daemon]\ndevice = \"x\"\n", &[]);
-    let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, own.to_str().unwrap()]);
+    let (ok, out, err) = offer(&own);
     assert!(!ok && err.contains("it sets `daemon`, which an offer may not"), "{out}{err}");
     let missing = offer_folder(
         &tmp.path().join("missing"),
         "[encoder]\nmanifest = \"mobileface.toml\"\n",
         &[],
     );
-    let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, missing.to_str().unwrap()]);
+    let (ok, out, err) = offer(&missing);
     assert!(!ok && err.contains("mobileface.toml"), "{out}{err}");
     assert_eq!(pg.int("SELECT count(*) FROM config_offers"), 0, "nothing published");
 
@@ -735,8 +736,7 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     // signed set for them: the door refuses it.
     let pad = "[recognition]\nmatch_threshold = 0.65\n\n[pad]\nenabled = true\nmodels = [\"liveness.toml\", \"antispoof.toml\"]\nfusion = \"mean\"\nthreshold = 0.65\n";
     let one = offer_folder(&tmp.path().join("one"), pad, &["liveness", "antispoof"]);
-    let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, one.to_str().unwrap()]);
+    let (ok, out, err) = offer(&one);
     assert!(ok && out.contains("config offer 1"), "{out}{err}");
     wait_for("offer 1 refused", Duration::from_secs(60), || {
         metric(port, "edgeid_fleet_config_offers_refused_total") == Some(1)
@@ -752,8 +752,7 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
         &["liveness", "antispoof"],
     );
     sign(&two.join("offer-set.toml"), &[two.join("liveness.toml"), two.join("antispoof.toml")]);
-    let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, two.to_str().unwrap()]);
+    let (ok, out, err) = offer(&two);
     assert!(ok && out.contains("config offer 2"), "{out}{err}");
     let t0 = Instant::now();
     wait_for("the door to run offer 2", Duration::from_secs(300), || {
@@ -782,8 +781,7 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
         pg.int("SELECT count(*) FROM journal_records WHERE device = 'door-1' AND tbl = 'audits'");
     let three =
         offer_folder(&tmp.path().join("three"), "[recognition]\nmatch_threshold = 0.7\n", &[]);
-    let (ok, out, err) =
-        edgeid(&hq.config(), &["fleet", "offer", "--signing-key", key, three.to_str().unwrap()]);
+    let (ok, out, err) = offer(&three);
     assert!(ok && out.contains("config offer 3"), "{out}{err}");
     // (The count starts again with the process: the restart on offer 2 came between.)
     wait_for("offer 3 refused", Duration::from_secs(300), || {
