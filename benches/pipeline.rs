@@ -1,5 +1,6 @@
-//! Per-stage latency on a real photo with the bundled models: detection (the whole MTCNN
-//! cascade), alignment, encoding (fp32 and int8), 1:N search, and the whole frame.
+//! Per-stage latency on a real photo with the default config's models: detection, alignment,
+//! a PAD head's crop, encoding (and the int8 MobileFace variant), 1:N search, the whole frame.
+//! Each figure is named with the model it ran (`detect 1280x853 (blazeface-full-range@…)`).
 //! `cargo bench`; `edgeid bench` reports the same stages with percentiles on a device.
 //!
 //! Compare numbers as ratios within one run: these machines are shared and noisy.
@@ -13,8 +14,10 @@ use edgeid::config::Config;
 use edgeid::encode::{Embedding, Encoder};
 use edgeid::gallery::search::Matrix;
 use edgeid::gallery::Gallery;
+use edgeid::heads::square_crop;
 use edgeid::manifest::Manifest;
 use edgeid::pipeline::Pipeline;
+use edgeid::resize::resize_rgb;
 
 fn stages(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -26,13 +29,21 @@ fn stages(c: &mut Criterion) {
     let spec = pipeline.encoder.alignment().clone();
     let aligned = align(&frame.image, &face, &spec).expect("align");
 
+    let (detector, encoder) =
+        (pipeline.detector.model_id().to_string(), pipeline.encoder.model_id().to_string());
     let mut group = c.benchmark_group("stages");
     group.sample_size(10);
-    group
-        .bench_function("detect 1280x853 (mtcnn)", |b| b.iter(|| pipeline.detect(&frame).unwrap()));
+    group.bench_function(format!("detect 1280x853 ({detector})"), |b| {
+        b.iter(|| pipeline.detect(&frame).unwrap())
+    });
     group
         .bench_function("align 112x112", |b| b.iter(|| align(&frame.image, &face, &spec).unwrap()));
-    group.bench_function("encode 1 face (mobileface)", |b| {
+    // What a PAD head does to a face before its model runs: the square around the box, resized
+    // to the antispoof head's 128×128 input.
+    group.bench_function("PAD crop 1 face (square + resize to 128)", |b| {
+        b.iter(|| resize_rgb(&square_crop(&frame.image, &face.bbox, 1.0), 128, 128))
+    });
+    group.bench_function(format!("encode 1 face ({encoder})"), |b| {
         b.iter(|| pipeline.encoder.encode(&[&aligned.image]).unwrap())
     });
     // The int8 variant of the encoder (static QDQ) on the same crop.
@@ -124,10 +135,12 @@ fn backends(c: &mut Criterion) {
         let aligned = align(&frame.image, &faces[0], &spec).expect("align");
         let crops = [&faces[..1], &faces[..]];
         let name = backend.name();
-        group.bench_function(format!("{name}: detect 1280x853 (mtcnn)"), |b| {
+        let (detector, encoder) =
+            (pipeline.detector.model_id().to_string(), pipeline.encoder.model_id().to_string());
+        group.bench_function(format!("{name}: detect 1280x853 ({detector})"), |b| {
             b.iter(|| pipeline.detect(&frame).unwrap())
         });
-        group.bench_function(format!("{name}: encode 1 face (mobileface)"), |b| {
+        group.bench_function(format!("{name}: encode 1 face ({encoder})"), |b| {
             b.iter(|| pipeline.encoder.encode(&[&aligned.image]).unwrap())
         });
         if let Some(pad) = pipeline.pad.as_mut() {

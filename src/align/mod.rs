@@ -6,6 +6,7 @@
 //! and sampled with sub-pixel bilinear interpolation.
 
 use image::RgbImage;
+use multiversion::multiversion;
 
 use crate::detect::Face;
 use crate::manifest::AlignmentSpec;
@@ -66,12 +67,41 @@ impl Similarity {
 /// Warps `src` into a `width` × `height` image where output pixel `p` takes the source colour
 /// at `to_src(p)` (pixel centres on integer coordinates), bilinear, black outside the source.
 pub fn warp(src: &RgbImage, to_src: &Similarity, width: u32, height: u32) -> RgbImage {
-    let mut out = RgbImage::new(width, height);
-    for (u, v, pixel) in out.enumerate_pixels_mut() {
-        let [x, y] = to_src.apply([u as f64, v as f64]);
-        pixel.0 = bilinear(src, x, y).map(|c| c.round().clamp(0.0, 255.0) as u8);
+    let mut out = vec![0u8; width as usize * height as usize * 3];
+    warp_into(src, to_src, width as usize, &mut out);
+    RgbImage::from_raw(width, height, out).expect("the buffer is width × height × 3")
+}
+
+/// [`warp`]'s loop: the same arithmetic as [`bilinear`], pixel for pixel (the crops are
+/// bit-identical), with the four neighbours of a point inside the frame read without a check
+/// per channel, and compiled for SSE4.1/AVX2 and NEON besides the baseline, where `floor` and
+/// `round` are one instruction instead of a call: about 65 ns a pixel before, most of a
+/// face's alignment.
+#[multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn warp_into(src: &RgbImage, to_src: &Similarity, width: usize, out: &mut [u8]) {
+    let (sw, sh) = (src.width() as i64, src.height() as i64);
+    let raw = src.as_raw();
+    let stride = sw as usize * 3;
+    let to_u8 = |c: f64| c.round().clamp(0.0, 255.0) as u8;
+    for (v, row) in out.chunks_exact_mut(width * 3).enumerate() {
+        for (u, pixel) in row.chunks_exact_mut(3).enumerate() {
+            let [x, y] = to_src.apply([u as f64, v as f64]);
+            let (x0, y0) = (x.floor(), y.floor());
+            let (fx, fy) = (x - x0, y - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh {
+                let i = y0 as usize * stride + x0 as usize * 3;
+                let (top, bottom) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
+                for c in 0..3 {
+                    let t = top[c] as f64 * (1.0 - fx) + top[c + 3] as f64 * fx;
+                    let b = bottom[c] as f64 * (1.0 - fx) + bottom[c + 3] as f64 * fx;
+                    pixel[c] = to_u8(t * (1.0 - fy) + b * fy);
+                }
+            } else {
+                pixel.copy_from_slice(&bilinear(src, x, y).map(to_u8));
+            }
+        }
     }
-    out
 }
 
 /// The colour at sub-pixel position (x, y) of `src` (pixel centres on integer coordinates),
@@ -176,5 +206,26 @@ mod tests {
         let shift = Similarity { a: 1.0, b: 0.0, tx: 0.5, ty: 0.0 };
         let out = warp(&img, &shift, 1, 1);
         assert_eq!(out.get_pixel(0, 0).0, [50, 150, 100]);
+    }
+
+    #[test]
+    fn warp_equals_bilinear_at_every_pixel_inside_and_across_the_border() {
+        let mut img = RgbImage::new(37, 23);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (255 - x * 5) as u8]);
+        }
+        // Rotated, scaled and shifted so that part of the crop falls outside the source.
+        for t in [
+            Similarity { a: 0.31, b: 0.07, tx: -3.3, ty: 2.2 },
+            Similarity { a: 0.9, b: -0.4, tx: 10.7, ty: -5.1 },
+            Similarity { a: 0.2, b: 0.0, tx: 0.0, ty: 0.0 },
+        ] {
+            let out = warp(&img, &t, 64, 48);
+            for (u, v, p) in out.enumerate_pixels() {
+                let [x, y] = t.apply([u as f64, v as f64]);
+                let want = bilinear(&img, x, y).map(|c| c.round().clamp(0.0, 255.0) as u8);
+                assert_eq!(p.0, want, "pixel ({u}, {v}) of {t:?}");
+            }
+        }
     }
 }

@@ -124,10 +124,16 @@ pub fn square_crop(img: &RgbImage, bbox: &[f32; 4], scale: f32) -> RgbImage {
         }
         return out;
     }
+    // The part inside the frame, row by row (one copy per row, not per pixel).
     let mut out = RgbImage::new(side as u32, side as u32);
-    for y in y0.max(0)..(y0 + side).min(ih) {
-        for x in x0.max(0)..(x0 + side).min(iw) {
-            out.put_pixel((x - x0) as u32, (y - y0) as u32, *img.get_pixel(x as u32, y as u32));
+    let (ix0, ix1) = (x0.max(0), (x0 + side).min(iw));
+    if ix1 > ix0 {
+        let (src, dst) = (img.as_raw(), &mut *out);
+        let (len, row, src_row) = ((ix1 - ix0) as usize * 3, side as usize * 3, iw as usize * 3);
+        for y in y0.max(0)..(y0 + side).min(ih) {
+            let s = y as usize * src_row + ix0 as usize * 3;
+            let d = (y - y0) as usize * row + (ix0 - x0) as usize * 3;
+            dst[d..d + len].copy_from_slice(&src[s..s + len]);
         }
     }
     out
