@@ -13,6 +13,13 @@ def stage(run, name):
     return next(s for s in run["stages"] if s["stage"] == name)["p50_ms"]
 
 
+def first_parts(run):
+    """The first frame's stages (bench reports from before they were split have detect only)."""
+    names = ("detect", "align", "encode", "pad")
+    return ", ".join(f"{n} {run[f'first_{n}_ms']:.1f}" for n in names
+                     if run.get(f"first_{n}_ms") is not None) + " ms"
+
+
 def main(out, backend):
     failed = False
     print("| photo | backend | detect | encode | pad | frame p50 | first frame | cameras 1/2/4 (fps) | GPU MiB | RSS MiB |")
@@ -31,8 +38,11 @@ def main(out, backend):
         speedup = stage(cpu, "frame") / stage(gpu, "frame")
         first = gpu["first_frame_ms"] / stage(gpu, "frame")
         print(f"{photo}: {backend} {speedup:.1f}x ort's whole frame (bar 5x); first frame "
-              f"{first:.2f}x the median (bar 2x; detect {gpu['first_detect_ms']:.1f} ms, second "
+              f"{first:.2f}x the median (bar 2x; {first_parts(gpu)}, second "
               f"frame {gpu['second_frame_ms']:.1f} ms); device {', '.join(r['device']['gpus'])}")
+        slow = [f"{m['model']} {m['first_run_ms']:.1f} ms (p50 {m['p50_ms']:.2f})"
+                for m in r["models"] if m["backend"] == backend]
+        print(f"{photo}: {backend} first run of each model after load: {', '.join(slow)}")
         failed |= speedup < 5 or first > 2
     variants = [f"cudnn-{s}" for s in ("exhaustive", "heuristic", "default")]
     variants += ["nhwc-sample1", "nhwc-kiosk640"]
@@ -42,7 +52,7 @@ def main(out, backend):
             with open(path) as f:
                 b = json.load(f)["backends"][0]
             print(f"{variant}: load {b['load_ms']:.0f} ms, first frame "
-                  f"{b['first_frame_ms']:.1f} ms (detect {b['first_detect_ms']:.1f}), second "
+                  f"{b['first_frame_ms']:.1f} ms ({first_parts(b)}), second "
                   f"{b['second_frame_ms']:.1f} ms, frame p50 {stage(b, 'frame'):.2f} ms, "
                   f"detect {stage(b, 'detect'):.2f}, encode {stage(b, 'encode'):.2f}")
     return 1 if failed else 0

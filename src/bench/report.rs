@@ -45,16 +45,19 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
             );
         }
     }
-    let _ = writeln!(md, "\n| backend | frames/s (1 / frame p50) | first frame (ms; detect, second frame) | load all models (ms) | peak RSS (MiB) | GPU memory (MiB) |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "\n| backend | frames/s (1 / frame p50) | first frame (ms; detect, align, encode, PAD; second frame) | load all models (ms) | peak RSS (MiB) | GPU memory (MiB) |\n|---|---:|---:|---:|---:|---:|");
     for b in &r.backends {
         let mib = |m: Option<f64>| m.map_or_else(|| "-".into(), |m| format!("{m:.1}"));
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {:.1} ({:.1}, {:.1}) | {:.0} | {} | {} |",
+            "| {} | {:.2} | {:.1} ({:.1}, {:.1}, {:.1}, {}; {:.1}) | {:.0} | {} | {} |",
             b.backend.name(),
             b.fps,
             b.first_frame_ms,
             b.first_detect_ms,
+            b.first_align_ms,
+            b.first_encode_ms,
+            b.first_pad_ms.map_or_else(|| "-".into(), |m| format!("{m:.1}")),
             b.second_frame_ms,
             b.load_ms,
             mib(b.peak_rss_mib),
@@ -78,7 +81,7 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
         let _ = writeln!(md, "\n## Per model (ms, batch 1)\n");
         let _ = writeln!(
             md,
-            "| model | precision | input | backend | load | p50 | p95 | p99 | tract ÷ this | source ÷ this |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+            "| model | precision | input | backend | load | first run | p50 | p95 | p99 | tract ÷ this | source ÷ this |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         let tract = tract_p50(r);
         for m in &r.models {
@@ -89,12 +92,13 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
             });
             let _ = writeln!(
                 md,
-                "| {} | {} | {:?} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {} |",
+                "| {} | {} | {:?} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
                 m.model,
                 m.precision,
                 m.input,
                 m.backend.name(),
                 m.load_ms,
+                m.first_run_ms,
                 m.p50_ms,
                 m.p95_ms,
                 m.p99_ms,
@@ -104,7 +108,7 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
         }
         let _ = writeln!(
             md,
-            "\n\"tract ÷ this\": how many times faster than tract on the same model; \"source ÷ this\": how many times faster than the model it was derived from (`derived_from`: a graph rewritten by models/tools/tune.py from its source, an int8 model from its fp32 one) on the same backend."
+            "\n\"first run\": the model's first run after load (on a GPU, after the warm-up the load runs); \"tract ÷ this\": how many times faster than tract on the same model; \"source ÷ this\": how many times faster than the model it was derived from (`derived_from`: a graph rewritten by models/tools/tune.py from its source, an int8 model from its fp32 one) on the same backend."
         );
         if let Some((_, models)) = charts {
             let _ = writeln!(md, "\n![per-model speed relative to tract]({models})");

@@ -63,9 +63,14 @@ fn bench_reports_every_stage_and_model() {
     }
     // The first frame after load, and its detection part; throughput per camera count; no
     // GPU memory on tract.
+    // The first frame is its four stages, each timed.
     let first = backends[0]["first_frame_ms"].as_f64().unwrap();
-    let first_detect = backends[0]["first_detect_ms"].as_f64().unwrap();
-    assert!(first_detect > 0.0 && first_detect < first, "{first_detect} {first}");
+    let parts: Vec<f64> = ["first_detect_ms", "first_align_ms", "first_encode_ms", "first_pad_ms"]
+        .iter()
+        .map(|k| backends[0][k].as_f64().unwrap())
+        .collect();
+    assert!(parts.iter().all(|&ms| ms > 0.0), "{parts:?}");
+    assert!((parts.iter().sum::<f64>() - first).abs() < 1e-6, "{parts:?} {first}");
     assert!(backends[0]["second_frame_ms"].as_f64().unwrap() > 0.0);
     let through = backends[0]["throughput"].as_array().unwrap();
     let cameras: Vec<u64> = through.iter().map(|t| t["streams"].as_u64().unwrap()).collect();
@@ -80,6 +85,7 @@ fn bench_reports_every_stage_and_model() {
     assert_eq!(int8["derived_from"], "mobileface-256@80c1c6f0");
     assert_eq!(int8["input"], serde_json::json!([1, 112, 112, 3]));
     for m in models {
+        assert!(m["first_run_ms"].as_f64().unwrap() > 0.0, "{m}");
         println!("{}: p50 {:.3} ms", m["model"], m["p50_ms"].as_f64().unwrap());
     }
 
