@@ -89,7 +89,8 @@ fn warp_into(src: &RgbImage, to_src: &Similarity, width: usize, out: &mut [u8]) 
             let (x0, y0) = (x.floor(), y.floor());
             let (fx, fy) = (x - x0, y - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh {
+            // (Compared without `x0 + 1`: a far-off point saturates to i64::MAX.)
+            if x0 >= 0 && y0 >= 0 && x0 < sw - 1 && y0 < sh - 1 {
                 let i = y0 as usize * stride + x0 as usize * 3;
                 let (top, bottom) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
                 for c in 0..3 {
@@ -119,9 +120,11 @@ pub fn bilinear(src: &RgbImage, x: f64, y: f64) -> [f64; 3] {
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
     let (x0, y0) = (x0 as i64, y0 as i64);
+    // Saturating: a point far outside (a degenerate transform) reads black, never overflows.
+    let (x1, y1) = (x0.saturating_add(1), y0.saturating_add(1));
     std::array::from_fn(|c| {
-        let top = px(x0, y0, c) * (1.0 - fx) + px(x0 + 1, y0, c) * fx;
-        let bottom = px(x0, y0 + 1, c) * (1.0 - fx) + px(x0 + 1, y0 + 1, c) * fx;
+        let top = px(x0, y0, c) * (1.0 - fx) + px(x1, y0, c) * fx;
+        let bottom = px(x0, y1, c) * (1.0 - fx) + px(x1, y1, c) * fx;
         top * (1.0 - fy) + bottom * fy
     })
 }
@@ -219,6 +222,9 @@ mod tests {
             Similarity { a: 0.31, b: 0.07, tx: -3.3, ty: 2.2 },
             Similarity { a: 0.9, b: -0.4, tx: 10.7, ty: -5.1 },
             Similarity { a: 0.2, b: 0.0, tx: 0.0, ty: 0.0 },
+            // Far outside, and not a number: black, no overflow.
+            Similarity { a: 1e300, b: 0.0, tx: 1e300, ty: -1e300 },
+            Similarity { a: f64::NAN, b: 0.0, tx: 0.0, ty: 0.0 },
         ] {
             let out = warp(&img, &t, 64, 48);
             for (u, v, p) in out.enumerate_pixels() {

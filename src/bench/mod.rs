@@ -287,7 +287,11 @@ pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<Bench
             || std::mem::replace(&mut lap, Instant::now()).elapsed().as_secs_f64() * 1e3;
         let first = p.detect(&frame).context("the first frame")?;
         let first_detect_ms = split();
-        let aligned: Vec<_> = first.iter().filter_map(|f| align(&frame.image, f, &spec)).collect();
+        // The faces that align go on, as in `encode_faces`.
+        let (first, aligned): (Vec<_>, Vec<_>) = first
+            .into_iter()
+            .filter_map(|f| align(&frame.image, &f, &spec).map(|a| (f, a)))
+            .unzip();
         let first_align_ms = split();
         p.encoder
             .encode(&aligned.iter().map(|a| &a.image).collect::<Vec<_>>())
