@@ -61,9 +61,8 @@ fn bench_reports_every_stage_and_model() {
     if cfg!(target_os = "linux") {
         assert!(backends[0]["peak_rss_mib"].as_f64().unwrap() > 10.0);
     }
-    // The first frame after load, and its detection part; throughput per camera count; no
-    // GPU memory on tract.
-    // The first frame is its four stages, each timed.
+    // The first frame after load is its four stages, each timed; throughput per camera count;
+    // no GPU memory on tract.
     let first = backends[0]["first_frame_ms"].as_f64().unwrap();
     let parts: Vec<f64> = ["first_detect_ms", "first_align_ms", "first_encode_ms", "first_pad_ms"]
         .iter()
