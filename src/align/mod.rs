@@ -82,7 +82,6 @@ fn warp_into(src: &RgbImage, to_src: &Similarity, width: usize, out: &mut [u8]) 
     let (sw, sh) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let stride = sw as usize * 3;
-    let to_u8 = |c: f64| c.round().clamp(0.0, 255.0) as u8;
     for (v, row) in out.chunks_exact_mut(width * 3).enumerate() {
         for (u, pixel) in row.chunks_exact_mut(3).enumerate() {
             let [x, y] = to_src.apply([u as f64, v as f64]);
@@ -103,6 +102,12 @@ fn warp_into(src: &RgbImage, to_src: &Similarity, width: usize, out: &mut [u8]) 
             }
         }
     }
+}
+
+/// An interpolated colour channel as a pixel value.
+#[inline(always)]
+fn to_u8(c: f64) -> u8 {
+    c.round().clamp(0.0, 255.0) as u8
 }
 
 /// The colour at sub-pixel position (x, y) of `src` (pixel centres on integer coordinates),
@@ -229,7 +234,7 @@ mod tests {
             let out = warp(&img, &t, 64, 48);
             for (u, v, p) in out.enumerate_pixels() {
                 let [x, y] = t.apply([u as f64, v as f64]);
-                let want = bilinear(&img, x, y).map(|c| c.round().clamp(0.0, 255.0) as u8);
+                let want = bilinear(&img, x, y).map(to_u8);
                 assert_eq!(p.0, want, "pixel ({u}, {v}) of {t:?}");
             }
         }

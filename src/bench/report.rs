@@ -47,7 +47,8 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
     }
     let _ = writeln!(md, "\n| backend | frames/s (1 / frame p50) | first frame (ms; detect, align, encode, PAD; second frame) | load all models (ms) | peak RSS (MiB) | GPU memory (MiB) |\n|---|---:|---:|---:|---:|---:|");
     for b in &r.backends {
-        let mib = |m: Option<f64>| m.map_or_else(|| "-".into(), |m| format!("{m:.1}"));
+        // An optional figure (PAD off, no GPU, no /proc) shows as "-".
+        let opt = |m: Option<f64>| m.map_or_else(|| "-".into(), |m| format!("{m:.1}"));
         let _ = writeln!(
             md,
             "| {} | {:.2} | {:.1} ({:.1}, {:.1}, {:.1}, {}; {:.1}) | {:.0} | {} | {} |",
@@ -57,11 +58,11 @@ pub fn markdown(r: &BenchReport, charts: Option<(&str, &str)>) -> String {
             b.first_detect_ms,
             b.first_align_ms,
             b.first_encode_ms,
-            b.first_pad_ms.map_or_else(|| "-".into(), |m| format!("{m:.1}")),
+            opt(b.first_pad_ms),
             b.second_frame_ms,
             b.load_ms,
-            mib(b.peak_rss_mib),
-            mib(b.gpu_mib)
+            opt(b.peak_rss_mib),
+            opt(b.gpu_mib)
         );
     }
     if r.backends.iter().any(|b| !b.throughput.is_empty()) {
