@@ -806,9 +806,11 @@ fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Ga
 /// over 60 frames of a 1280×932 camera); pinning the threshold at 128 KiB fixed that but made
 /// every tensor of 128 KiB or more a fresh mmap, faulted in page by page and unmapped again:
 /// 20 000 page faults per 640×480 frame, a third of the daemon's CPU time in the kernel. Now
-/// blocks under 2 MiB (tensors, a 640×480 frame) come from the heap and up to 8 MiB of freed
+/// blocks under 3 MiB (tensors, a 640×480 frame) come from the heap and up to 8 MiB of freed
 /// heap is kept for the next frame instead of being trimmed, while larger frames are still
-/// mapped and returned: 150 frames of the 640×480 kiosk replay took 25 700 page faults instead
+/// mapped and returned (at 2 MiB, on a CPU with AVX-512, tract's packed matrix for BlazeFace,
+/// 2.25 MiB with those kernels, was mapped afresh at every frame: 1 200 page faults a frame
+/// and 12% of the CPU time in the kernel; at 3 MiB, 1.4 a frame): 150 frames of the 640×480 kiosk replay took 25 700 page faults instead
 /// of 3.03 million and 0.06 s of system time instead of 2.99 s (5.1 s instead of 8.2 s in
 /// all); the 1280-pixel replay's peak stays at 116-121 MB over 24, 96 and 384 frames, and a
 /// 10-minute soak is flat at 116.5-116.9 MiB. (At 32 MiB, 1280×932 frames dropped by a live
@@ -818,7 +820,7 @@ fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's tuning; it is safe to call at any time.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 3 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
