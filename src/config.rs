@@ -120,15 +120,28 @@ pub struct PadConfig {
     /// Manifests of the PAD heads (role `pad`).
     #[serde(default)]
     pub models: Vec<PathBuf>,
-    /// `mean` or `min` of the heads' scores.
+    /// `mean` or `min` of the heads' scores, or `logistic` (fitted: `fusion_bias`,
+    /// `fusion_weights`).
     #[serde(default)]
     pub fusion: Fusion,
+    /// The fitted logistic fusion's bias, and its weight per head model id.
+    #[serde(default)]
+    pub fusion_bias: f32,
+    #[serde(default)]
+    pub fusion_weights: std::collections::BTreeMap<String, f32>,
     /// Live score at or above which a face is taken as bona fide.
     #[serde(default = "default_pad_threshold")]
     pub threshold: f32,
     /// Lets `threshold` go below the highest floor of the heads (`[head] floor`).
     #[serde(default)]
     pub allow_below_floor: bool,
+    /// A track is denied as a presentation attack as soon as this many of its usable frames
+    /// have a mean live score below `deny_below`, without waiting for
+    /// `tracker.decide_after_frames` (0: never early).
+    #[serde(default = "default_deny_after_frames")]
+    pub deny_after_frames: usize,
+    #[serde(default = "default_deny_below")]
+    pub deny_below: f32,
 }
 
 impl Default for PadConfig {
@@ -137,10 +150,32 @@ impl Default for PadConfig {
             enabled: false,
             models: Vec::new(),
             fusion: Fusion::Mean,
+            fusion_bias: 0.0,
+            fusion_weights: Default::default(),
             threshold: default_pad_threshold(),
             allow_below_floor: false,
+            deny_after_frames: default_deny_after_frames(),
+            deny_below: default_deny_below(),
         }
     }
+}
+
+impl PadConfig {
+    /// The fitted logistic fusion the config names (empty unless `fusion = "logistic"`).
+    pub fn logistic(&self) -> crate::heads::LogisticFusion {
+        crate::heads::LogisticFusion {
+            bias: self.fusion_bias,
+            weights: self.fusion_weights.clone(),
+        }
+    }
+}
+
+fn default_deny_after_frames() -> usize {
+    2
+}
+
+fn default_deny_below() -> f32 {
+    0.2
 }
 
 fn default_pad_threshold() -> f32 {
@@ -486,6 +521,15 @@ fn default_gallery_path() -> PathBuf {
 }
 
 impl Config {
+    /// The early denial of a track on its PAD evidence: only where liveness is required (a
+    /// track decided early without it would be decided on fewer frames for nothing) and
+    /// `pad.deny_after_frames` is not 0.
+    pub fn early_deny(&self) -> Option<crate::track::EarlyDeny> {
+        let p = &self.pad;
+        (p.enabled && self.policy.require_live && p.deny_after_frames > 0)
+            .then_some(crate::track::EarlyDeny { frames: p.deny_after_frames, below: p.deny_below })
+    }
+
     /// What a command or the daemon runs on: the config file read as [`Config::load`] does,
     /// then, with `[trust]`, every manifest it names checked against the signed set
     /// ([`Config::verify_trust`]).
@@ -553,6 +597,14 @@ impl Config {
                 },
                 self.pad.allow_below_floor,
             )?;
+        }
+        // After the threshold's own floor, so that a threshold set too low is what is named.
+        if self.early_deny().is_some() && self.pad.deny_below > self.pad.threshold {
+            return Err(self.out_of_range(OutOfRange {
+                key: "pad.deny_below".into(),
+                value: self.pad.deny_below.to_string(),
+                allowed: format!("at most pad.threshold ({}): the early denial is for clearer evidence of an attack than the threshold's; or set pad.deny_after_frames = 0", self.pad.threshold),
+            }));
         }
         Ok(())
     }
@@ -878,6 +930,24 @@ impl Config {
             |v| (0.0..=1.0).contains(&v),
             "a score from 0 to 1",
         )?;
+        self.check(
+            "pad.deny_below",
+            self.pad.deny_below,
+            |v| (0.0..=1.0).contains(&v),
+            "a score from 0 to 1",
+        )?;
+        if self.pad.fusion == Fusion::Logistic && self.pad.fusion_weights.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "pad.fusion = \"logistic\" needs pad.fusion_weights (one per head model id) and pad.fusion_bias; fit them with `edgeid calibrate --pad --fit-fusion` or use fusion = \"mean\"".into(),
+            });
+        }
+        if self.pad.fusion != Fusion::Logistic && !self.pad.fusion_weights.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: format!("pad.fusion_weights are set but pad.fusion = \"{}\" ignores them; set fusion = \"logistic\" or remove the weights", self.pad.fusion.name()),
+            });
+        }
         if self.pad.enabled && self.pad.models.is_empty() {
             return Err(ConfigError::Invalid {
                 path: self.path.clone(),

@@ -39,6 +39,9 @@ pub enum ModelError {
     ShapeMismatch { path: PathBuf, message: String },
     #[error("model {path} has role `{actual}` but is used as `{expected}`; point the config at a {expected} manifest")]
     WrongRole { path: PathBuf, expected: String, actual: String },
+    /// A fitted fusion of PAD heads that names other heads than those loaded.
+    #[error("pad.fusion_weights {message}; fit the fusion again for these heads (`edgeid calibrate --pad --fit-fusion`) or set pad.fusion = \"mean\"")]
+    FusionMismatch { message: String },
 }
 
 /// One dimension of a tensor shape: a fixed size, or a named free size (batch, image side).
@@ -280,18 +283,63 @@ impl SsdSpec {
     }
 }
 
-/// A head that scores a face crop (PAD, S-MAD…).
+/// A head that scores a face crop (PAD, S-MAD…): which part of the frame it sees, and what
+/// its output means. A head sees what it was trained on only if these say how it was trained:
+/// the same model on a black-padded square instead of its own shifted box measured an EER of
+/// 18% instead of 0% on the webcam replays of docs/evaluation.md.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSpec {
-    /// Which value of the `score` output is the score (e.g. the live class of a softmax).
+    /// Which value of the `score` output is the score (e.g. the live class of a softmax),
+    /// after `activation`.
     pub score_index: usize,
-    /// The crop is a square of the face box's longer side times this, around its centre.
+    /// How many times the face box the crop spans (see `crop`).
     pub crop_scale: f32,
+    /// How the crop is cut from the whole frame.
+    #[serde(default)]
+    pub crop: CropMode,
+    /// Width / height of the face boxes the head was trained on (its detector's convention):
+    /// any detector's box is first reshaped to it around its centre, keeping its area. Absent:
+    /// the detector's box as it is. (MiniFASNet trained on RetinaFace's boxes, about 0.8; on
+    /// BlazeFace's square ones unchanged its EER was higher: docs/evaluation.md.)
+    #[serde(default)]
+    pub box_aspect: Option<f32>,
+    /// What turns the `score` output's row into probabilities.
+    #[serde(default)]
+    pub activation: Activation,
     /// The lowest threshold on this head's score a config may use without
     /// `pad.allow_below_floor` (the manifest says why this value).
     #[serde(default)]
     pub floor: Option<f32>,
+}
+
+/// How a head's crop is cut from the frame around the face box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CropMode {
+    /// A square of the box's longer side × `crop_scale` around its centre, black where it
+    /// leaves the frame.
+    #[default]
+    Square,
+    /// The box × `crop_scale` (its own aspect kept), the scale lowered until it fits the frame
+    /// and the box then shifted inside it: no pixel outside the frame, as
+    /// Silent-Face-Anti-Spoofing's `CropImage` cuts its training patches.
+    Shift,
+    /// The box × `crop_scale` around its centre, cut off at the frame's edges.
+    Clip,
+}
+
+/// What a head's raw output row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Already probabilities (the graph ends in a softmax or sigmoid).
+    #[default]
+    None,
+    /// Logits of mutually exclusive classes.
+    Softmax,
+    /// One logit per value.
+    Sigmoid,
 }
 
 /// Facts of a one-stage object detector with distribution-focal box regression (NanoDet).
@@ -518,6 +566,9 @@ impl Manifest {
         }
         if self.head.as_ref().and_then(|h| h.floor).is_some_and(|f| !(0.0..=1.0).contains(&f)) {
             return Err(self.invalid("head.floor must be a score from 0 to 1"));
+        }
+        if self.head.as_ref().and_then(|h| h.box_aspect).is_some_and(|a| !(a > 0.1 && a < 10.0)) {
+            return Err(self.invalid("head.box_aspect must be a width / height from 0.1 to 10"));
         }
         if let Some(f) = &self.features {
             if f.dim == 0 {

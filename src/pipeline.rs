@@ -43,7 +43,7 @@ impl Pipeline {
         let pad = if cfg.pad.enabled {
             let manifests =
                 cfg.pad.models.iter().map(|p| Manifest::load(p)).collect::<Result<Vec<_>, _>>()?;
-            Some(Pad::load(cfg.backend, &manifests, cfg.pad.fusion)?)
+            Some(Pad::load(cfg.backend, &manifests, cfg.pad.fusion, &cfg.pad.logistic())?)
         } else {
             None
         };

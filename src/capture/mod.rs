@@ -2,6 +2,7 @@
 //! stage takes a `&Frame` and never touches files or cameras.
 
 pub mod convert;
+pub mod record;
 mod replay;
 mod v4l2;
 

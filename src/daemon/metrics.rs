@@ -31,6 +31,10 @@ pub struct CameraMetrics {
     pub reconnects: AtomicU64,
     /// 1 while the camera delivers frames.
     pub up: AtomicU64,
+    /// Decisions journaled, and those denied as presentation attacks (`presentation_attack`
+    /// among their reasons): a camera where attacks are tried shows here first.
+    pub decisions: AtomicU64,
+    pub presentation_attacks: AtomicU64,
     /// When the camera's worker last went round its loop (ms since the daemon started; it
     /// goes round at least every 200 ms when idle): what the systemd watchdog is fed from.
     pub worker_beat_ms: AtomicU64,
@@ -144,6 +148,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a journaled decision against its camera (a name no camera has is not counted).
+    pub fn camera_decision(&self, camera: &str, reasons: &[String]) {
+        if let Some((_, c)) = self.cameras.iter().find(|(n, _)| n == camera) {
+            c.decisions.fetch_add(1, Ordering::Relaxed);
+            if reasons.iter().any(|r| r == "presentation_attack") {
+                c.presentation_attacks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn decisions_total(&self) -> u64 {
         self.decisions.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, n)| n).sum()
     }
@@ -151,7 +165,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, CounterOf); 8] = [
+        let counters: [(&str, &str, CounterOf); 10] = [
             ("edgeid_frames_in_total", "Frames captured.", |c| &c.frames_in),
             (
                 "edgeid_frames_dropped_total",
@@ -174,6 +188,12 @@ impl Metrics {
                 &c.reconnects
             }),
             ("edgeid_camera_up", "1 while the camera delivers frames.", |c| &c.up),
+            ("edgeid_camera_decisions_total", "Access decisions journaled.", |c| &c.decisions),
+            (
+                "edgeid_presentation_attacks_total",
+                "Decisions denied as presentation attacks (live score below pad.threshold).",
+                |c| &c.presentation_attacks,
+            ),
         ];
         for (name, help, get) in counters {
             let kind = if name.ends_with("_total") { "counter" } else { "gauge" };

@@ -323,6 +323,7 @@ pub fn run(
             writer_metrics.observe("first_frame_to_journal", waited_ms as f64 / 1000.0);
             let reasons = d.reasons.join(",");
             writer_metrics.decision(d.outcome.as_str(), &reasons);
+            writer_metrics.camera_decision(&d.camera, &d.reasons);
             log::info!(
                 "decision: camera {} track {} {} {}",
                 d.camera,
@@ -640,7 +641,7 @@ fn worker_loop(
     tx: mpsc::Sender<Decision>,
 ) -> anyhow::Result<()> {
     let mut policy = policy_of(&cfg, &pipeline);
-    let mut tracker = Tracker::new(cfg.tracker.clone());
+    let mut tracker = Tracker::new(cfg.tracker.clone()).with_early_deny(cfg.early_deny());
     let mut reload_seen = control.reload.load(Ordering::SeqCst);
     let mut camera = String::new();
     let send = |decisions: Vec<Decision>| {
@@ -668,7 +669,7 @@ fn worker_loop(
                     cfg = new_cfg;
                     gallery = new_gallery;
                     policy = policy_of(&cfg, &pipeline);
-                    tracker.set_params(cfg.tracker.clone());
+                    tracker.set_params(cfg.tracker.clone(), cfg.early_deny());
                     log::info!("reloaded the gallery ({} templates) and thresholds", gallery.len());
                     metrics.set_stale(None);
                 }

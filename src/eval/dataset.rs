@@ -16,7 +16,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::metrics::{self, OperatingPoint, PadRates, Search};
+use super::metrics::{self, OperatingPoint, Search};
+use super::pad::{self, PadCapture};
 use crate::capture::load_image;
 use crate::config::Config;
 use crate::encode::cosine;
@@ -26,7 +27,14 @@ use crate::pipeline::Pipeline;
 struct Sample {
     identity: String,
     embedding: Vec<f32>,
-    live: Option<f32>,
+}
+
+/// How `evaluate` measures.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// PAD on tracks of this many consecutive captures of one sequence (0 or 1: each
+    /// capture alone); see [`super::pad`].
+    pub track_frames: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,19 +75,6 @@ pub struct Identification {
     pub fpir: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Pad {
-    pub bona_fide: usize,
-    pub attacks: Vec<(String, usize)>,
-    /// At the configured PAD threshold.
-    pub at_threshold: PadRates,
-    /// BPCER at APCER (all attack kinds pooled) = 5% and 10%.
-    pub at_apcer: Vec<OperatingPoint>,
-    /// The liveness scores, for plots and re-analysis.
-    pub bona_fide_scores: Vec<f32>,
-    pub attack_scores: Vec<(String, Vec<f32>)>,
-}
-
 /// One morph and its median similarity to each contributor's images.
 #[derive(Debug, Clone, Serialize)]
 pub struct MorphScores {
@@ -111,8 +106,10 @@ pub struct EvalReport {
     pub counts: Counts,
     pub verification: Verification,
     pub identification: Identification,
-    pub pad: Option<Pad>,
+    pub pad: Option<pad::Pad>,
     pub morphs: Option<Morphs>,
+    /// Every capture's PAD scores (bona fide and attacks), for calibration and re-analysis.
+    pub pad_captures: Vec<PadCapture>,
 }
 
 fn images_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -145,6 +142,16 @@ fn name_of(p: &Path) -> String {
 
 /// Runs the evaluation. `progress` draws a progress bar on stderr.
 pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<EvalReport> {
+    evaluate_with(cfg, dir, &EvalOptions::default(), progress)
+}
+
+/// [`evaluate`] with options.
+pub fn evaluate_with(
+    cfg: &Config,
+    dir: &Path,
+    options: &EvalOptions,
+    progress: bool,
+) -> anyhow::Result<EvalReport> {
     let mut pipeline = Pipeline::load(cfg)?;
     let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
     let identity_dirs: Vec<PathBuf> = subdirs(dir)?
@@ -175,7 +182,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
             .expect("a valid template"),
     );
     let mut samples: Vec<Sample> = Vec::new();
-    let mut attacks: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut pad_captures: Vec<PadCapture> = Vec::new();
     let mut morphs: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
     let mut not_acquired = Vec::new();
     let mut first_failed: Vec<String> = Vec::new();
@@ -211,19 +218,25 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
             not_acquired.push(path.display().to_string());
             continue;
         };
-        let live = o.pad.map(|p| p.live);
-        if let Some(kind) = label.strip_prefix("attacks/") {
-            match attacks.iter_mut().find(|a| a.0 == kind) {
-                Some(a) => a.1.extend(live),
-                None => attacks.push((kind.to_string(), live.into_iter().collect())),
-            }
-        } else if label == "morphs" {
+        let attack = label.strip_prefix("attacks/").map(str::to_string);
+        // Bona fide PAD scores come from the identities' acquired images, as their pairs do.
+        let counted = attack.is_some() || (label != "morphs" && !first_failed.contains(label));
+        if let Some(p) = o.pad.filter(|_| counted) {
+            let capture = PadCapture {
+                path: path.clone(),
+                attack: attack.clone(),
+                heads: p.heads,
+                live: p.live,
+            };
+            pad_captures.push(capture);
+        }
+        if label == "morphs" {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
             let names = stem.split('~').next().unwrap_or("");
             let who = names.split('+').map(str::to_string).collect();
             morphs.push((stem.to_string(), who, o.embedding.0));
-        } else if !first_failed.contains(label) {
-            samples.push(Sample { identity: label.clone(), embedding: o.embedding.0, live });
+        } else if attack.is_none() && !first_failed.contains(label) {
+            samples.push(Sample { identity: label.clone(), embedding: o.embedding.0 });
         }
     }
     bar.finish_and_clear();
@@ -290,25 +303,7 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
         fpir: metrics::fpir(&searches, threshold),
     };
 
-    let bona_fide: Vec<f32> = samples.iter().filter_map(|s| s.live).collect();
-    let pad = (!bona_fide.is_empty()).then(|| {
-        let pooled: Vec<f32> = attacks.iter().flat_map(|a| a.1.clone()).collect();
-        Pad {
-            bona_fide: bona_fide.len(),
-            attacks: attacks.iter().map(|a| (a.0.clone(), a.1.len())).collect(),
-            at_threshold: metrics::pad_rates(&bona_fide, &attacks, cfg.pad.threshold),
-            at_apcer: if pooled.is_empty() {
-                Vec::new()
-            } else {
-                [0.05, 0.10]
-                    .iter()
-                    .map(|t| metrics::at_false_accept(&bona_fide, &pooled, *t))
-                    .collect()
-            },
-            bona_fide_scores: bona_fide.clone(),
-            attack_scores: attacks.clone(),
-        }
-    });
+    let pad = pad::report(&pad_captures, cfg.pad.threshold, options.track_frames);
 
     let morphs_report = (!morphs.is_empty()).then(|| {
         fn of<'a>(samples: &'a [Sample], name: &'a str) -> impl Iterator<Item = &'a Sample> {
@@ -382,5 +377,6 @@ pub fn evaluate(cfg: &Config, dir: &Path, progress: bool) -> anyhow::Result<Eval
         identification,
         pad,
         morphs: morphs_report,
+        pad_captures,
     })
 }

@@ -162,23 +162,50 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         Some(p) => {
             let a = &p.at_threshold;
-            let _ = writeln!(md, "At the PAD threshold {:.3}:\n", a.threshold);
-            let _ = writeln!(md, "| | rate |\n|---|---|");
-            let _ = writeln!(md, "| BPCER (bona fide rejected) | {} |", rate(a.bpcer, p.bona_fide));
-            for ((kind, apcer), (_, n)) in a.apcer.iter().zip(&p.attacks) {
-                let _ = writeln!(md, "| APCER {kind} | {} |", rate(*apcer, *n));
+            let unit = if p.track_frames > 1 {
+                format!(
+                    "tracks of up to {} consecutive captures of one sequence (their mean score, as the daemon decides)",
+                    p.track_frames
+                )
+            } else {
+                "single captures".to_string()
+            };
+            let _ = writeln!(md, "At the PAD threshold {:.3}, on {unit}; the fused score and each head alone at the same threshold:\n", a.threshold);
+            let mut head = "| | fused |".to_string();
+            let mut rule = "|---|---|".to_string();
+            for h in &p.heads {
+                head.push_str(&format!(" {} |", h.name));
+                rule.push_str("---|");
+            }
+            let _ = writeln!(md, "{head}\n{rule}");
+            let row = |md: &mut String, name: &str, cell: &dyn Fn(&PadRatesView) -> String| {
+                let mut line = format!("| {name} | {} |", cell(&PadRatesView::fused(p)));
+                for h in &p.heads {
+                    line.push_str(&format!(" {} |", cell(&PadRatesView::head(h))));
+                }
+                let _ = writeln!(md, "{line}");
+            };
+            row(&mut md, "BPCER (bona fide rejected)", &|v| rate(v.rates.bpcer, p.bona_fide));
+            for (i, (kind, n)) in p.attacks.iter().enumerate() {
+                row(&mut md, &format!("APCER {kind}"), &|v| rate(v.rates.apcer[i].1, *n));
             }
             if !p.attacks.is_empty() {
-                let _ = writeln!(md, "| ACER | {:.2}% |", 100.0 * a.acer);
-            }
-            for o in &p.at_apcer {
-                let _ = writeln!(
-                    md,
-                    "| BPCER at APCER {:.0}% (threshold {}) | {} |",
-                    100.0 * o.target,
-                    threshold(o.threshold),
-                    rate(o.false_reject, p.bona_fide)
-                );
+                row(&mut md, "ACER", &|v| format!("{:.2}%", 100.0 * v.rates.acer));
+                row(&mut md, "EER (attacks pooled)", &|v| format!("{:.2}%", 100.0 * v.eer));
+                for (i, target) in [0.05f32, 0.10].iter().enumerate() {
+                    row(
+                        &mut md,
+                        &format!("BPCER at APCER {:.0}% (every kind)", 100.0 * target),
+                        &|v| {
+                            let o = &v.at_apcer[i];
+                            format!(
+                                "{} (threshold {})",
+                                rate(o.false_reject, p.bona_fide),
+                                threshold(o.threshold)
+                            )
+                        },
+                    );
+                }
             }
             md.push('\n');
             if p.attacks.is_empty() {
@@ -261,4 +288,21 @@ pub fn write(r: &EvalReport, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
 
     charts.finish(path, md)
+}
+
+/// The rates of one column of the PAD table (the fused score or a head).
+struct PadRatesView<'a> {
+    rates: &'a crate::eval::metrics::PadRates,
+    eer: f32,
+    at_apcer: &'a [crate::eval::metrics::OperatingPoint],
+}
+
+impl<'a> PadRatesView<'a> {
+    fn fused(p: &'a crate::eval::pad::Pad) -> Self {
+        PadRatesView { rates: &p.at_threshold, eer: p.eer, at_apcer: &p.at_apcer }
+    }
+
+    fn head(h: &'a crate::eval::pad::PadMeasure) -> Self {
+        PadRatesView { rates: &h.at_threshold, eer: h.eer, at_apcer: &h.at_apcer }
+    }
 }

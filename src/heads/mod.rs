@@ -4,6 +4,8 @@
 
 pub mod mad;
 
+use std::collections::BTreeMap;
+
 use anyhow::ensure;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::Face;
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
-use crate::manifest::{Dim, HeadSpec, Manifest, ModelError, Role};
+use crate::manifest::{Activation, CropMode, Dim, HeadSpec, Manifest, ModelError, Role};
 use crate::resize::{resize_region, resize_rgb};
 
 /// A model that scores a square crop around the face box.
@@ -78,15 +80,106 @@ impl CropHead {
         let (h, w) = input.fixed_hw().expect("checked at load");
         let mut data = Vec::with_capacity(faces.len() * w * h * 3);
         for face in faces {
-            let crop = square_crop(frame, &face.bbox, self.spec.crop_scale);
-            push_image(&input, &resize_rgb(&crop, w as u32, h as u32), &mut data);
+            push_image(
+                &input,
+                &head_crop(frame, &face.bbox, &self.spec, w as u32, h as u32),
+                &mut data,
+            );
         }
         let out = self.session.run(Tensor::new(batch_shape(&input, faces.len(), w, h), data))?;
         let out = &out[0];
         ensure!(out.shape.first() == Some(&faces.len()), "head output has shape {:?}", out.shape);
         let per = out.data.len() / faces.len();
-        Ok((0..faces.len()).map(|i| out.data[i * per + self.spec.score_index]).collect())
+        Ok(out.data.chunks(per).map(|row| activate(row, &self.spec)).collect())
     }
+}
+
+/// The head's score from its output row, as its manifest says: a probability, or 0 (an
+/// attack, for a PAD head) where the model gave no finite number, so that a broken output
+/// fails closed.
+fn activate(row: &[f32], spec: &HeadSpec) -> f32 {
+    let i = spec.score_index;
+    let p = match spec.activation {
+        Activation::None => row[i],
+        Activation::Sigmoid => 1.0 / (1.0 + (-row[i]).exp()),
+        Activation::Softmax => {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            (row[i] - max).exp() / sum
+        }
+    };
+    if p.is_finite() {
+        p
+    } else {
+        0.0
+    }
+}
+
+/// A head's input: its crop of the whole frame (`crop` and `crop_scale` of its manifest),
+/// resized to `width` × `height`.
+pub fn head_crop(
+    frame: &RgbImage,
+    bbox: &[f32; 4],
+    spec: &HeadSpec,
+    width: u32,
+    height: u32,
+) -> RgbImage {
+    let bbox = match spec.box_aspect {
+        Some(aspect) => reshape(bbox, aspect),
+        None => *bbox,
+    };
+    match spec.crop {
+        CropMode::Square => resize_rgb(&square_crop(frame, &bbox, spec.crop_scale), width, height),
+        CropMode::Shift | CropMode::Clip => {
+            resize_region(frame, box_region(frame, &bbox, spec), width, height)
+        }
+    }
+}
+
+/// The box with width / height `aspect`, around the same centre, of the same area.
+fn reshape(bbox: &[f32; 4], aspect: f32) -> [f32; 4] {
+    let (w, h) = ((bbox[2] - bbox[0]).max(0.0), (bbox[3] - bbox[1]).max(0.0));
+    let side = (w * h).sqrt();
+    let (nw, nh) = (side * aspect.sqrt() / 2.0, side / aspect.sqrt() / 2.0);
+    let (cx, cy) = ((bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0);
+    [cx - nw, cy - nh, cx + nw, cy + nh]
+}
+
+/// The region `[x, y, width, height]` of the frame a `shift` or `clip` crop spans, at least
+/// one pixel inside the frame.
+fn box_region(frame: &RgbImage, bbox: &[f32; 4], spec: &HeadSpec) -> [u32; 4] {
+    let (fw, fh) = (frame.width() as f32, frame.height() as f32);
+    let (bw, bh) = ((bbox[2] - bbox[0]).max(1.0), (bbox[3] - bbox[1]).max(1.0));
+    let (cx, cy) = ((bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0);
+    let (l, t, r, b) = if spec.crop == CropMode::Shift {
+        // Silent-Face-Anti-Spoofing's CropImage: the scale lowered until the box fits, then
+        // the box moved back inside the frame; pixel columns l..=r, rows t..=b.
+        let scale = spec.crop_scale.min((fh - 1.0) / bh).min((fw - 1.0) / bw).max(0.0);
+        let (nw, nh) = (bw * scale, bh * scale);
+        let (mut l, mut t) = (cx - nw / 2.0, cy - nh / 2.0);
+        let (mut r, mut b) = (cx + nw / 2.0, cy + nh / 2.0);
+        if l < 0.0 {
+            (r, l) = (r - l, 0.0);
+        }
+        if t < 0.0 {
+            (b, t) = (b - t, 0.0);
+        }
+        if r > fw - 1.0 {
+            (l, r) = (l - (r - fw + 1.0), fw - 1.0);
+        }
+        if b > fh - 1.0 {
+            (t, b) = (t - (b - fh + 1.0), fh - 1.0);
+        }
+        (l, t, r + 1.0, b + 1.0)
+    } else {
+        let (nw, nh) = (bw * spec.crop_scale / 2.0, bh * spec.crop_scale / 2.0);
+        ((cx - nw).max(0.0), (cy - nh).max(0.0), (cx + nw).min(fw), (cy + nh).min(fh))
+    };
+    // Truncated as the reference does (`int()`), then kept inside the frame whatever the box.
+    let clamp = |v: f32, max: f32| if v.is_finite() { v.clamp(0.0, max) } else { 0.0 };
+    let (x0, y0) = (clamp(l, fw - 1.0) as u32, clamp(t, fh - 1.0) as u32);
+    let (x1, y1) = (clamp(r, fw) as u32, clamp(b, fh) as u32);
+    [x0, y0, x1.saturating_sub(x0).max(1), y1.saturating_sub(y0).max(1)]
 }
 
 /// Largest side a head's square is cut at, before its resize to the head's input (a few
@@ -148,6 +241,39 @@ pub enum Fusion {
     Mean,
     /// The lowest: any head that suspects an attack decides.
     Min,
+    /// A logistic rule fitted on labelled captures (`edgeid calibrate --pad --fit-fusion`):
+    /// sigmoid(bias + Σ weight × score), with `pad.fusion_bias` and `pad.fusion_weights`.
+    Logistic,
+}
+
+impl Fusion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fusion::Mean => "mean",
+            Fusion::Min => "min",
+            Fusion::Logistic => "logistic",
+        }
+    }
+}
+
+/// A fitted logistic fusion: the bias and one weight per head, by the head's model id (so
+/// that a fusion fitted for other heads, or other versions of them, is refused).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+pub struct LogisticFusion {
+    pub bias: f32,
+    pub weights: BTreeMap<String, f32>,
+}
+
+impl LogisticFusion {
+    /// The fused live probability of one face from its heads' scores (by model id).
+    pub fn fuse(&self, scores: &[(String, f32)]) -> f32 {
+        let z = self.bias
+            + scores
+                .iter()
+                .map(|(id, s)| self.weights.get(id).copied().unwrap_or(0.0) * s)
+                .sum::<f32>();
+        1.0 / (1.0 + (-z).exp())
+    }
 }
 
 /// PAD scores of one face.
@@ -163,19 +289,50 @@ pub struct PadScore {
 pub struct Pad {
     heads: Vec<CropHead>,
     fusion: Fusion,
+    logistic: LogisticFusion,
 }
 
 impl Pad {
+    /// Loads the heads; a logistic fusion must weigh exactly these heads (by model id).
     pub fn load(
         backend: BackendKind,
         manifests: &[Manifest],
         fusion: Fusion,
+        logistic: &LogisticFusion,
     ) -> Result<Pad, ModelError> {
+        if fusion == Fusion::Logistic {
+            let ids: Vec<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
+            let missing: Vec<&str> =
+                ids.iter().copied().filter(|id| !logistic.weights.contains_key(*id)).collect();
+            let extra: Vec<&str> = logistic
+                .weights
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !ids.contains(id))
+                .collect();
+            if !missing.is_empty() || !extra.is_empty() {
+                return Err(ModelError::FusionMismatch {
+                    message: format!(
+                        "weigh other heads than pad.models: no weight for {missing:?}, a weight for {extra:?} which is not loaded"
+                    ),
+                });
+            }
+            if !logistic.bias.is_finite() || logistic.weights.values().any(|w| !w.is_finite()) {
+                return Err(ModelError::FusionMismatch {
+                    message: "must be finite numbers".into(),
+                });
+            }
+        }
         let heads = manifests
             .iter()
             .map(|m| CropHead::load(backend, m, Role::Pad))
             .collect::<Result<_, _>>()?;
-        Ok(Pad { heads, fusion })
+        Ok(Pad { heads, fusion, logistic: logistic.clone() })
+    }
+
+    /// The heads' model ids, in the order their scores come.
+    pub fn head_ids(&self) -> Vec<String> {
+        self.heads.iter().map(|h| h.id().to_string()).collect()
     }
 
     pub fn score(&mut self, frame: &RgbImage, faces: &[Face]) -> anyhow::Result<Vec<PadScore>> {
@@ -187,14 +344,20 @@ impl Pad {
             .map(|i| {
                 let heads: Vec<(String, f32)> =
                     per_head.iter().map(|(id, s)| (id.clone(), s[i])).collect();
-                let values = heads.iter().map(|h| h.1);
-                let live = match self.fusion {
-                    Fusion::Mean => values.sum::<f32>() / heads.len().max(1) as f32,
-                    Fusion::Min => values.fold(f32::INFINITY, f32::min),
-                };
+                let live = self.fuse(&heads);
                 PadScore { live, heads }
             })
             .collect())
+    }
+
+    /// One live score from the heads' scores of a face, by the configured fusion.
+    pub fn fuse(&self, heads: &[(String, f32)]) -> f32 {
+        let values = heads.iter().map(|h| h.1);
+        match self.fusion {
+            Fusion::Mean => values.sum::<f32>() / heads.len().max(1) as f32,
+            Fusion::Min => values.fold(f32::INFINITY, f32::min),
+            Fusion::Logistic => self.logistic.fuse(heads),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use edgeid::journal::{Entry, Journal};
 /// `extra` appended to `[api]`, and the gallery does not exist yet (a new device).
 fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
     let list = common::arrivals(tmp);
-    let s = Setup::new(&list.display().to_string(), 10.0, true, "");
+    let s = Setup::new(&list.display().to_string(), 10.0, true, "").without_live_requirement();
     let cfg = std::fs::read_to_string(s.config()).unwrap();
     let api = format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = \"api-tokens\"\n{extra}");
     std::fs::write(s.config(), cfg.replace("store_crops = false", "store_crops = true") + &api)

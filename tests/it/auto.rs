@@ -107,7 +107,7 @@ fn identify_with_backend_auto_logs_each_choice() {
     assert_eq!(stdout.matches("unknown (nearest").count(), 2, "{stdout}");
     // P-Net, R-Net, O-Net, the encoder and the two PAD heads: each logged, at identify
     // from the cache the enrolment wrote.
-    for id in ["mobileface", "mtcnn", "liveness"] {
+    for id in ["mobileface", "mtcnn", "minifasnet-v2-2.7", "minifasnet-v1se-4.0"] {
         assert!(stderr.contains(&format!("backend auto: {id}")), "{id}: {stderr}");
     }
     assert!(stderr.contains("(cached)"), "{stderr}");

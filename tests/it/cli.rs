@@ -227,8 +227,8 @@ fn broken_models_are_refused_by_name() {
 
     // A PAD head is not dropped silently: missing, it stops start-up…
     let sb = Sandbox::new();
-    std::fs::remove_file(sb.path("models/liveness.onnx")).unwrap();
-    assert_fails_with(&run(&sb), &["liveness.onnx", "is missing"]);
+    std::fs::remove_file(sb.path("models/minifasnet-v2-2.7.onnx")).unwrap();
+    assert_fails_with(&run(&sb), &["minifasnet-v2-2.7.onnx", "is missing"]);
     assert_gallery_unchanged(&g, &before);
     // …unless the config turns PAD (and the requirement for it) off.
     sb.edit("config.toml", |t| {
@@ -299,6 +299,58 @@ fn shipped_configs_are_valid() {
     assert!(n >= 2);
 }
 
+/// The PAD keys of a config and a head's manifest, wrong, are refused by name before anything
+/// is enrolled: a fusion fitted for other heads (by model id), a logistic fusion without weights,
+/// weights that a mean fusion would ignore, an early denial bound above the threshold, a box
+/// aspect that is not one.
+#[test]
+fn pad_settings_are_refused_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, before) = enrolled_gallery(tmp.path());
+    let run = |sb: &Sandbox| enrol_bob(sb, &g);
+    let weights = "\"minifasnet-v2-2.7@31a66de3\" = 3.8977";
+
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace(weights, "\"liveness@bf518b03\" = 3.8977"));
+    assert_fails_with(
+        &run(&sb),
+        &[
+            "pad.fusion_weights",
+            "no weight for [\"minifasnet-v2-2.7@31a66de3\"]",
+            "liveness@bf518b03",
+            "--fit-fusion",
+        ],
+    );
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| {
+        t.lines().filter(|l| !l.starts_with("fusion_weights")).collect::<Vec<_>>().join("\n")
+    });
+    assert_fails_with(&run(&sb), &["pad.fusion = \"logistic\" needs pad.fusion_weights"]);
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("fusion = \"logistic\"", "fusion = \"mean\""));
+    assert_fails_with(
+        &run(&sb),
+        &["pad.fusion_weights are set but pad.fusion = \"mean\" ignores them"],
+    );
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| {
+        t.replace("threshold = 0.6957", "threshold = 0.6957\ndeny_below = 0.8")
+    });
+    assert_fails_with(&run(&sb), &["pad.deny_below = 0.8", "out of range", "pad.threshold"]);
+    let sb = Sandbox::new();
+    sb.edit("models/minifasnet-v1se-4.0.toml", |t| t.replace("box_aspect = 0.8", "box_aspect = 0"));
+    assert_fails_with(
+        &run(&sb),
+        &["minifasnet-v1se-4.0.toml", "head.box_aspect must be a width / height"],
+    );
+    let sb = Sandbox::new();
+    sb.edit("models/minifasnet-v1se-4.0.toml", |t| {
+        t.replace("crop = \"shift\"", "crop = \"zoom\"")
+    });
+    assert_fails_with(&run(&sb), &["minifasnet-v1se-4.0.toml", "crop", "shift"]);
+    assert_gallery_unchanged(&g, &before);
+}
+
 #[test]
 fn bad_configs_are_refused_by_key() {
     let tmp = tempfile::tempdir().unwrap();
@@ -362,7 +414,7 @@ fn bad_configs_are_refused_by_key() {
         stderr(&o)
     );
     let sb = Sandbox::new();
-    sb.edit("config.toml", |t| t.replace("threshold = 0.65", "threshold = 0.0"));
+    sb.edit("config.toml", |t| t.replace("threshold = 0.6957", "threshold = 0.0"));
     assert_fails_with(&run(&sb), &["pad.threshold = 0 is below 0.5", "pad.allow_below_floor"]);
 
     let sb = Sandbox::new();

@@ -7,32 +7,34 @@ use common::{data, frame, legacy_config, legacy_pipeline, SAMPLES};
 use edgeid::app::Identifier;
 use edgeid::decide::Outcome;
 
-/// Every face of every photo gets a live score from both PAD heads; the bona fide faces all
-/// score above the configured threshold (measured 0.71 to 0.88 with mean fusion).
+/// Every face of every photo gets a live score from both PAD heads, fused by the config's
+/// fitted logistic rule. The bundled photos are web photos, not captures of people at a camera,
+/// so they measure nothing about PAD (tests/it/pad.rs does, on real attacks); pinned here is
+/// what the heads say of them: 18 of the 20 faces at or above the threshold, the two below in
+/// sample6 (where the heads disagree: one near 0, the other near or above 0.5).
 #[test]
 fn pad_scores_every_face() {
-    let threshold = legacy_config().pad.threshold;
+    let cfg = legacy_config();
+    let (threshold, fusion) = (cfg.pad.threshold, cfg.pad.logistic());
     let mut lives = Vec::new();
     for name in SAMPLES {
         for o in legacy_pipeline().observe(&frame(name)).unwrap() {
-            let pad = o.pad.expect("PAD is enabled in the default config");
+            let pad = o.pad.expect("PAD is enabled in the config");
             assert_eq!(pad.heads.len(), 2);
-            let mean = pad.heads.iter().map(|h| h.1).sum::<f32>() / 2.0;
-            assert!((pad.live - mean).abs() < 1e-6, "mean fusion");
             assert!(pad.heads.iter().all(|h| (0.0..=1.0).contains(&h.1)));
-            lives.push(pad.live);
+            let z =
+                fusion.bias + pad.heads.iter().map(|(id, s)| fusion.weights[id] * s).sum::<f32>();
+            assert!((pad.live - 1.0 / (1.0 + (-z).exp())).abs() < 1e-6, "logistic fusion");
+            lives.push((pad.live, name));
         }
     }
-    lives.sort_by(f32::total_cmp);
-    println!(
-        "live scores of {} bona fide faces: {:.3} to {:.3}",
-        lives.len(),
-        lives[0],
-        lives[lives.len() - 1]
-    );
+    lives.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!("live scores of {} faces: {lives:?}", lives.len());
     assert_eq!(lives.len(), 20);
-    assert!(lives[0] >= threshold, "a bona fide face scored {} < {threshold}", lives[0]);
-    assert!(lives[0] > 0.69 && lives[19] < 0.9, "scores moved: {lives:?}");
+    let below: Vec<_> = lives.iter().filter(|l| l.0 < threshold).collect();
+    assert_eq!(below.len(), 2, "{below:?}");
+    assert!(below.iter().all(|l| l.1 == "sample6.jpg" && l.0 < 0.1), "{below:?}");
+    assert!(lives[2].0 > 0.7, "the lowest passing face moved: {lives:?}");
 }
 
 fn identify(

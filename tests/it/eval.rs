@@ -319,7 +319,9 @@ fn edgeid(config: &str, gallery: &Path, args: &[&str]) -> (Option<i32>, String, 
 }
 
 /// The default models end to end through the binary: the blonde woman enrolled from sample3
-/// is named in sample1 and granted; the two others are not.
+/// is named in sample1; the two others are not. Named, she is still denied there, as a
+/// presentation attack: this web photo's PAD score (0.575) is below the default threshold
+/// (tests/it/decisions.rs says why the bundled photos measure nothing about PAD).
 #[test]
 fn default_models_name_the_same_person_in_another_photo() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,7 +334,7 @@ fn default_models_name_the_same_person_in_another_photo() {
     assert_eq!(code, Some(0), "{err}");
     println!("{out}");
     assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
-    assert_eq!(out.matches("→ granted").count(), 1, "{out}");
+    assert_eq!(out.matches("→ denied (presentation_attack)").count(), 1, "{out}");
     assert_eq!(out.matches("unknown (nearest").count(), 2, "{out}");
 
     // A gallery enrolled under the previous default (MobileFace-256) is refused by the new
@@ -408,7 +410,7 @@ fn gallery_reencoded_to_the_new_encoder_names_the_same_people() {
     assert_eq!(code, Some(0), "{err}");
     println!("{out}");
     assert_eq!(out.matches("blonde (similarity").count(), 1, "{out}");
-    assert_eq!(out.matches("→ granted").count(), 1, "{out}");
+    assert_eq!(out.matches("→ denied (presentation_attack)").count(), 1, "as enrolled directly");
     let (code, out, _) = edgeid(default, &g, &["identify", "tests/data/sample5.jpg"]);
     assert_eq!(code, Some(0));
     assert_eq!(out.matches("s5 (similarity").count(), 1, "{out}");

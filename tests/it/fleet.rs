@@ -225,7 +225,7 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let replay = arrivals(tmp.path());
 
     // The operator's side: a config with the same encoder, the signing key, the schema.
-    let hq = Setup::new(&replay, 5.0, true, "");
+    let hq = Setup::new(&replay, 5.0, true, "").without_live_requirement();
     let secret = tmp.path().join("fleet-signing.key");
     let public = signing_key(&hq.config(), &secret);
     let transport = tmp.path().join("fleet-transport.key");
@@ -249,7 +249,8 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let doors: Vec<(Setup, u16)> = (1..=3)
         .map(|i| {
             let port = free_port();
-            let s = Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}"));
+            let s = Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}"))
+                .without_live_requirement();
             configure(&s, &format!("door-{i}"), &fleet);
             (s, port)
         })
@@ -589,7 +590,7 @@ fn shipping_over_tls_with_a_password() {
 #[test]
 fn fleet_setup_mistakes_end_with_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Setup::new(&arrivals(tmp.path()), 5.0, false, "");
+    let s = Setup::new(&arrivals(tmp.path()), 5.0, false, "").without_live_requirement();
     let (ok, _, err) = edgeid(&s.config(), &["ship", "--once"]);
     assert!(!ok && err.contains("no [fleet] section"), "{err}");
     let public = "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
@@ -668,7 +669,7 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     let pg = Postgres::start(tmp.path());
     let broker = Mosquitto::start(free_port(), tmp.path());
     let replay = arrivals(tmp.path());
-    let hq = Setup::new(&replay, 5.0, true, "");
+    let hq = Setup::new(&replay, 5.0, true, "").without_live_requirement();
     let secret = tmp.path().join("fleet-signing.key");
     let public = signing_key(&hq.config(), &secret);
     let fleet = format!(
@@ -682,7 +683,8 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     assert!(ok && out.contains("applied migration 4"), "{out}{err}");
 
     let port = free_port();
-    let door = Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}"));
+    let door =
+        Setup::new(&replay, 5.0, true, &format!("127.0.0.1:{port}")).without_live_requirement();
     let updates = tmp.path().join("door-updates");
     configure(&door, "door-1", &format!("{fleet}updates = \"{}\"\n", updates.display()));
     door.enrol("visitor", "kiosk640.jpg");

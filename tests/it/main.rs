@@ -25,6 +25,7 @@ mod fuzz_corpus;
 mod int8;
 mod morph;
 mod outputs;
+mod pad;
 mod properties;
 mod recognition;
 mod security;

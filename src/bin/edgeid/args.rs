@@ -54,6 +54,28 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Record frames of a configured source (camera or replay) into eval's layout: bona fide
+    /// into OUT/<subject>/, attacks into OUT/attacks/<label>/, for `eval` and `calibrate --pad`.
+    Capture {
+        /// The `[[sources]]` name to record from.
+        #[arg(long)]
+        source: String,
+        /// `bona_fide`, or the attack kind (`print`, `screen`, `mask`…).
+        #[arg(long)]
+        label: String,
+        /// Who is presented (the live person, or whose face the attack shows).
+        #[arg(long)]
+        subject: String,
+        /// Frames to keep.
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// Keep at most one frame per this many milliseconds (0: every frame).
+        #[arg(long, default_value_t = 0)]
+        every_ms: u64,
+        /// The dataset folder to write into (made if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Tag each image: objects (and prototype labels, with a bank), with scores.
     Tag {
         #[arg(required = true)]
@@ -77,14 +99,34 @@ pub enum Command {
         /// Also write a Markdown report with SVG charts (DET curve, score histograms) here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// PAD on tracks of this many consecutive captures of one sequence (their mean score,
+        /// as the daemon decides) instead of each capture alone.
+        #[arg(long, default_value_t = 1)]
+        track_frames: usize,
     },
     /// Set recognition.match_threshold in the config file to the threshold that reaches a target
-    /// FMR on a labelled folder (laid out as for eval).
+    /// FMR on a labelled folder (laid out as for eval); with --pad, pad.threshold for a target
+    /// BPCER or APCER on its bona fide and attack captures.
     Calibrate {
         #[arg(long)]
         dataset: PathBuf,
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 1e-3, conflicts_with = "pad")]
         target_fmr: f32,
+        /// Calibrate pad.threshold instead (give --target-bpcer or --target-apcer).
+        #[arg(long)]
+        pad: bool,
+        /// The highest PAD threshold that rejects at most this share of bona fide presentations.
+        #[arg(long, requires = "pad", conflicts_with = "target_apcer")]
+        target_bpcer: Option<f32>,
+        /// The lowest PAD threshold at which every attack kind passes at most this share.
+        #[arg(long, requires = "pad")]
+        target_apcer: Option<f32>,
+        /// Decide on tracks of this many consecutive captures (as the daemon does), not each alone.
+        #[arg(long, requires = "pad", default_value_t = 1)]
+        track_frames: usize,
+        /// First fit a logistic fusion of the PAD heads on the captures, and write it too.
+        #[arg(long, requires = "pad")]
+        fit_fusion: bool,
     },
     /// Generalization audit: how much general visual ability the encoder keeps, per task of
     /// the audit set, against a baseline; drift of the journal's live scores. Recorded in the

@@ -76,8 +76,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return each_image(out, &images, |path| out.emit(&identifier.identify(path)?));
         }
-        Command::Eval { dataset, report } => {
-            let r = edgeid::eval::dataset::evaluate(&cfg, &dataset, !cli.json)?;
+        Command::Eval { dataset, report, track_frames } => {
+            let options = edgeid::eval::dataset::EvalOptions { track_frames };
+            let r = edgeid::eval::dataset::evaluate_with(&cfg, &dataset, &options, !cli.json)?;
             if let Some(path) = &report {
                 out.written(&edgeid::eval::report::write(&r, path)?);
             }
@@ -104,7 +105,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let drifted = r.drift.as_ref().is_some_and(|d| d.alert);
             return Ok(if r.alert || drifted { ExitCode::from(2) } else { ExitCode::SUCCESS });
         }
-        Command::Calibrate { dataset, target_fmr } => {
+        Command::Calibrate {
+            dataset,
+            pad: true,
+            target_bpcer,
+            target_apcer,
+            track_frames,
+            fit_fusion,
+            ..
+        } => {
+            use edgeid::eval::pad::PadTarget;
+            let target = match (target_bpcer, target_apcer) {
+                (Some(b), None) => PadTarget::Bpcer(b),
+                (None, Some(a)) => PadTarget::Apcer(a),
+                _ => anyhow::bail!("calibrate --pad needs --target-bpcer RATE or --target-apcer RATE (e.g. --target-bpcer 0.05)"),
+            };
+            out.emit(&edgeid::eval::calibrate_pad(
+                &cfg,
+                &cli.config,
+                &dataset,
+                target,
+                track_frames,
+                fit_fusion,
+                !cli.json,
+            )?)?;
+        }
+        Command::Calibrate { dataset, target_fmr, .. } => {
             out.emit(&edgeid::eval::calibrate(
                 &cfg,
                 &cli.config,
@@ -135,6 +161,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shipper.run(&status, &control.stop);
         }
         Command::Fleet { action } => return fleet(out, &cfg, action),
+        Command::Capture { source, label, subject, frames, every_ms, out: folder } => {
+            let Some(config) = cfg.sources.iter().find(|s| s.name() == source) else {
+                let names: Vec<&str> = cfg.sources.iter().map(|s| s.name()).collect();
+                anyhow::bail!(
+                    "config {}: no [[sources]] named `{source}` (there are: {}); name one of them with --source",
+                    cli.config.display(),
+                    names.join(", ")
+                );
+            };
+            let mut opened = config.open().with_context(|| format!("source `{source}`"))?;
+            let recording = edgeid::capture::record::record(
+                opened.as_mut(),
+                &folder,
+                &label,
+                &subject,
+                frames,
+                every_ms,
+            )?;
+            out.emit(&recording)?;
+        }
         Command::Tag { images } => {
             let mut tagger = edgeid::pipeline::tagger(&cfg)?;
             return each_image(out, &images, |path| {

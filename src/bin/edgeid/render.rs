@@ -13,7 +13,7 @@ use edgeid::bench::BenchReport;
 use edgeid::daemon::api::tokens::{Scope, Token};
 use edgeid::daemon::RunSummary;
 use edgeid::eval::dataset::EvalReport;
-use edgeid::eval::Calibration;
+use edgeid::eval::{Calibration, PadCalibration};
 use edgeid::gallery::Identity;
 use edgeid::journal::{Entry, WrongMark};
 use edgeid::tag::{Tag, TagReport};
@@ -190,14 +190,7 @@ impl Text for EvalReport {
             i.enrolled, i.mated_searches, i.non_mated_searches, i.threshold, i.fnir, i.fpir
         ));
         if let Some(p) = &self.pad {
-            let a = &p.at_threshold;
-            out.push(format!(
-                "PAD at {}: BPCER {:.4} over {} bona fide; APCER {:?}; ACER {:.4}",
-                a.threshold, a.bpcer, p.bona_fide, a.apcer, a.acer
-            ));
-            for o in &p.at_apcer {
-                out.push(format!("  BPCER at APCER {}: {:.4}", o.target, o.false_reject));
-            }
+            out.extend(pad_lines(p));
         }
         if let Some(m) = &self.morphs {
             out.push(format!(
@@ -282,6 +275,86 @@ impl Text for Calibration {
             self.genuine
         )
     }
+}
+
+impl Text for edgeid::capture::record::Recording {
+    fn text(&self) -> String {
+        format!(
+            "{} frame(s) of `{}` ({} {}) written to {} in {:.1} s ({} skipped between them)",
+            self.files.len(),
+            self.source,
+            self.label,
+            self.subject,
+            self.folder.display(),
+            self.seconds,
+            self.skipped
+        )
+    }
+}
+
+impl Text for PadCalibration {
+    fn text(&self) -> String {
+        let mut out = vec![format!(
+            "{}: pad.threshold {} -> {:.4} ({})",
+            self.config.display(),
+            self.previous_threshold,
+            self.threshold,
+            self.target
+        )];
+        if let Some(f) = &self.fusion {
+            let weights: Vec<String> =
+                f.weights.iter().map(|(id, w)| format!("{id} {w:.4}")).collect();
+            out.push(format!(
+                "  fusion: logistic, bias {:.4}, weights {}",
+                f.bias,
+                weights.join(", ")
+            ));
+        }
+        out.extend(pad_lines(&self.rates));
+        lines(out)
+    }
+}
+
+/// A PAD report's rates: the fused score's, then each head's, with the counts behind them.
+fn pad_lines(p: &edgeid::eval::pad::Pad) -> Vec<String> {
+    let unit = if p.track_frames > 1 {
+        format!("tracks of up to {} captures", p.track_frames)
+    } else {
+        "captures".to_string()
+    };
+    let attacks: Vec<String> = p.attacks.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut out = vec![format!(
+        "PAD at {} on {unit}: {} bona fide, attacks {}",
+        p.at_threshold.threshold,
+        p.bona_fide,
+        attacks.join(", ")
+    )];
+    let line = |name: &str,
+                r: &edgeid::eval::metrics::PadRates,
+                eer: f32,
+                at: &[edgeid::eval::metrics::OperatingPoint]| {
+        let apcer: Vec<String> =
+            r.apcer.iter().map(|(k, a)| format!("{k} {:.2}%", 100.0 * a)).collect();
+        let points: Vec<String> = at
+            .iter()
+            .map(|o| {
+                format!("BPCER {:.2}% at APCER {:.0}%", 100.0 * o.false_reject, 100.0 * o.target)
+            })
+            .collect();
+        format!(
+            "  {name}: BPCER {:.2}%, APCER {}, ACER {:.2}%, EER {:.2}%; {}",
+            100.0 * r.bpcer,
+            apcer.join(" "),
+            100.0 * r.acer,
+            100.0 * eer,
+            points.join(", ")
+        )
+    };
+    out.push(line("fused", &p.at_threshold, p.eer, &p.at_apcer));
+    for h in &p.heads {
+        out.push(line(&h.name, &h.at_threshold, h.eer, &h.at_apcer));
+    }
+    out
 }
 
 impl Text for BenchReport {

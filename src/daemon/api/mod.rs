@@ -336,6 +336,8 @@ async fn status(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<se
                     "frames_in": c.frames_in.load(Ordering::Relaxed),
                     "frames_processed": c.frames_processed.load(Ordering::Relaxed),
                     "frames_dropped": c.frames_dropped.load(Ordering::Relaxed),
+                    "decisions": c.decisions.load(Ordering::Relaxed),
+                    "presentation_attacks": c.presentation_attacks.load(Ordering::Relaxed),
                 })
             })
             .collect();

@@ -120,6 +120,21 @@ impl Setup {
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("edgeid.toml")
     }
+    /// The config without `policy.require_live`, for tests of what a grant sets off (the API,
+    /// outputs, the fleet, latency): the bundled photos are web photos, not captures of people
+    /// at a camera, and the PAD heads deny some of them as attacks (kiosk640.jpg, her face at
+    /// the frame's edge against a dark door, scores 0.008). PAD still runs and its scores are
+    /// journaled; it is tested on real captures and attacks in tests/it/pad.rs.
+    pub fn without_live_requirement(self) -> Setup {
+        let cfg = std::fs::read_to_string(self.config()).unwrap();
+        assert!(cfg.contains("require_live = true\n"), "the config requires liveness");
+        std::fs::write(
+            self.config(),
+            cfg.replace("require_live = true\n", "require_live = false\n"),
+        )
+        .unwrap();
+        self
+    }
     pub fn journal(&self) -> PathBuf {
         self.dir.path().join("journal.db")
     }
@@ -260,6 +275,7 @@ pub fn decision(time_ms: i64, similarity: f32, face_px: f32) -> Decision {
         frames_used: 5,
         frames_seen: 5,
         live: None,
+        live_frames: vec![],
         pad_threshold: None,
         bona_fide: None,
         mad_threshold: None,
