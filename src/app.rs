@@ -327,7 +327,7 @@ pub fn fleet_enroll(
         bail!("no image given; pass one or more photos of {checked}");
     }
     // A wrong key is refused before the models run.
-    crate::fleet::change::signer(fleet, secret)?;
+    crate::fleet::channel::signer(fleet, secret)?;
     let (model_id, dim) = encoder_identity(cfg)?;
     let mut pipeline = Pipeline::load(cfg)?;
     let frames = images.iter().map(|p| load_image(p).map_err(anyhow::Error::from));
@@ -353,7 +353,7 @@ pub fn fleet_offer(
     let fleet = fleet_config(cfg)?;
     let files = crate::fleet::offer::read_folder(dir)
         .map_err(|why| anyhow::anyhow!("offer folder {}: {why}", dir.display()))?;
-    crate::fleet::change::signer(fleet, secret)?;
+    crate::fleet::channel::signer(fleet, secret)?;
     let offered = Config::load_verified_with_offer(&cfg.path, dir, 0)?;
     Pipeline::load(&offered)
         .with_context(|| format!("offer folder {}: its models", dir.display()))?;

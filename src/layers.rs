@@ -9,7 +9,7 @@
 
 /// `(layer, its modules)`, bottom first.
 pub const LAYERS: &[(&str, &[&str])] = &[
-    ("utilities", &["util", "resize", "plot"]),
+    ("utilities", &["util", "clock", "resize", "plot"]),
     ("models and inference", &["manifest", "infer"]),
     (
         "vision stages",

@@ -16,6 +16,7 @@
 pub mod layers;
 
 // Utilities.
+pub mod clock;
 pub mod plot;
 pub mod resize;
 pub mod util;

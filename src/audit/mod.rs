@@ -256,7 +256,7 @@ pub fn run(cfg: &Config, req: &Request, journal: Option<&Journal>) -> anyhow::Re
         None => None,
     };
     let report = AuditReport {
-        time_ms: crate::capture::now_ms(),
+        time_ms: crate::clock::now_ms(),
         set: acfg.set.clone(),
         images: set.images(),
         overall_retention: encoder_scores.mean_linear() / baseline_scores.mean_linear(),

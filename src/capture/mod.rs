@@ -9,7 +9,6 @@ mod v4l2;
 pub use replay::parse_list;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use image::{ImageDecoder, ImageReader, RgbImage};
 
@@ -26,11 +25,6 @@ pub struct Frame {
     pub seq: u64,
     /// Capture time, Unix milliseconds.
     pub timestamp_ms: i64,
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Why a source could not deliver a frame. A daemon retries `Unavailable` with back-off.
@@ -60,7 +54,7 @@ pub trait Source: Send {
 impl Frame {
     /// A frame captured now.
     pub fn new(image: RgbImage, source: impl Into<String>) -> Frame {
-        Frame { image, source: source.into(), seq: 0, timestamp_ms: now_ms() }
+        Frame { image, source: source.into(), seq: 0, timestamp_ms: crate::clock::now_ms() }
     }
 
     pub fn width(&self) -> u32 {

@@ -13,7 +13,8 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use super::convert::{mjpeg_to_rgb, yuyv_to_rgb};
-use super::{now_ms, CaptureError, Frame, Source};
+use super::{CaptureError, Frame, Source};
+use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -9,13 +9,14 @@
 //! read again from the config file; a bad new config is logged and the old one kept.
 
 pub mod api;
+pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod queue;
 mod update;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,25 +36,12 @@ use crate::pipeline::Pipeline;
 use crate::tag::Tagger;
 use crate::track::{Glance, Sighting, Tracker};
 
+pub use self::control::Control;
 use self::metrics::Metrics;
 
 /// How long outputs go on delivering once the daemon stops.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
 use self::queue::{FrameQueue, Popped};
-
-/// Flags the caller (signal handlers, or a test) raises to steer a running daemon.
-#[derive(Clone, Default)]
-pub struct Control {
-    pub stop: Arc<AtomicBool>,
-    /// Incremented to ask the workers to reload the gallery and thresholds.
-    pub reload: Arc<AtomicU64>,
-    /// Raised with `stop` when the daemon is to start again (a config offer was applied): the
-    /// caller runs it anew once it has stopped ([`RunSummary::restart`]).
-    pub restart: Arc<AtomicBool>,
-    /// Raised with `stop` by a stop asked from outside (SIGTERM, SIGINT): a restart the daemon
-    /// asked for yields to it, so that `systemctl stop` stops.
-    pub terminate: Arc<AtomicBool>,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -180,7 +168,7 @@ pub fn run(
     let hears_fleet = fleet.is_some_and(|f| !f.broker.is_empty());
     if let Some(f) = fleet.filter(|_| hears_fleet) {
         // Before any file is made: a door without the fleet's transport key cannot start.
-        crate::fleet::change::device_key(f)?;
+        crate::fleet::channel::device_key(f)?;
     }
     if (cfg.api.is_some() || hears_fleet) && !cfg.gallery.path.exists() {
         // A new device is set up through the operator API or the fleet's gallery changes: it
@@ -318,7 +306,7 @@ pub fn run(
         for mut d in rx {
             d.device.clone_from(&device);
             journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
-            let waited_ms = crate::capture::now_ms() - d.first_seen_ms;
+            let waited_ms = crate::clock::now_ms() - d.first_seen_ms;
             latencies.add(waited_ms);
             writer_metrics.observe("first_frame_to_journal", waited_ms as f64 / 1000.0);
             let reasons = d.reasons.join(",");

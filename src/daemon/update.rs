@@ -23,7 +23,7 @@ use crate::gallery::Gallery;
 use crate::journal::Journal;
 use crate::pipeline::Pipeline;
 
-use super::Control;
+use super::control::Control;
 
 /// Takes offers until the daemon stops or one is applied (then asks for the restart).
 pub(super) fn updater_loop(
@@ -75,7 +75,7 @@ pub(super) fn updater_loop(
                 status.offers_refused.fetch_add(1, Ordering::Relaxed);
                 log::error!("fleet: config offer {} refused, keeping {running}: {why}", o.version);
                 state.refused =
-                    Some(Refusal { version: o.version, why, at_ms: crate::capture::now_ms() });
+                    Some(Refusal { version: o.version, why, at_ms: crate::clock::now_ms() });
                 if let Err(e) = state.write(updates) {
                     log::error!(
                         "fleet: the refusal cannot be recorded in {} ({e})",

@@ -170,7 +170,7 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         device: String::new(),
         time_ms,
         first_seen_ms: track.first_ms,
-        decided_ms: crate::capture::now_ms(),
+        decided_ms: crate::clock::now_ms(),
         camera: camera.to_string(),
         track_id: track.id,
         outcome: Outcome::Denied,

@@ -21,7 +21,7 @@ use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::change::{next_version, publisher_keys, retain, sign, verified_body};
+use super::channel::{next_version, publisher_keys, retain, sign, verified_body, Message};
 use super::{central, FleetConfig, FleetError};
 use crate::gallery::Key;
 
@@ -139,7 +139,7 @@ pub fn seal(
     files: &[OfferedFile],
     key: &Key,
     secret: &SigningKey,
-) -> super::change::Message {
+) -> Message {
     let header = Header { files: files.iter().map(|f| (f.name.clone(), f.bytes.len())).collect() };
     let mut clear = serde_json::to_vec(&header).expect("a header serialises");
     clear.push(b'\n');
@@ -207,7 +207,7 @@ pub fn publish(
     central::require_schema(&mut db)?;
     let mut tx = db.transaction().map_err(FleetError::db("publishing"))?;
     let version = next_version(&mut tx, "config_offers")?;
-    let message = seal(version, crate::capture::now_ms(), files, &key, &signer);
+    let message = seal(version, crate::clock::now_ms(), files, &key, &signer);
     let text = serde_json::to_string(&message).expect("a message serialises");
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     let bytes: usize = files.iter().map(|f| f.bytes.len()).sum();
@@ -362,7 +362,7 @@ mod tests {
         assert!(open(&bytes, &other, &public).unwrap_err().contains("transport_key"));
         // A gallery change's signature does not make an offer.
         let change =
-            super::super::change::sign(b"edgeid fleet gallery change v1\n", m.body, &signer);
+            super::super::channel::sign(b"edgeid fleet gallery change v1\n", m.body, &signer);
         assert!(open(&serde_json::to_vec(&change).unwrap(), &key, &public).is_err());
 
         for bad in ["../edgeid.toml", "a/b.onnx", ".hidden", ""] {

@@ -57,7 +57,7 @@ impl Subscriber {
         Ok(Subscriber {
             cfg: cfg.clone(),
             device: device.to_string(),
-            key: change::device_key(cfg)?,
+            key: super::channel::device_key(cfg)?,
             access: cfg.broker_access()?,
             gallery,
             public,

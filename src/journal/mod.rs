@@ -533,7 +533,7 @@ impl Journal {
         if exists == 0 {
             return Ok(None);
         }
-        let time_ms = crate::capture::now_ms();
+        let time_ms = crate::clock::now_ms();
         self.conn
             .execute(
                 "INSERT INTO wrong_marks (decision_id, time_ms, marked_by, note, truth)

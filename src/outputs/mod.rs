@@ -508,7 +508,7 @@ impl Output {
             if self.cfg.filter.matches(&e.decision) {
                 let mut wait = Duration::from_secs(1);
                 loop {
-                    let event = Event::new(&self.cfg, e, crate::capture::now_ms());
+                    let event = Event::new(&self.cfg, e, crate::clock::now_ms());
                     let body = serde_json::to_vec(&event).expect("an event serialises");
                     match self.sink.deliver(&event, &body) {
                         Ok(()) => {

@@ -106,7 +106,7 @@ fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
     let (status, body) = call(&agent, "POST", &enrol_url, Some(&ops), Some(photo.clone()));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], "kiosk");
-    let enrolled_at = edgeid::capture::now_ms();
+    let enrolled_at = edgeid::clock::now_ms();
     wait_for("kiosk granted", Duration::from_secs(120), || {
         entries(&s.journal()).iter().any(|e| e.decision.identity.as_deref() == Some("kiosk"))
     });
@@ -151,7 +151,7 @@ fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
     // frames/s) after the removal grants kiosk, and the next arrivals are denied.
     let (status, body) = call(&agent, "DELETE", &enrol_url, Some(&ops), None);
     assert_eq!(status, 200, "{body}");
-    let removed_at = edgeid::capture::now_ms();
+    let removed_at = edgeid::clock::now_ms();
     assert_eq!(call(&agent, "DELETE", &enrol_url, Some(&ops), None).0, 404);
     wait_for("two arrivals after the removal", Duration::from_secs(120), || {
         entries(&s.journal()).iter().filter(|e| e.decision.first_seen_ms > removed_at).count() >= 2

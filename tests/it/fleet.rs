@@ -312,7 +312,7 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let propagation = t0.elapsed();
     eprintln!("removal applied at all three doors {propagation:.1?} after `fleet remove` returned");
     assert!(propagation < Duration::from_secs(10), "a removal takes seconds: {propagation:?}");
-    let removed_ms = edgeid::capture::now_ms();
+    let removed_ms = edgeid::clock::now_ms();
     let denied_after = |device: &str| {
         pg.int(&format!(
             "SELECT count(*) FROM journal_records WHERE device = '{device}' AND tbl = 'decisions' AND time_ms > {removed_ms} AND record ->> 'outcome' = 'denied'"
@@ -436,7 +436,7 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
 /// given the CA (someone who may publish replays what they saw), and waits for the
 /// acknowledgement.
 fn publish(port: u16, ca: Option<&Path>, topic: &str, payload: &[u8]) {
-    let id = format!("replayer-{}", edgeid::capture::now_ms());
+    let id = format!("replayer-{}", edgeid::clock::now_ms());
     let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
     options.set_max_packet_size(64 << 20, 64 << 20);
     if let Some(ca) = ca {

@@ -424,7 +424,7 @@ fn a_relay_is_pulsed_once_per_fresh_grant_and_never_late() {
     run(&s);
     assert!(!log.exists());
     std::fs::remove_file(&flag).unwrap();
-    let second = edgeid::capture::now_ms();
+    let second = edgeid::clock::now_ms();
     run(&s);
     let journal = edgeid::journal::Journal::open_existing(&s.journal()).unwrap().since(0).unwrap();
     let grants: Vec<_> =

@@ -353,7 +353,7 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
             .unwrap_or(0));
     }
     if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(edgeid::capture::now_ms() - d.as_millis() as i64);
+        return Ok(edgeid::clock::now_ms() - d.as_millis() as i64);
     }
     anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
 }
@@ -429,7 +429,7 @@ fn restart() -> anyhow::Error {
 }
 
 fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode> {
-    use edgeid::fleet::{central, change, status};
+    use edgeid::fleet::{central, status};
     let fleet = app::fleet_config(cfg)?;
     match action {
         FleetAction::Migrate => {
@@ -438,7 +438,9 @@ fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode
             // The publisher's side is set up here too: the key changes are sealed under,
             // to be copied to every device.
             let transport_key = match &fleet.transport_key {
-                Some(_) => Some(change::transport_key(fleet, true)?.path().to_path_buf()),
+                Some(_) => {
+                    Some(edgeid::fleet::channel::transport_key(fleet, true)?.path().to_path_buf())
+                }
                 None => None,
             };
             out.emit(&render::Migrated {
@@ -464,7 +466,7 @@ fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode
             out.emit(&app::fleet_offer(cfg, &dir, &signing_key)?)?;
         }
         FleetAction::Republish => {
-            let (changes, config_offer) = change::republish(fleet)?;
+            let (changes, config_offer) = edgeid::fleet::republish::republish(fleet)?;
             out.emit(&render::Republished { changes, config_offer })?;
         }
     }

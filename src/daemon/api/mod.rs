@@ -34,7 +34,7 @@ use crate::journal::{Entry, Journal};
 
 use self::tokens::{Scope, Tokens};
 use super::metrics::Metrics;
-use super::Control;
+use crate::daemon::control::Control;
 
 /// Connections served at once (an SSE stream holds one while it is open).
 const MAX_CONNECTIONS: usize = 64;
