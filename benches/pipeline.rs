@@ -13,7 +13,7 @@ use edgeid::capture::load_image;
 use edgeid::config::Config;
 use edgeid::encode::{Embedding, Encoder};
 use edgeid::gallery::search::Matrix;
-use edgeid::gallery::Gallery;
+use edgeid::gallery::{Gallery, GalleryOptions};
 use edgeid::heads::square_crop;
 use edgeid::manifest::Manifest;
 use edgeid::pipeline::Pipeline;
@@ -59,14 +59,13 @@ fn stages(c: &mut Criterion) {
     // 1:N search over 10,000 enrolled templates (random unit vectors, real probe).
     let probe = pipeline.encoder.encode(&[&aligned.image]).unwrap().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut gallery = Gallery::open(
-        &dir.path().join("bench.db"),
-        &dir.path().join("bench.key"),
-        "bench",
-        probe.0.len(),
-        true,
-    )
-    .unwrap();
+    let options = GalleryOptions {
+        key: dir.path().join("bench.key"),
+        encoder: "bench".into(),
+        dim: probe.0.len(),
+        create: true,
+    };
+    let mut gallery = Gallery::open(&dir.path().join("bench.db"), &options).unwrap();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         state ^= state << 13;

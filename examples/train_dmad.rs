@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use edgeid::augment::Change;
 use edgeid::capture::{load_image, Frame};
-use edgeid::config::Config;
 use edgeid::detect::{iou, Face};
 use edgeid::encode::cosine;
 use edgeid::eval::metrics::equal_error_rate;
@@ -169,7 +168,7 @@ fn main() -> anyhow::Result<()> {
     let config =
         PathBuf::from(args.first().map(String::as_str).unwrap_or("configs/mtcnn-mobileface.toml"));
     let out_dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("models"));
-    let cfg = Config::load_verified(&config)?;
+    let cfg = edgeid::runtime::load_config(&config)?;
     let mut p = Pipeline::load(&cfg)?;
     let spec = p.encoder.alignment().clone();
     let encoder_id = p.encoder.model_id().to_string();

@@ -10,14 +10,15 @@ use image::ImageFormat;
 
 use crate::capture::{load_image, Frame};
 use crate::config::Config;
-use crate::decide::{judge, Evidence, Outcome, Policy};
+use crate::decide::Outcome;
 use crate::detect::Face;
 use crate::encode::Encoder;
 use crate::gallery::{alignment_key, Crop, Gallery, Identity, Template};
 use crate::manifest::Manifest;
 use crate::morph::{morph, MorphOptions};
-use crate::pipeline::Pipeline;
-use crate::tag::{embed_whole, PrototypeBank, TagReport, Tagger};
+use crate::pipeline::{FramePath, Pipeline};
+use crate::runtime::{self, Open};
+use crate::tag::{embed_whole, PrototypeBank, TagReport};
 
 /// Why enrolment refused an image, for callers that branch on it.
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +126,7 @@ pub fn build_prototypes(cfg: &Config, dir: &Path, out: &Path) -> anyhow::Result<
 
 /// The encoder's model id and embedding size, read from its manifest without loading the model.
 pub fn encoder_identity(cfg: &Config) -> anyhow::Result<(String, usize)> {
-    let m = Manifest::load(&cfg.encoder.manifest)?;
-    let dim = m.embedding_dim()?;
-    Ok((m.id, dim))
+    Ok(runtime::encoder_identity(cfg)?)
 }
 
 /// Enrols the largest face of each image under `name`. Every image is processed before the
@@ -179,13 +178,13 @@ pub fn enroll_frames(
     let name = crate::gallery::normalise_name(name)
         .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
     let name = name.as_str();
-    let (model_id, dim) = encoder_identity(cfg)?;
+    let (model_id, _) = encoder_identity(cfg)?;
     let existing = if gallery.exists() { Some(open_gallery(cfg, gallery)?) } else { None };
     let (embeddings, templates) =
         enrolment_templates(cfg, pipeline, name, frames, existing.as_ref(), force)?;
     let mut gallery = match existing {
         Some(g) => g,
-        None => Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?,
+        None => runtime::gallery(cfg, gallery, Open::CreateIfMissing)?,
     };
     gallery.enroll_templates(name, &embeddings)?;
     Ok(EnrollReport {
@@ -354,7 +353,7 @@ pub fn fleet_offer(
     let files = crate::fleet::offer::read_folder(dir)
         .map_err(|why| anyhow::anyhow!("offer folder {}: {why}", dir.display()))?;
     crate::fleet::channel::signer(fleet, secret)?;
-    let offered = Config::load_verified_with_offer(&cfg.path, dir, 0)?;
+    let offered = runtime::load_config_with_offer(&cfg.path, dir, 0)?;
     Pipeline::load(&offered)
         .with_context(|| format!("offer folder {}: its models", dir.display()))?;
     Ok(crate::fleet::offer::publish(fleet, secret, &publisher(), &files)?)
@@ -458,13 +457,10 @@ pub fn make_morph(
 
 /// Loads the models and the gallery once for a series of identifications.
 pub struct Identifier {
-    pipeline: Pipeline,
+    path: FramePath,
     gallery: Gallery,
-    policy: Policy,
     /// Where to write each face's aligned crop (PNG), to inspect alignment.
     crops_dir: Option<PathBuf>,
-    /// Tags every image too, when asked.
-    tagger: Option<Tagger>,
 }
 
 impl Identifier {
@@ -473,8 +469,9 @@ impl Identifier {
         gallery: &Path,
         crops_dir: Option<PathBuf>,
     ) -> anyhow::Result<Identifier> {
-        let (model_id, dim) = encoder_identity(cfg)?;
-        let gallery = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?;
+        let build = runtime::Build { tags: false, gallery: Some((gallery.into(), Open::Existing)) };
+        let runtime::Runtime { path, gallery } = runtime::Runtime::build(cfg, &build)?;
+        let gallery = gallery.expect("built with its gallery");
         if let Some(dir) = &crops_dir {
             // Face images are personal data: the folder and each crop owner-only.
             use std::os::unix::fs::DirBuilderExt;
@@ -484,15 +481,7 @@ impl Identifier {
                 .create(dir)
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
         }
-        let pipeline = Pipeline::load(cfg)?;
-        let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
-        let policy = crate::pipeline::policy(
-            cfg,
-            pipeline.encoder.model_id(),
-            pipeline.detector.model_id(),
-            dmad,
-        );
-        Ok(Identifier { pipeline, gallery, policy, crops_dir, tagger: None })
+        Ok(Identifier { path, gallery, crops_dir })
     }
 
     /// Enrols the largest face of each frame under `name` with this identifier's pipeline
@@ -506,12 +495,12 @@ impl Identifier {
     ) -> anyhow::Result<EnrollReport> {
         let path = self.gallery.path().to_path_buf();
         let frames = frames.into_iter().map(Ok);
-        enroll_frames(cfg, &mut self.pipeline, &path, name, frames, force)
+        enroll_frames(cfg, &mut self.path.pipeline, &path, name, frames, force)
     }
 
     /// Also tag every image (the configured taggers).
     pub fn with_tags(mut self, cfg: &Config) -> anyhow::Result<Identifier> {
-        self.tagger = Some(crate::pipeline::tagger(cfg)?);
+        self.path.tagger = Some(crate::pipeline::tagger(cfg)?);
         Ok(self)
     }
 
@@ -521,18 +510,19 @@ impl Identifier {
     }
 
     /// Every face of a decoded frame (an upload to the operator API), each with its best
-    /// identity in the gallery as it is on disk now.
+    /// identity in the gallery as it is on disk now: the frame path without a tracker, each
+    /// face judged alone.
     pub fn identify_frame(&mut self, frame: Frame) -> anyhow::Result<ImageReport> {
         if self.gallery.changed_on_disk()? {
             self.gallery.reload()?;
         }
-        let observations = self.pipeline.observe(&frame)?;
+        let seen = self.path.step(&frame, None, &self.gallery)?;
         if let Some(dir) = &self.crops_dir {
             let stem = Path::new(&frame.source)
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            for (i, o) in observations.iter().enumerate() {
+            for (i, o) in seen.faces.iter().enumerate() {
                 let out = dir.join(format!("{stem}_face{}.png", i + 1));
                 let write = || -> anyhow::Result<()> {
                     let _ = std::fs::remove_file(&out);
@@ -544,57 +534,35 @@ impl Identifier {
                 write().with_context(|| format!("writing {}", out.display()))?;
             }
         }
-        let faces = observations
+        let faces = seen
+            .faces
             .into_iter()
-            .map(|o| {
-                let best = self.gallery.best_match(&o.embedding);
-                let identity = best
-                    .as_ref()
-                    .filter(|m| m.similarity >= self.policy.match_threshold)
-                    .map(|m| m.name.clone());
-                let live = o.pad.as_ref().map(|p| p.live);
-                let bona_fide =
-                    best.as_ref().and_then(|m| self.policy.bona_fide(&m.reference, &o.embedding.0));
-                let evidence = Evidence {
-                    usable: true,
-                    similarity: best.as_ref().map(|m| m.similarity),
-                    live,
-                    bona_fide,
-                };
-                let (decision, reasons) = judge(evidence, &self.policy);
-                IdentifiedFace {
-                    face: o.face,
-                    identity,
-                    similarity: best.as_ref().map(|m| m.similarity),
-                    nearest: best.map(|m| m.name),
-                    live,
-                    pad: o.pad.map(|p| p.heads),
-                    bona_fide,
-                    decision,
-                    reasons,
-                }
+            .zip(seen.verdicts)
+            .map(|(o, v)| IdentifiedFace {
+                face: o.face,
+                identity: v.identity,
+                similarity: v.best.as_ref().map(|m| m.similarity),
+                nearest: v.best.map(|m| m.name),
+                live: o.pad.as_ref().map(|p| p.live),
+                pad: o.pad.map(|p| p.heads),
+                bona_fide: v.bona_fide,
+                decision: v.decision,
+                reasons: v.reasons,
             })
             .collect();
-        let tags = match &mut self.tagger {
-            Some(t) => {
-                Some(t.tag(&frame.image).with_context(|| format!("tagging {}", frame.source))?)
-            }
-            None => None,
-        };
         Ok(ImageReport {
             image: frame.source,
             width: frame.image.width(),
             height: frame.image.height(),
             faces,
-            tags,
+            tags: seen.tags,
         })
     }
 }
 
 /// Opens an existing gallery for management commands (no model is loaded).
 pub fn open_gallery(cfg: &Config, gallery: &Path) -> anyhow::Result<Gallery> {
-    let (model_id, dim) = encoder_identity(cfg)?;
-    Ok(Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, false)?)
+    runtime::gallery(cfg, gallery, Open::Existing)
 }
 
 pub fn gallery_list(cfg: &Config, gallery: &Path) -> anyhow::Result<Vec<Identity>> {
@@ -624,8 +592,7 @@ pub fn gallery_import(
     file: &Path,
 ) -> anyhow::Result<(usize, usize)> {
     let bundle = crate::gallery::Bundle::read(file, key)?;
-    let (model_id, dim) = encoder_identity(cfg)?;
-    let mut g = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &model_id, dim, true)?;
+    let mut g = runtime::gallery(cfg, gallery, Open::CreateIfMissing)?;
     let templates = g.import(&bundle)?;
     Ok((bundle.identities.len(), templates))
 }
@@ -643,10 +610,10 @@ pub struct ReencodeReport {
 /// Encodes every template of a gallery again, from its kept enrolment crops, under the
 /// config's encoder, in one transaction (all or nothing).
 pub fn gallery_reencode(cfg: &Config, gallery: &Path) -> anyhow::Result<ReencodeReport> {
-    let (from, old_dim) = Gallery::stored_encoder(gallery)?;
     let manifest = Manifest::load(&cfg.encoder.manifest)?;
     let (to, dim) = (manifest.id.clone(), manifest.embedding_dim()?);
-    let mut g = Gallery::open(gallery, &cfg.gallery.key_for(gallery), &from, old_dim, false)?;
+    let (from, _) = Gallery::stored_encoder(gallery)?;
+    let mut g = runtime::gallery(cfg, gallery, Open::AsStored)?;
     let identities = g.list()?.len();
     let templates = if from == to {
         0

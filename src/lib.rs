@@ -44,6 +44,7 @@ pub mod trust;
 pub mod config;
 // Assembly: the stages built from a config.
 pub mod pipeline;
+pub mod runtime;
 // Evaluation and reports.
 pub mod audit;
 pub mod bench;

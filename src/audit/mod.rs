@@ -30,15 +30,7 @@ use crate::manifest::Manifest;
 use crate::tag::PrototypeBank;
 
 pub use extract::{Extractor, ModelRef};
-pub use set::AuditSet;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("audit set {path} {message}")]
-    Set { path: PathBuf, message: String },
-    #[error("config {0} has no [audit] table; add one (configs/default.toml has an example) to run audits")]
-    NotConfigured(PathBuf),
-}
+pub use set::{AuditError, AuditSet};
 
 /// One task's accuracies for one model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,7 +157,7 @@ fn load_extractor(cfg: &Config, what: &Path) -> anyhow::Result<Extractor> {
     if what.as_os_str() == "pixels" {
         return Ok(Extractor::Pixels);
     }
-    cfg.check_trusted(what)?;
+    crate::runtime::check_trusted(cfg, what)?;
     Ok(Extractor::load(cfg.backend, &Manifest::load(what)?)?)
 }
 

@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-use super::AuditError;
+/// Why an audit could not run: its set, or no `[audit]` in the config.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit set {path} {message}")]
+    Set { path: PathBuf, message: String },
+    #[error("config {0} has no [audit] table; add one (configs/default.toml has an example) to run audits")]
+    NotConfigured(PathBuf),
+}
 
 /// One classification task of the set.
 #[derive(Debug, Clone)]

@@ -19,12 +19,15 @@ use serde::Serialize;
 use crate::align::align;
 use crate::capture::load_image;
 use crate::config::Config;
+use crate::decide::Identities;
+use crate::encode::Embedding;
 use crate::gallery::search::Matrix;
+use crate::gallery::Match;
 use crate::infer::auto::{self, Choice};
 use crate::infer::device::Device;
 use crate::infer::{self, BackendKind};
 use crate::manifest::Manifest;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{FramePath, Pipeline};
 
 pub struct Options {
     /// A photo with faces: every stage runs on it.
@@ -196,23 +199,31 @@ fn gpu_mib() -> Option<f64> {
     (used > 0.0).then_some(used)
 }
 
-/// Whole frames per second with `streams` pipelines, each on its own thread running `runs`
-/// frames of the photo; the pipelines are loaded first, outside the timing.
+/// Whole frames per second with `streams` frame paths, each on its own thread running `runs`
+/// frames of the photo; the models are loaded first, outside the timing.
 fn throughput(
     cfg: &Config,
     frame: &crate::capture::Frame,
     streams: usize,
     runs: usize,
+    templates: usize,
 ) -> anyhow::Result<Throughput> {
-    let mut pipelines = (0..streams).map(|_| Pipeline::load(cfg)).collect::<Result<Vec<_>, _>>()?;
-    for p in &mut pipelines {
-        p.observe(frame)?;
+    let mut paths = (0..streams)
+        .map(|_| Pipeline::load(cfg).map(|p| FramePath::new(cfg, p, None)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each stream's faces searched among the bench's synthetic templates.
+    let who = Synthetic(synthetic_gallery(paths[0].pipeline.encoder.dim(), templates));
+    for p in &mut paths {
+        p.step(frame, None, &who)?;
     }
     let t = Instant::now();
     std::thread::scope(|s| {
-        let workers: Vec<_> = pipelines
+        let who = &who;
+        let workers: Vec<_> = paths
             .iter_mut()
-            .map(|p| s.spawn(move || (0..runs).try_for_each(|_| p.observe(frame).map(drop))))
+            .map(|p| {
+                s.spawn(move || (0..runs).try_for_each(|_| p.step(frame, None, who).map(drop)))
+            })
             .collect();
         workers.into_iter().try_for_each(|w| w.join().expect("a bench stream panicked"))
     })?;
@@ -221,6 +232,20 @@ fn throughput(
 }
 
 /// Unit vectors for the search stage: a fixed xorshift sequence, the same every run.
+/// Synthetic templates as the identities a bench frame's faces are searched among.
+struct Synthetic(Matrix);
+
+impl Identities for Synthetic {
+    fn best_match(&self, probe: &Embedding) -> Option<Match> {
+        let (i, similarity) = self.0.best(&probe.0)?;
+        Some(Match {
+            name: format!("synthetic-{i}"),
+            similarity,
+            reference: self.0.row(i).to_vec(),
+        })
+    }
+}
+
 fn synthetic_gallery(dim: usize, n: usize) -> Matrix {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut m = Matrix::new(dim);
@@ -336,18 +361,19 @@ pub fn run(cfg: &Config, opts: &Options, progress: bool) -> anyhow::Result<Bench
         stages.push(time("search", n, || {
             Ok(probes.iter().map(|e| gallery.best(&e.0)).collect::<Vec<_>>())
         })?);
-        let frame_stage = time("frame", n, || {
-            let seen = p.observe(&frame)?;
-            Ok(seen.iter().map(|o| gallery.best(&o.embedding.0)).collect::<Vec<_>>())
-        })?;
+        // The whole frame as the daemon and `identify` run it: the frame path, each face
+        // searched among the synthetic templates.
+        let mut path = FramePath::new(&cfg, p, None);
+        let synthetic = Synthetic(gallery);
+        let frame_stage = time("frame", n, || path.step(&frame, None, &synthetic))?;
         let fps = 1e3 / frame_stage.p50_ms;
         stages.push(frame_stage);
         let gpu_mib = gpu_mib();
-        drop(p);
+        drop(path);
         let mut through = Vec::new();
         for &k in &opts.streams {
             say(format!("bench: {} — {k} stream(s)", backend.name()));
-            through.push(throughput(&cfg, &frame, k, n)?);
+            through.push(throughput(&cfg, &frame, k, n, opts.gallery)?);
         }
         runs.push(BackendRun {
             backend,

@@ -99,13 +99,13 @@ pub fn mjpeg_to_rgb(buf: &[u8]) -> Result<RgbImage, String> {
     let sos =
         segs.iter().find(|s| s.0 == 0xDA).map(|s| s.1).ok_or("JPEG frame without scan data")?;
     if has_dht {
-        return super::decode(buf);
+        return super::decode::decode(buf);
     }
     let mut fixed = Vec::with_capacity(buf.len() + 512);
     fixed.extend_from_slice(&buf[..sos]);
     fixed.extend_from_slice(standard_dht());
     fixed.extend_from_slice(&buf[sos..]);
-    super::decode(&fixed)
+    super::decode::decode(&fixed)
 }
 
 /// Removes the Huffman tables from a JPEG, as many UVC cameras send it.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::Source;
+use super::frame::Source;
 
 /// What `record` wrote.
 #[derive(Debug, Clone, Serialize)]

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{load_image, CaptureError, Frame, Source};
+use super::decode::load_image;
+use super::frame::{CaptureError, Frame, Source};
 use crate::clock::now_ms;
 
 const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "JPG"];

@@ -13,7 +13,7 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use super::convert::{mjpeg_to_rgb, yuyv_to_rgb};
-use super::{CaptureError, Frame, Source};
+use super::frame::{CaptureError, Frame, Source};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

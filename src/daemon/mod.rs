@@ -24,17 +24,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::align::sharpness;
 use crate::capture::{CaptureError, Source};
 use crate::config::{Config, SourceConfig};
-use crate::decide::{decide, Decision, Policy};
-use crate::detect::Face;
+use crate::decide::Decision;
 use crate::gallery::Gallery;
 use crate::journal::Journal;
 use crate::outputs::Output;
-use crate::pipeline::Pipeline;
-use crate::tag::Tagger;
-use crate::track::{Glance, Sighting, Tracker};
+use crate::pipeline::FramePath;
+use crate::runtime::{self, Open, Runtime};
+use crate::track::Tracker;
 
 pub use self::control::Control;
 use self::metrics::Metrics;
@@ -125,7 +123,7 @@ pub fn run(
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     tune_allocator();
-    let cfg = Config::load_verified(config_path)?;
+    let cfg = runtime::load_config(config_path)?;
     if cfg.sources.is_empty() {
         anyhow::bail!(
             "config {}: no [[sources]] configured; add a v4l2 camera or a replay folder (see configs/kiosk.toml)",
@@ -158,12 +156,12 @@ pub fn run(
         .outputs
         .iter()
         .map(|o| {
-            let status = Arc::new(crate::outputs::OutputStatus::new(&o.name));
+            let status = Arc::new(crate::outputs::OutputStatus::new(o.name()));
             let output = Output::open(o, &status, &cfg.daemon.journal, &device, &cameras)?;
             Ok((output, status))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
+    let (encoder_id, _) = runtime::encoder_identity(&cfg)?;
     let fleet = cfg.fleet.as_ref();
     let hears_fleet = fleet.is_some_and(|f| !f.broker.is_empty());
     if let Some(f) = fleet.filter(|_| hears_fleet) {
@@ -173,8 +171,8 @@ pub fn run(
     if (cfg.api.is_some() || hears_fleet) && !cfg.gallery.path.exists() {
         // A new device is set up through the operator API or the fleet's gallery changes: it
         // starts with an empty gallery.
-        let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
-        Gallery::open(path, &key, &encoder_id, dim, true)?;
+        let path = &cfg.gallery.path;
+        runtime::gallery(&cfg, path, Open::CreateIfMissing)?;
         log::info!(
             "gallery {} created empty, for enrolment through the operator API or the fleet",
             path.display()
@@ -183,22 +181,15 @@ pub fn run(
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
     let mut workers = Vec::new();
     for source in &cfg.sources {
-        let pipeline = Pipeline::load(&cfg)?;
-        let tagger = if cfg.tagger.enabled && cfg.tagger.in_daemon {
-            Some(crate::pipeline::tagger(&cfg)?)
-        } else {
-            None
+        let build = runtime::Build {
+            tags: cfg.tagger.enabled && cfg.tagger.in_daemon,
+            gallery: Some((cfg.gallery.path.clone(), Open::Existing)),
         };
-        let gallery = Gallery::open(
-            &cfg.gallery.path,
-            &cfg.gallery.key_for(&cfg.gallery.path),
-            &encoder_id,
-            dim,
-            false,
-        )?;
+        let Runtime { path, gallery } = Runtime::build(&cfg, &build)?;
+        let gallery = gallery.expect("built with its gallery");
         // Open each source once now: a missing camera or replay folder is a start-up error.
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
-        workers.push((source.clone(), opened, (pipeline, tagger), gallery));
+        workers.push((source.clone(), opened, path, gallery));
     }
     // The fleet's parts open now too: a database URL that does not parse or a missing
     // transport key stops the start; a database or broker that is down does not.
@@ -215,8 +206,7 @@ pub fn run(
     let mut updater = None;
     let subscriber = match fleet.filter(|f| !f.broker.is_empty()) {
         Some(f) => {
-            let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
-            let gallery = Gallery::open(path, &key, &encoder_id, dim, false)?;
+            let gallery = runtime::gallery(&cfg, &cfg.gallery.path, Open::Existing)?;
             let sub = crate::fleet::subscribe::Subscriber::new(f, &device, gallery, &encoder_id)?;
             Some(match &f.updates {
                 Some(updates) => {
@@ -334,7 +324,7 @@ pub fn run(
     };
 
     let mut handles = Vec::new();
-    for (source_cfg, opened, models, gallery) in workers {
+    for (source_cfg, opened, frame_path, gallery) in workers {
         let source = source_cfg.name().to_string();
         metrics.beat(&source);
         let queue = Arc::new(FrameQueue::new(cfg.daemon.queue_capacity));
@@ -358,7 +348,7 @@ pub fn run(
                 // `device` profile) the process ends at once, to the same effect.
                 let work = || {
                     let place = (source.as_str(), &*queue);
-                    worker_loop(&path, cfg, models, gallery, place, &metrics, &control, tx)
+                    worker_loop(&path, cfg, frame_path, gallery, place, &metrics, &control, tx)
                 };
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
                 if outcome.is_err() {
@@ -616,19 +606,19 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
-/// Runs the pipeline on every queued frame, tracks faces and sends decisions to the journal.
+/// Runs every queued frame through the frame path with the camera's tracker, and sends the
+/// decisions due to the journal writer.
 #[allow(clippy::too_many_arguments)]
 fn worker_loop(
     config_path: &Path,
     mut cfg: Config,
-    (mut pipeline, mut tagger): (Pipeline, Option<Tagger>),
+    mut path: FramePath,
     mut gallery: Gallery,
     (source, queue): (&str, &FrameQueue),
     metrics: &Metrics,
     control: &Control,
     tx: mpsc::Sender<Decision>,
 ) -> anyhow::Result<()> {
-    let mut policy = policy_of(&cfg, &pipeline);
     let mut tracker = Tracker::new(cfg.tracker.clone()).with_early_deny(cfg.early_deny());
     let mut reload_seen = control.reload.load(Ordering::SeqCst);
     let mut camera = String::new();
@@ -643,7 +633,7 @@ fn worker_loop(
         let generation = control.reload.load(Ordering::SeqCst);
         if generation != reload_seen {
             reload_seen = generation;
-            match reload(config_path, &pipeline) {
+            match reload(config_path, &path) {
                 Ok((new_cfg, new_gallery)) => {
                     for change in cfg.threshold_changes(&new_cfg) {
                         log::info!("reload: {change}");
@@ -656,7 +646,7 @@ fn worker_loop(
                     }
                     cfg = new_cfg;
                     gallery = new_gallery;
-                    policy = policy_of(&cfg, &pipeline);
+                    path.set_config(&cfg);
                     tracker.set_params(cfg.tracker.clone(), cfg.early_deny());
                     log::info!("reloaded the gallery ({} templates) and thresholds", gallery.len());
                     metrics.set_stale(None);
@@ -698,93 +688,50 @@ fn worker_loop(
             Popped::Closed => break,
         };
         camera.clone_from(&frame.source);
-        let t0 = Instant::now();
-        let mut t1 = t0;
-        let analysed = pipeline.detect(&frame).and_then(|faces| {
-            t1 = Instant::now();
-            // Faces of people already decided on are encoded only now and then.
-            let glances: Vec<Glance> =
-                faces.iter().map(|f| Glance::of(&frame.image, &f.bbox)).collect();
-            let carried = tracker.carry(frame.seq, &faces, &glances);
-            let m = metrics.camera(&frame.source);
-            let encode: Vec<Face> =
-                faces.into_iter().zip(&carried).filter(|(_, &c)| !c).map(|(f, _)| f).collect();
-            m.faces_carried.fetch_add((carried.len() - encode.len()) as u64, Ordering::Relaxed);
-            m.faces_encoded.fetch_add(encode.len() as u64, Ordering::Relaxed);
-            pipeline.encode_faces(&frame, encode)
-        });
         // A frame the models fail on is counted and skipped: the worker must outlive it, or
         // a live camera would keep filling a queue nobody drains.
-        let observations = match analysed {
-            Ok(observations) => observations,
+        let result = match path.step(&frame, Some(&mut tracker), &gallery) {
+            Ok(r) => r,
             Err(e) => {
                 log::warn!("frame {} of {}: {e:#}; skipped", frame.seq, frame.source);
                 metrics.camera(&frame.source).frames_bad.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
-        let t2 = Instant::now();
-        // Tags only where someone is: they go with that person's decision.
-        let tags = match (&mut tagger, observations.is_empty()) {
-            (Some(t), false) => match t.tag(&frame.image) {
-                Ok(r) => {
-                    metrics.observe("tag", t2.elapsed().as_secs_f64());
-                    Some(r.tags)
-                }
-                Err(e) => {
-                    log::warn!("tagging frame {} of {}: {e:#}", frame.seq, frame.source);
-                    None
-                }
-            },
-            _ => None,
-        };
-        let sightings = observations
-            .into_iter()
-            .map(|o| Sighting {
-                sharpness: sharpness(&o.aligned.image),
-                crop: cfg.daemon.store_crops.then_some(o.aligned.image),
-                live: o.pad.map(|p| p.live),
-                tags: tags.clone(),
-                glance: Glance::of(&frame.image, &o.face.bbox),
-                face: o.face,
-                embedding: o.embedding,
-                seq: frame.seq,
-                timestamp_ms: frame.timestamp_ms,
-            })
-            .collect();
-        let due = tracker.update(frame.seq, sightings);
-        send(due.iter().map(|t| decide(t, &camera, &gallery, &policy)).collect());
-        metrics.observe("detect", (t1 - t0).as_secs_f64());
-        metrics.observe("align_encode", (t2 - t1).as_secs_f64());
-        metrics.observe("frame", t0.elapsed().as_secs_f64());
-        metrics.camera(&frame.source).frames_processed.fetch_add(1, Ordering::Relaxed);
+        let m = metrics.camera(&frame.source);
+        m.faces_carried.fetch_add(result.carried as u64, Ordering::Relaxed);
+        m.faces_encoded.fetch_add(result.faces.len() as u64, Ordering::Relaxed);
+        m.frames_processed.fetch_add(1, Ordering::Relaxed);
+        metrics.observe("detect", result.detect_s);
+        metrics.observe("align_encode", result.encode_s);
+        if result.tags.is_some() {
+            metrics.observe("tag", result.tag_s);
+        }
+        metrics.observe("frame", result.detect_s + result.encode_s + result.tag_s);
+        send(result.decisions);
     }
-    send(tracker.flush().iter().map(|t| decide(t, &camera, &gallery, &policy)).collect());
+    send(path.flush(&mut tracker, &camera, &gallery));
     Ok(())
-}
-
-fn policy_of(cfg: &Config, pipeline: &Pipeline) -> Policy {
-    let dmad = pipeline.mad.as_ref().and_then(|m| m.dmad.clone());
-    crate::pipeline::policy(cfg, pipeline.encoder.model_id(), pipeline.detector.model_id(), dmad)
 }
 
 /// Re-reads the config and the gallery for SIGHUP. Models are not reloaded: a new encoder
 /// needs a restart (and a new gallery).
-fn reload(config_path: &Path, pipeline: &Pipeline) -> anyhow::Result<(Config, Gallery)> {
-    let cfg = Config::load_verified(config_path)?;
+fn reload(config_path: &Path, path: &FramePath) -> anyhow::Result<(Config, Gallery)> {
+    let pipeline = &path.pipeline;
+    let cfg = runtime::load_config(config_path)?;
     let has_dmad = pipeline.mad.as_ref().is_some_and(|m| m.dmad.is_some());
     anyhow::ensure!(
         (!cfg.policy.require_live || pipeline.pad.is_some())
             && (!cfg.policy.require_bona_fide || has_dmad),
         "the new config requires a head the running daemon did not load; restart the daemon to load new models"
     );
-    let gallery = Gallery::open(
-        &cfg.gallery.path,
-        &cfg.gallery.key_for(&cfg.gallery.path),
-        pipeline.encoder.model_id(),
-        pipeline.encoder.dim(),
-        false,
-    )?;
+    let (encoder, _) = runtime::encoder_identity(&cfg)?;
+    anyhow::ensure!(
+        encoder == pipeline.encoder.model_id(),
+        "the new config names the encoder {encoder}, the running daemon runs {}; restart the daemon to load it (and move the gallery with `edgeid gallery reencode`)",
+        pipeline.encoder.model_id()
+    );
+    let gallery = runtime::gallery(&cfg, &cfg.gallery.path, Open::Existing)?;
     Ok((cfg, gallery))
 }
 

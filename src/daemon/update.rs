@@ -3,7 +3,7 @@
 //! running configuration kept.
 //!
 //! The checks are the ones a start would make, and the audit: the device's config file read
-//! with the offer over it ([`Config::load_verified_with_offer`]: every key in range, `[trust]`,
+//! with the offer over it ([`crate::runtime::load_config_with_offer`]: every key in range, `[trust]`,
 //! the thresholds' floors), every model of it loaded (files, hashes, shapes), the gallery opened
 //! for its encoder (a gallery of another encoder is refused: fleet galleries carry no crops to
 //! re-encode), and the device's generalization audit run on its encoder and journaled (a task
@@ -16,12 +16,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::fleet::offer::{self, Offer, Refusal, State};
 use crate::fleet::FleetStatus;
-use crate::gallery::Gallery;
 use crate::journal::Journal;
-use crate::pipeline::Pipeline;
+use crate::runtime::{Build, Open, Runtime};
 
 use super::control::Control;
 
@@ -94,15 +92,16 @@ fn check(config_path: &Path, updates: &Path, o: &Offer) -> anyhow::Result<String
     use anyhow::Context;
     let dir =
         offer::stage(updates, o).with_context(|| format!("staging it in {}", updates.display()))?;
-    let cfg = Config::load_verified_with_offer(config_path, &dir, o.version)?;
-    Pipeline::load(&cfg).context("loading its models")?;
-    if cfg.tagger.enabled && cfg.tagger.in_daemon {
-        crate::pipeline::tagger(&cfg).context("loading its tagger")?;
-    }
-    let (encoder_id, dim) = crate::app::encoder_identity(&cfg)?;
-    let (path, key) = (&cfg.gallery.path, cfg.gallery.key_for(&cfg.gallery.path));
-    Gallery::open(path, &key, &encoder_id, dim, false)
-        .context("the gallery with its encoder (an encoder change needs the identities published again with it)")?;
+    let cfg = crate::runtime::load_config_with_offer(config_path, &dir, o.version)?;
+    // As the daemon would start on it: every model, the taggers it runs, the gallery for its
+    // encoder (fleet galleries carry no crops to re-encode).
+    let build = Build {
+        tags: cfg.tagger.enabled && cfg.tagger.in_daemon,
+        gallery: Some((cfg.gallery.path.clone(), Open::Existing)),
+    };
+    Runtime::build(&cfg, &build).context(
+        "starting on it (an encoder change needs the identities published again with it)",
+    )?;
     anyhow::ensure!(
         cfg.audit.is_some(),
         "this device has no [audit]: an offer is applied only once the generalization audit has run on it (add [audit], see configs/kiosk.toml)"

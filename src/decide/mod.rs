@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encode::Embedding;
-use crate::gallery::Gallery;
+use crate::gallery::{Gallery, Match};
 use crate::heads::mad::Dmad;
 use crate::tag::{merge_tags, Tag};
 use crate::track::TrackerConfig;
@@ -92,6 +92,18 @@ pub struct Decision {
     pub crop_png: Option<Vec<u8>>,
 }
 
+/// Where a face is looked for: the enrolled gallery (or, in the bench, synthetic templates).
+pub trait Identities {
+    /// The nearest identity to `probe`, whatever its similarity; `None` when there is none.
+    fn best_match(&self, probe: &Embedding) -> Option<Match>;
+}
+
+impl Identities for Gallery {
+    fn best_match(&self, probe: &Embedding) -> Option<Match> {
+        Gallery::best_match(self, probe)
+    }
+}
+
 /// Models and thresholds a decision is taken with, recorded beside it.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -162,7 +174,7 @@ pub fn judge(e: Evidence, policy: &Policy) -> (Outcome, Vec<String>) {
 }
 
 /// Decides on a track against the gallery.
-pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -> Decision {
+pub fn decide(track: &Track, camera: &str, who: &dyn Identities, policy: &Policy) -> Decision {
     let usable: Vec<_> = track.sightings.iter().filter(|s| is_usable(s, &policy.tracker)).collect();
     let time_ms = track.sightings.last().map(|s| s.timestamp_ms).unwrap_or(0);
     let enough = !usable.is_empty() && usable.len() >= policy.tracker.min_frames;
@@ -216,7 +228,7 @@ pub fn decide(track: &Track, camera: &str, gallery: &Gallery, policy: &Policy) -
         if norm > 0.0 {
             fused.iter_mut().for_each(|x| *x /= norm);
         }
-        if let Some(m) = gallery.best_match(&Embedding(fused.clone())) {
+        if let Some(m) = who.best_match(&Embedding(fused.clone())) {
             d.similarity = Some(m.similarity);
             d.bona_fide = policy.bona_fide(&m.reference, &fused);
             if m.similarity >= policy.match_threshold {

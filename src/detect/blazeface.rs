@@ -5,7 +5,7 @@
 //! misses, in one fixed-shape pass (MTCNN runs a pyramid of P-Net shapes and one R-Net/O-Net
 //! crop after another: ~15× the time on a CPU, and shapes a GPU handles badly). Its keypoints
 //! hold no mouth corners; alignment maps its mouth centre onto the middle of the template's
-//! mouth ([`super::Face::correspondences`]).
+//! mouth ([`Face::correspondences`]).
 //!
 //! The decoding follows MediaPipe's `TensorsToDetectionsCalculator` with the anchors its
 //! `SsdAnchorsCalculator` computes (every anchor of size 1, so offsets are in input pixels):
@@ -18,8 +18,8 @@ use anyhow::ensure;
 use image::RgbImage;
 use serde::Deserialize;
 
+use super::face::{DetectorSettings, Face, FaceDetector, LandmarkSet};
 use super::nms::weighted_nms;
-use super::{Face, FaceDetector, LandmarkSet};
 use crate::capture::Frame;
 use crate::infer::input::{batch_shape, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
@@ -59,7 +59,7 @@ impl BlazefaceConfig {
     }
 }
 
-impl super::DetectorSettings for BlazefaceConfig {
+impl DetectorSettings for BlazefaceConfig {
     fn min_score(&self) -> f32 {
         self.min_score
     }
@@ -89,7 +89,7 @@ impl super::DetectorSettings for BlazefaceConfig {
         vec![&mut self.model]
     }
 
-    fn load(&self, backend: BackendKind) -> Result<Box<dyn super::FaceDetector>, ModelError> {
+    fn load(&self, backend: BackendKind) -> Result<Box<dyn FaceDetector>, ModelError> {
         Ok(Box::new(BlazeFace::load(backend, &Manifest::load(&self.model)?, self.params())?))
     }
 }

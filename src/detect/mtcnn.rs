@@ -11,8 +11,8 @@ use serde::Deserialize;
 use anyhow::{ensure, Context};
 use image::RgbImage;
 
+use super::face::{DetectorSettings, Face, FaceDetector, LandmarkSet};
 use super::nms::{nms, Overlap};
-use super::{Face, FaceDetector, LandmarkSet};
 use crate::capture::Frame;
 use crate::infer::input::{batch_shape, map_at, map_size, push_image};
 use crate::infer::{self, BackendKind, Session, Tensor};
@@ -70,7 +70,7 @@ impl MtcnnConfig {
     }
 }
 
-impl super::DetectorSettings for MtcnnConfig {
+impl DetectorSettings for MtcnnConfig {
     fn min_score(&self) -> f32 {
         self.min_score
     }
@@ -112,7 +112,7 @@ impl super::DetectorSettings for MtcnnConfig {
         vec![&mut self.pnet, &mut self.rnet, &mut self.onet]
     }
 
-    fn load(&self, backend: BackendKind) -> Result<Box<dyn super::FaceDetector>, ModelError> {
+    fn load(&self, backend: BackendKind) -> Result<Box<dyn FaceDetector>, ModelError> {
         let (p, r, o) =
             (Manifest::load(&self.pnet)?, Manifest::load(&self.rnet)?, Manifest::load(&self.onet)?);
         Ok(Box::new(Mtcnn::load(backend, [&p, &r, &o], self.params())?))

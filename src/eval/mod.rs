@@ -57,7 +57,7 @@ pub fn calibrate(
     // Below the encoder's floor: written, the config would be refused at the next start.
     let mut calibrated = cfg.clone();
     calibrated.recognition.match_threshold = rounded as f32;
-    calibrated.check_floors().with_context(|| {
+    crate::runtime::check_floors(&calibrated).with_context(|| {
         format!("the threshold calibrated on {} is not written", dataset.display())
     })?;
     doc["recognition"]["match_threshold"] = toml_edit::value(rounded);
@@ -140,7 +140,7 @@ pub fn calibrate_pad(
         .with_context(|| format!("{} has no bona fide capture", dataset.display()))?;
     let mut calibrated = cfg.clone();
     calibrated.pad.threshold = threshold;
-    calibrated.check_floors().with_context(|| {
+    crate::runtime::check_floors(&calibrated).with_context(|| {
         format!("the PAD threshold calibrated on {} is not written", dataset.display())
     })?;
 

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Connection, Event, MqttOptions, Packet, Publish, QoS};
 
-use super::FleetError;
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
 
-pub use crate::outputs::{split_broker as split, MqttAccess as Access};
+pub use crate::config::outputs::split_broker as split;
+pub use crate::outputs::MqttAccess as Access;
 
 /// A connected session.
 pub struct Session {
@@ -106,5 +108,24 @@ impl Session {
 
     pub fn disconnect(self) {
         let _ = self.client.disconnect();
+    }
+}
+
+impl FleetConfig {
+    /// How to reach the broker: its user name and password, and TLS.
+    pub(super) fn broker_access(&self) -> Result<Access, FleetError> {
+        let credentials = match &self.broker_password_file {
+            Some(path) => {
+                Some((self.broker_username.clone(), self.secret("broker_password_file", path)?))
+            }
+            None => None,
+        };
+        let tls = match &self.broker_ca_file {
+            Some(path) => Some(crate::util::tls_client_trusting(path).map_err(|why| {
+                FleetError::Key { what: format!("broker_ca_file {}", path.display()), why }
+            })?),
+            None => None,
+        };
+        Ok(Access { credentials, tls })
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{FleetConfig, FleetError};
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
 
 /// The schema's migrations, in order: (version, what it adds, its SQL).
 const MIGRATIONS: &[(i32, &str, &str)] = &[

@@ -10,8 +10,10 @@ use std::path::Path;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use super::central;
 use super::channel::{next_version, publisher_keys, retain, sign, verified_body, Message};
-use super::{central, FleetConfig, FleetError};
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
 use crate::gallery::Key;
 use crate::util::hex;
 

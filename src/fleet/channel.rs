@@ -10,7 +10,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::broker::Session;
-use super::{FleetConfig, FleetError};
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
 use crate::gallery::Key;
 use crate::util::hex;
 

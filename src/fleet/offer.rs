@@ -21,8 +21,11 @@ use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use super::central;
 use super::channel::{next_version, publisher_keys, retain, sign, verified_body, Message};
-use super::{central, FleetConfig, FleetError};
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
+use crate::config::{Config, ConfigError};
 use crate::gallery::Key;
 
 /// What a signature covers, before the body.
@@ -317,6 +320,85 @@ pub fn prune(updates: &Path, keep: &[i64]) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// The config a device runs: its file, with the config offer it applied (its `fleet.updates`
+/// folder's state) read over it. Every command and the daemon read it through
+/// [`crate::runtime::load_config`].
+pub fn applied_config(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
+    let cfg = Config::parse(&text, path)?;
+    let Some(updates) = cfg.fleet.as_ref().and_then(|f| f.updates.clone()) else {
+        return Ok(cfg);
+    };
+    let state = State::read(&updates).map_err(|why| ConfigError::Offer {
+        path: path.to_path_buf(),
+        offer: updates.clone(),
+        why,
+    })?;
+    match state.applied_dir(&updates) {
+        Some(dir) => config_with_offer(&text, path, &dir, state.applied),
+        None => Ok(cfg),
+    }
+}
+
+/// Parses config text as [`Config::parse`] does, with the offer staged in `dir` over it:
+/// each table the offer sets replaces the text's, its relative paths resolved against
+/// `dir`. An offer that sets anything else is refused.
+pub fn config_with_offer(
+    text: &str,
+    path: &Path,
+    dir: &Path,
+    version: i64,
+) -> Result<Config, ConfigError> {
+    // The device's own file must stand alone (and its errors name it).
+    Config::parse(text, path)?;
+    let offer_path = dir.join(CONFIG_FILE);
+    let err = |why: String| ConfigError::Offer {
+        path: path.to_path_buf(),
+        offer: offer_path.clone(),
+        why,
+    };
+    let offer_text = std::fs::read_to_string(&offer_path)
+        .map_err(|e| {
+            err(format!("cannot be read ({e}); offer it again, or set `applied` to 0 in the updates folder's state.json to run the device's own config"))
+        })?;
+    let offered: toml::Table =
+        toml::from_str(&offer_text).map_err(|e| err(crate::util::toml_error(&offer_text, &e)))?;
+    let mut offered = offered;
+    let offered_set = match offered.remove("trust") {
+        None => None,
+        Some(toml::Value::Table(t))
+            if t.len() == 1 && t.get("signed_set").is_some_and(|v| v.is_str()) =>
+        {
+            t.get("signed_set").and_then(|v| v.as_str()).map(PathBuf::from)
+        }
+        Some(_) => {
+            return Err(err(
+                "its [trust] may hold `signed_set` alone (a set adding the offer's manifests, signed with the device's trust.public_key)".into(),
+            ))
+        }
+    };
+    if let Some(k) = offered.keys().find(|k| !OFFERED_TABLES.contains(&k.as_str())) {
+        return Err(err(format!(
+            "it sets `{k}`, which an offer may not (only {}, and [trust] signed_set; the rest is the device's own)",
+            OFFERED_TABLES.join(", ")
+        )));
+    }
+    let mut merged: toml::Table = toml::from_str(text)
+        .map_err(|e| err(format!("the device's file: {}", crate::util::toml_error(text, &e))))?;
+    merged.extend(offered.clone());
+    let mut cfg = Config::from_table(merged, path, err)?;
+    let dir = dir.canonicalize().map_err(|e| err(format!("its folder: {e}")))?;
+    let tables: Vec<&str> = offered.keys().map(String::as_str).collect();
+    cfg.resolve_tables(&dir, &tables);
+    // Without [trust] the device checks manifests by their sha256 alone, as always.
+    if let Some(t) = &mut cfg.trust {
+        t.offered_set = offered_set.map(|s| dir.join(s));
+    }
+    cfg.offer = Some(version);
+    Ok(cfg)
 }
 
 #[cfg(test)]

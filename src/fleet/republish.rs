@@ -1,7 +1,9 @@
 //! `edgeid fleet republish`: every stored gallery change and the latest config offer
 //! published again, retained, for a broker that lost them or was down when they were published.
 
-use super::{central, change, channel, offer, FleetConfig, FleetError};
+use super::error::FleetError;
+use super::{central, change, channel, offer};
+use crate::config::fleet::FleetConfig;
 
 /// Publishes every stored change and the latest config offer again (retained), for a broker
 /// that lost them or was down when one was published; returns how many changes, and the

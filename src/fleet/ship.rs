@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{central, FleetConfig, FleetError, FleetStatus};
+use super::central;
+use super::error::FleetError;
+use super::health::FleetStatus;
+use crate::config::fleet::FleetConfig;
 use crate::journal::{chain::GENESIS, Journal, CHAINED_TABLES};
 
 /// What one round did.

@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use super::{central, FleetConfig, FleetError};
+use super::central;
+use super::error::FleetError;
+use crate::config::fleet::FleetConfig;
 use crate::journal::chain::GENESIS;
 
 /// One device.

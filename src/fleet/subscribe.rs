@@ -18,8 +18,10 @@ use rumqttc::Packet;
 
 use super::broker::Session;
 use super::change::{self, Op, Opened};
+use super::error::FleetError;
+use super::health::FleetStatus;
 use super::offer::{self, Offer};
-use super::{FleetConfig, FleetError, FleetStatus};
+use crate::config::fleet::FleetConfig;
 use crate::encode::Embedding;
 use crate::gallery::{Gallery, GalleryError, Key, Template};
 

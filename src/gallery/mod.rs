@@ -19,10 +19,12 @@ use serde::Serialize;
 use crate::encode::Embedding;
 
 pub mod key;
+pub mod names;
 pub mod search;
 pub mod transfer;
 
 pub use key::{Key, KeyError};
+pub use names::{normalise_name, MAX_NAME_CHARS};
 use search::Matrix;
 pub use transfer::{Bundle, TransferError};
 
@@ -224,42 +226,24 @@ pub struct Gallery {
     data_version: i64,
 }
 
-/// The longest name a gallery takes, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-
-/// A name as the gallery stores it: trimmed, Unicode NFC (so that one name typed two ways is
-/// one identity), at most [`MAX_NAME_CHARS`] characters, and printable: no control characters
-/// (newlines and terminal escapes would forge log and `journal tail` lines) and no invisible
-/// formatting characters (bidirectional overrides, zero-width characters) that make one name
-/// look like another. `Err` says why.
-pub fn normalise_name(name: &str) -> Result<String, String> {
-    use unicode_normalization::UnicodeNormalization;
-    let name: String = name.trim().nfc().collect();
-    if name.is_empty() {
-        return Err("it is empty".into());
-    }
-    let n = name.chars().count();
-    if n > MAX_NAME_CHARS {
-        return Err(format!("it has {n} characters"));
-    }
-    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
-    if let Some(c) = name.chars().find(|&c| c.is_control() || invisible(c)) {
-        return Err(format!("it holds the control or formatting character U+{:04X}", c as u32));
-    }
-    Ok(name)
+/// How a gallery is opened: under which key, for which encoder.
+#[derive(Debug, Clone)]
+pub struct GalleryOptions {
+    /// The key that seals its templates (created there with a new gallery).
+    pub key: PathBuf,
+    /// The encoder its templates must be of: its model id and embedding size.
+    pub encoder: String,
+    pub dim: usize,
+    /// Made if it does not exist (enrolment, a new device); otherwise it must exist.
+    pub create: bool,
 }
 
 impl Gallery {
-    /// Opens a gallery, creating it if `create` (enrolment) and it does not exist.
-    /// The key is read from `key_path`, and created there with a new gallery.
-    pub fn open(
-        path: &Path,
-        key_path: &Path,
-        model_id: &str,
-        dim: usize,
-        create: bool,
-    ) -> Result<Gallery, GalleryError> {
-        Gallery::open_with(path, key_path, model_id, dim, create, false)
+    /// Opens a gallery (see [`GalleryOptions`]); commands and the daemon open theirs through
+    /// [`crate::runtime::gallery`], for their config's encoder and key.
+    pub fn open(path: &Path, options: &GalleryOptions) -> Result<Gallery, GalleryError> {
+        let o = options;
+        Self::open_with(path, &o.key, &o.encoder, o.dim, o.create, false)
     }
 
     /// Opens a gallery of plain templates (schema 1, written before templates were sealed) and
@@ -273,7 +257,7 @@ impl Gallery {
         dim: usize,
     ) -> Result<(Gallery, usize), GalleryError> {
         let before = Gallery::stored_schema(path)?;
-        let g = Gallery::open_with(path, key_path, model_id, dim, false, true)?;
+        let g = Self::open_with(path, key_path, model_id, dim, false, true)?;
         let sealed = if before == "1" { g.len() } else { 0 };
         Ok((g, sealed))
     }

@@ -98,7 +98,7 @@ impl Bundle {
             ));
         }
         self.identities.iter().find_map(|i| {
-            if let Err(reason) = super::normalise_name(&i.name) {
+            if let Err(reason) = super::names::normalise_name(&i.name) {
                 return Some(format!(
                     "it holds the name {:?}, which is not valid ({reason})",
                     i.name

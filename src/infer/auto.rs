@@ -10,14 +10,15 @@
 //! onnxruntime library or edgeid changes. A cache that cannot be read is measured again and
 //! rewritten; one that cannot be written only costs the measurement at the next start.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::cache::default_cache;
 use super::device::Device;
-use super::{BackendKind, Session, Tensor};
+use super::session::{concrete_shape, BackendKind, Session, Tensor};
 use crate::manifest::{Manifest, ModelError};
 
 /// Timed runs per backend after two warm-up runs.
@@ -60,24 +61,10 @@ struct Entry {
     timings: Vec<Timing>,
 }
 
-/// Where the choices are cached: `$EDGEID_BACKEND_CACHE`; else `backends.json` in systemd's
-/// `$CACHE_DIRECTORY` (the unit's `CacheDirectory=edgeid`), `$XDG_CACHE_HOME/edgeid` or
-/// `~/.cache/edgeid`. `None` (no home at all): measured at every start.
-pub fn default_cache() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(file) = var("EDGEID_BACKEND_CACHE") {
-        return Some(file);
-    }
-    let dir = var("CACHE_DIRECTORY")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("edgeid")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache/edgeid")))?;
-    Some(dir.join("backends.json"))
-}
-
 /// The input a model is timed on: its fixed dimensions, batch 1, and 160 for a free side
 /// (a middle P-Net pyramid level for a 640×480 camera).
 pub fn timing_input(manifest: &Manifest) -> Result<Tensor, ModelError> {
-    let shape = super::concrete_shape(manifest.input()?, 160);
+    let shape = concrete_shape(manifest.input()?, 160);
     // Mid-grey rather than zeros, so that no kernel takes a shortcut on zeros.
     let n = shape.iter().product();
     Ok(Tensor::new(shape, vec![0.5; n]))
@@ -135,7 +122,7 @@ pub fn load(
         })
         .cloned();
     if let Some(e) = hit {
-        match super::load_bytes(e.backend, manifest, bytes, purposes) {
+        match super::concrete::load_bytes(e.backend, manifest, bytes, purposes) {
             Ok(session) => {
                 let choice = Choice {
                     model: manifest.id.clone(),
@@ -161,7 +148,7 @@ pub fn load(
     let mut timings = Vec::new();
     let mut first_error = None;
     for kind in BackendKind::built() {
-        let mut session = match super::load_bytes(kind, manifest, bytes, purposes) {
+        let mut session = match super::concrete::load_bytes(kind, manifest, bytes, purposes) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("backend auto: {} cannot run {}: {e}", kind.name(), manifest.id);

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::Tensor;
+use super::session::Tensor;
 use crate::util::OutOfRange;
 
 /// How cuDNN picks a convolution algorithm for each new input shape.
@@ -134,7 +134,7 @@ impl GpuOptions {
     /// The TensorRT engine folder of a model on this GPU and onnxruntime library.
     pub fn engine_dir(&self, sha256: &str, gpu: &str, library: &str) -> Option<PathBuf> {
         let root = self.tensorrt_cache.clone().or_else(|| {
-            super::auto::default_cache().and_then(|f| f.parent().map(|d| d.join("tensorrt")))
+            super::cache::default_cache().and_then(|f| f.parent().map(|d| d.join("tensorrt")))
         })?;
         let clean = |s: &str| -> String {
             s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()

@@ -20,7 +20,7 @@ use ort::value::TensorRef;
 use ort::ep::cuda::ConvAlgorithmSearch;
 
 use super::gpu::{self, CudnnSearch, GpuOptions};
-use super::{BackendKind, Session, Tensor};
+use super::session::{check_input, concrete_shape, probe, BackendKind, Session, Tensor};
 use crate::manifest::{Dim, Manifest, ModelError};
 
 /// The environment variable that names the onnxruntime library.
@@ -156,7 +156,7 @@ impl OrtSession {
             .tensor_shape()
             .map(|s| s.iter().map(|&d| (d >= 0).then_some(d)).collect())
             .unwrap_or_default();
-        super::check_input(manifest, input.name(), &dims)?;
+        check_input(manifest, input.name(), &dims)?;
         let input = input.name().to_string();
         let mut outputs = Vec::new();
         for p in purposes {
@@ -174,7 +174,7 @@ impl OrtSession {
         let free_batch = matches!(manifest.input()?.shape.first(), Some(Dim::Free(_)));
         let batches = (gpu && free_batch).then(|| options.clone());
         let mut s = OrtSession { manifest: manifest.clone(), session, input, outputs, batches };
-        super::probe(&mut s, purposes)?;
+        probe(&mut s, purposes)?;
         if gpu && options.warm_up {
             s.warm_up().map_err(|e| backend(format!("warm-up: {e:#}")))?;
         }
@@ -192,7 +192,7 @@ impl OrtSession {
         }
         let sizes = self.batches.as_ref().map_or(vec![1], |o| o.batch_sizes.clone());
         for b in sizes {
-            let mut shape = super::concrete_shape(&input, 0);
+            let mut shape = concrete_shape(&input, 0);
             shape[0] = b;
             // Twice: the first run of a shape pays for the search, the second runs as frames will.
             for _ in 0..2 {

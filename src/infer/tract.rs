@@ -17,7 +17,7 @@ use tract_onnx::tract_core::model::TypedSimpleState;
 
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::{Session, Tensor};
+use super::session::{check_input, probe, Session, Tensor};
 use crate::manifest::{Manifest, ModelError};
 
 /// Plans kept per session; more shapes than this means the caller is not bucketing sizes.
@@ -50,7 +50,7 @@ impl TractSession {
         let fact = model.input_fact(0).map_err(|e| mismatch(e.to_string()))?;
         let model_dims: Vec<Option<i64>> =
             fact.shape.dims().map(|d| d.concretize().and_then(|d| d.as_i64())).collect();
-        super::check_input(manifest, &input_name, &model_dims)?;
+        check_input(manifest, &input_name, &model_dims)?;
 
         let mut names = Vec::new();
         for p in purposes {
@@ -65,7 +65,7 @@ impl TractSession {
 
         let mut session =
             TractSession { manifest: manifest.clone(), model, states: HashMap::new() };
-        super::probe(&mut session, purposes)?;
+        probe(&mut session, purposes)?;
         Ok(session)
     }
 

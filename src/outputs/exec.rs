@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{DeliveryError, Event, Sink};
+use super::event::{DeliveryError, Event, Sink};
 
 pub struct Exec {
     pub command: Vec<String>,

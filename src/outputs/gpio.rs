@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{DeliveryError, Event, OutputConfig, OutputStatus, Sink};
+use super::event::{DeliveryError, Event, Sink};
+use super::status::OutputStatus;
+use crate::config::outputs::GpioOutput;
 
 /// Switches a relay.
 pub trait Relay: Send {
@@ -96,7 +98,7 @@ pub struct Gpio {
 impl Gpio {
     /// Requests the relay line (and the inputs) now, so a missing chip or a line another
     /// program holds stops the daemon's start with the fix.
-    pub fn open(cfg: &OutputConfig, status: &Arc<OutputStatus>) -> Result<Gpio, String> {
+    pub fn open(cfg: &GpioOutput, status: &Arc<OutputStatus>) -> Result<Gpio, String> {
         let pulse = Duration::from_millis(cfg.pulse_ms as u64);
         let relay: Box<dyn Relay> = match cfg.line {
             Some(line) => {
@@ -174,7 +176,7 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn request(cfg: &OutputConfig, door: Option<u32>, exit: Option<u32>) -> Result<Inputs, String> {
+    fn request(cfg: &GpioOutput, door: Option<u32>, exit: Option<u32>) -> Result<Inputs, String> {
         let path = chip_path(&cfg.chip);
         let lines: Vec<u32> = door.into_iter().chain(exit).collect();
         let mut b = gpiocdev::Request::builder();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Packet, QoS};
 
-use super::{DeliveryError, Event as Decision, Sink};
+use super::event::{DeliveryError, Event as Decision, Sink};
 
 /// How the output reaches the broker beyond plain MQTT on TCP.
 #[derive(Default)]
@@ -46,7 +46,8 @@ impl Mqtt {
         timeout: Duration,
         access: Access,
     ) -> Mqtt {
-        let (host, port) = split_broker(broker).expect("checked with the config");
+        let (host, port) =
+            crate::config::outputs::split_broker(broker).expect("checked with the config");
         Mqtt {
             host,
             port,
@@ -150,16 +151,6 @@ impl Mqtt {
 /// `name` as one topic level: no separators or wildcards.
 fn level(name: &str) -> String {
     name.replace(['/', '#', '+'], "_")
-}
-
-/// `host:port` (port 1883 when left out), with or without `mqtt://`.
-pub fn split_broker(broker: &str) -> Option<(String, u16)> {
-    let rest = broker.strip_prefix("mqtt://").unwrap_or(broker);
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (rest, 1883),
-    };
-    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), port))
 }
 
 impl Sink for Mqtt {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{DeliveryError, Event, Sink};
+use super::event::{DeliveryError, Event, Sink};
 
 pub struct Webhook {
     url: String,

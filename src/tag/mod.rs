@@ -5,6 +5,7 @@
 //! encoder (CLIP/EVA-02 class) tags by similarity with no code change, only a bank file built
 //! from example images.
 
+pub mod labels;
 pub mod objects;
 pub mod prototypes;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use labels::Tag;
 pub use objects::{Detection, ObjectDetector, ObjectParams};
 pub use prototypes::PrototypeBank;
 
@@ -21,14 +23,6 @@ use crate::encode::{Embedding, Encoder};
 use crate::infer::BackendKind;
 use crate::manifest::Manifest;
 use crate::resize::resize_rgb;
-
-/// One tag of an image: a label and its best score (detector confidence, or cosine similarity
-/// to the label's prototype).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tag {
-    pub label: String,
-    pub score: f32,
-}
 
 /// Tags of one image.
 #[derive(Debug, Clone, Serialize)]

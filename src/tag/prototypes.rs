@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Tag;
+use super::labels::Tag;
 use crate::encode::Embedding;
 
 #[derive(Debug, thiserror::Error)]

@@ -521,7 +521,7 @@ fn regression_a_manifest_swapped_after_the_trust_check_does_not_run() {
     sb.edit("config.toml", |t| {
         format!("{t}\n[trust]\npublic_key = \"{public}\"\nsigned_set = \"models/manifests.sig\"\n")
     });
-    let cfg = edgeid::config::Config::load_verified(Path::new(&sb.config())).unwrap();
+    let cfg = edgeid::runtime::load_config(Path::new(&sb.config())).unwrap();
     let encoder = cfg.encoder.manifest.clone();
     assert!(encoder.ends_with("mobileface.toml"), "{encoder:?}");
 

@@ -500,10 +500,14 @@ fn a_week_of_decisions_ships_whole_and_once() {
 #[test]
 fn a_gallery_takes_fleet_changes_only_forward() {
     use edgeid::encode::Embedding;
-    use edgeid::gallery::{Gallery, GalleryError, Template};
+    use edgeid::gallery::{Gallery, GalleryError, GalleryOptions, Template};
     let tmp = tempfile::tempdir().unwrap();
     let (path, key) = (tmp.path().join("g.db"), tmp.path().join("g.key"));
-    let mut g = Gallery::open(&path, &key, "enc@1", 3, true).unwrap();
+    let mut g = Gallery::open(
+        &path,
+        &GalleryOptions { key: key.clone(), encoder: "enc@1".into(), dim: 3, create: true },
+    )
+    .unwrap();
     let t = [Template {
         embedding: Embedding(vec![1.0, 0.0, 0.0]),
         source: "fleet".into(),
@@ -517,7 +521,11 @@ fn a_gallery_takes_fleet_changes_only_forward() {
     assert!(g.is_empty());
     drop(g);
     assert_eq!(Gallery::stored_fleet_version(&path).unwrap(), 2);
-    let g = Gallery::open(&path, &key, "enc@1", 3, false).unwrap();
+    let g = Gallery::open(
+        &path,
+        &GalleryOptions { key: key.clone(), encoder: "enc@1".into(), dim: 3, create: false },
+    )
+    .unwrap();
     assert!(g.is_empty() && g.list().unwrap().is_empty());
 }
 

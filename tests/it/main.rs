@@ -21,6 +21,7 @@ mod decisions;
 mod detect;
 mod eval;
 mod fleet;
+mod frame_path;
 mod fuzz_corpus;
 mod int8;
 mod morph;

@@ -383,10 +383,14 @@ fn regression_an_empty_gallery_file_is_refused_not_taken_for_a_new_one() {
 #[test]
 fn regression_a_non_finite_template_is_refused_and_nothing_stored() {
     use edgeid::encode::Embedding;
-    use edgeid::gallery::{Gallery, Template};
+    use edgeid::gallery::{Gallery, GalleryOptions, Template};
     let dir = tempfile::tempdir().unwrap();
     let (g, key) = (dir.path().join("g.db"), dir.path().join("g.key"));
-    let mut gallery = Gallery::open(&g, &key, "enc@1", 4, true).unwrap();
+    let mut gallery = Gallery::open(
+        &g,
+        &GalleryOptions { key: key.clone(), encoder: "enc@1".into(), dim: 4, create: true },
+    )
+    .unwrap();
     let good = Template {
         embedding: Embedding(vec![0.5, 0.5, 0.5, 0.5]),
         source: "a.jpg".into(),

@@ -62,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => signals::quiet_on_closed_stdout(),
     }
-    let cfg = Config::load_verified(&cli.config)?;
+    let cfg = edgeid::runtime::load_config(&cli.config)?;
     let gallery_or_default = |g: Option<PathBuf>| g.unwrap_or_else(|| cfg.gallery.path.clone());
     match cli.command {
         Command::Enroll { gallery, name, force, images } => {

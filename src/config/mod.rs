@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::capture::{CaptureError, PixelFormat, ReplaySource, Source, V4l2Source};
+pub use crate::capture::SourceConfig;
 pub use crate::detect::{BlazefaceConfig, DetectorConfig, MtcnnConfig};
 use crate::heads::Fusion;
 use crate::infer::cpu::CpuOptions;
 use crate::infer::gpu::GpuOptions;
 use crate::infer::BackendKind;
-use crate::outputs::OutputConfig;
 pub use crate::tag::TaggerConfig;
 pub use crate::track::TrackerConfig;
 use crate::util::{check_range, OutOfRange};
+
+pub mod fleet;
+pub mod outputs;
+
+pub use self::outputs::OutputConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,11 +32,6 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("config {path}: {key} = {value} is out of range ({allowed}); fix the value or remove the key to use the default")]
     OutOfRange { path: PathBuf, key: String, value: String, allowed: String },
-    /// A manifest outside the signed set (`[trust]`); the message is the source's.
-    #[error("config {path}")]
-    Untrusted { path: PathBuf, source: crate::trust::TrustError },
-    #[error("config {path}: {} = {} is below {}, the floor of {} ({}); raise it, or set {} = true if you calibrated it on your own population", .below.key, .below.value, .below.floor, .below.model, .below.what, .below.override_key)]
-    BelowFloor { path: PathBuf, below: Floor },
     /// The fleet's config offer that the device runs (or checks) cannot be read over it.
     #[error("config {path} with the fleet's offer {offer}: {why}")]
     Offer { path: PathBuf, offer: PathBuf, why: String },
@@ -85,7 +84,7 @@ pub struct Config {
     /// `[fleet]`: shipping the journal to a central PostgreSQL database and gallery changes
     /// from the fleet's broker; absent, the device stands alone.
     #[serde(default)]
-    pub fleet: Option<crate::fleet::FleetConfig>,
+    pub fleet: Option<self::fleet::FleetConfig>,
     /// The file this was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -289,58 +288,6 @@ pub struct TrustConfig {
     pub offered_set: Option<PathBuf>,
 }
 
-/// One frame source of the daemon.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// A V4L2 camera.
-    V4l2 {
-        /// Camera name in logs, metrics and the journal.
-        name: String,
-        device: PathBuf,
-        #[serde(default = "default_width")]
-        width: u32,
-        #[serde(default = "default_height")]
-        height: u32,
-        /// Frames per second asked of the driver (0: the driver's default).
-        #[serde(default)]
-        fps: u32,
-        /// `MJPEG` or `YUYV`.
-        format: PixelFormat,
-    },
-    /// Recorded images: a folder (sorted by name) or a list file.
-    Replay {
-        name: String,
-        path: PathBuf,
-        /// Frames per second; 0 plays as fast as possible.
-        #[serde(default)]
-        fps: f32,
-        /// Start again at the end instead of stopping.
-        #[serde(default, rename = "loop")]
-        looping: bool,
-    },
-}
-
-impl SourceConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::V4l2 { name, .. } | SourceConfig::Replay { name, .. } => name,
-        }
-    }
-
-    /// Opens the source (again, after a failure).
-    pub fn open(&self) -> Result<Box<dyn Source>, CaptureError> {
-        Ok(match self {
-            SourceConfig::V4l2 { name, device, width, height, fps, format } => {
-                Box::new(V4l2Source::open(name, device, *width, *height, *fps, *format)?)
-            }
-            SourceConfig::Replay { name, path, fps, looping } => {
-                Box::new(ReplaySource::open(name, path, *fps, *looping)?)
-            }
-        })
-    }
-}
-
 /// Generalization audits: how much general visual ability the deployed encoder keeps, probed on
 /// a set of general images, compared with a baseline, and drift of live scores.
 #[derive(Debug, Clone, Deserialize)]
@@ -507,12 +454,6 @@ impl DaemonConfig {
     }
 }
 
-fn default_width() -> u32 {
-    1280
-}
-fn default_height() -> u32 {
-    720
-}
 fn default_true() -> bool {
     true
 }
@@ -528,104 +469,6 @@ impl Config {
         let p = &self.pad;
         (p.enabled && self.policy.require_live && p.deny_after_frames > 0)
             .then_some(crate::track::EarlyDeny { frames: p.deny_after_frames, below: p.deny_below })
-    }
-
-    /// What a command or the daemon runs on: the config file read as [`Config::load`] does,
-    /// then, with `[trust]`, every manifest it names checked against the signed set
-    /// ([`Config::verify_trust`]).
-    pub fn load_verified(path: &Path) -> Result<Config, ConfigError> {
-        let cfg = Config::load(path)?;
-        cfg.verify_trust()?;
-        cfg.check_floors()?;
-        Ok(cfg)
-    }
-
-    /// [`Config::load_verified`] with the fleet's offer `version`, staged in `dir`, read over
-    /// the file instead of the one the device runs: what the device checks before it applies
-    /// an offer.
-    pub fn load_verified_with_offer(
-        path: &Path,
-        dir: &Path,
-        version: i64,
-    ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
-        let cfg = Config::parse_with_offer(&text, path, dir, version)?;
-        cfg.verify_trust()?;
-        cfg.check_floors()?;
-        Ok(cfg)
-    }
-
-    /// Refuses a match threshold below the encoder's measured floor, or a live threshold below
-    /// the PAD heads' highest floor, unless the config's override key says so (then warns):
-    /// `match_threshold = 0` would grant everyone, also through a SIGHUP. A manifest that cannot
-    /// be read is left to the model loading that follows, which names what is wrong with it.
-    pub fn check_floors(&self) -> Result<(), ConfigError> {
-        use crate::manifest::Manifest;
-        let encoder = Manifest::load(&self.encoder.manifest).ok();
-        if let Some((floor, model)) =
-            encoder.and_then(|m| Some((m.embedding.as_ref()?.match_floor?, m.id)))
-        {
-            self.check_floor(
-                Floor {
-                    key: "recognition.match_threshold",
-                    value: self.recognition.match_threshold,
-                    floor,
-                    model,
-                    what: "a similarity its impostor pairs were measured to reach",
-                    override_key: "recognition.allow_below_floor",
-                },
-                self.recognition.allow_below_floor,
-            )?;
-        }
-        if !self.pad.enabled {
-            return Ok(());
-        }
-        let heads = self.pad.models.iter().filter_map(|p| Manifest::load(p).ok());
-        let highest = heads
-            .filter_map(|m| Some((m.head.as_ref()?.floor?, m.id)))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some((floor, model)) = highest {
-            self.check_floor(
-                Floor {
-                    key: "pad.threshold",
-                    value: self.pad.threshold,
-                    floor,
-                    model,
-                    what: "the score below which the head itself calls a face an attack",
-                    override_key: "pad.allow_below_floor",
-                },
-                self.pad.allow_below_floor,
-            )?;
-        }
-        // After the threshold's own floor, so that a threshold set too low is what is named.
-        if self.early_deny().is_some() && self.pad.deny_below > self.pad.threshold {
-            return Err(self.out_of_range(OutOfRange {
-                key: "pad.deny_below".into(),
-                value: self.pad.deny_below.to_string(),
-                allowed: format!("at most pad.threshold ({}): the early denial is for clearer evidence of an attack than the threshold's; or set pad.deny_after_frames = 0", self.pad.threshold),
-            }));
-        }
-        Ok(())
-    }
-
-    fn check_floor(&self, f: Floor, allowed: bool) -> Result<(), ConfigError> {
-        if f.value >= f.floor {
-            return Ok(());
-        }
-        if allowed {
-            log::warn!(
-                "config {}: {} = {} is below {}, the floor of {}; running on it because {} = true",
-                self.path.display(),
-                f.key,
-                f.value,
-                f.floor,
-                f.model,
-                f.override_key
-            );
-            return Ok(());
-        }
-        Err(ConfigError::BelowFloor { path: self.path.clone(), below: f })
     }
 
     /// The decision thresholds that differ between two configs, as `key old -> new` (logged at
@@ -647,94 +490,35 @@ impl Config {
             .collect()
     }
 
-    /// Reads, parses, validates and resolves a config file. Data only: no model or manifest is
-    /// read (so a config can be parsed, tested and fuzzed alone); [`Config::verify_trust`] is
-    /// the start-up step that reads them.
-    ///
-    /// With `fleet.updates`, the fleet's config offer the device runs is read over the file
-    /// (the tables it sets replace the file's).
+    /// Reads, parses, validates and resolves a config file. Data only: no model, manifest or
+    /// other file is read (so a config can be parsed, tested and fuzzed alone). What a device
+    /// runs on is [`crate::runtime::load_config`]: this file, the fleet's config offer it
+    /// applied read over it, then trust and floors verified.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::Unreadable { path: path.to_path_buf(), error })?;
-        let cfg = Config::parse(&text, path)?;
-        let Some(updates) = cfg.fleet.as_ref().and_then(|f| f.updates.clone()) else {
-            return Ok(cfg);
-        };
-        let state = crate::fleet::offer::State::read(&updates).map_err(|why| {
-            ConfigError::Offer { path: path.to_path_buf(), offer: updates.clone(), why }
-        })?;
-        match state.applied_dir(&updates) {
-            Some(dir) => Config::parse_with_offer(&text, path, &dir, state.applied),
-            None => Ok(cfg),
-        }
+        Config::parse(&text, path)
     }
 
-    /// Parses config text as [`Config::parse`] does, with the offer staged in `dir` over it:
-    /// each table the offer sets replaces the text's, its relative paths resolved against
-    /// `dir`. An offer that sets anything else is refused.
-    pub fn parse_with_offer(
-        text: &str,
+    /// A config from a TOML table as if read from `path` (a device's file with an offer's
+    /// tables over it): parsed, validated and resolved as [`Config::parse`] does; `err` turns
+    /// what is wrong into the caller's error.
+    pub fn from_table(
+        table: toml::Table,
         path: &Path,
-        dir: &Path,
-        version: i64,
+        err: impl Fn(String) -> ConfigError,
     ) -> Result<Config, ConfigError> {
-        use crate::fleet::offer::{CONFIG_FILE, OFFERED_TABLES};
-        // The device's own file must stand alone (and its errors name it).
-        Config::parse(text, path)?;
-        let offer_path = dir.join(CONFIG_FILE);
-        let err = |why: String| ConfigError::Offer {
-            path: path.to_path_buf(),
-            offer: offer_path.clone(),
-            why,
-        };
-        let offer_text = std::fs::read_to_string(&offer_path)
-            .map_err(|e| {
-                err(format!("cannot be read ({e}); offer it again, or set `applied` to 0 in the updates folder's state.json to run the device's own config"))
-            })?;
-        let offered: toml::Table = toml::from_str(&offer_text)
-            .map_err(|e| err(crate::util::toml_error(&offer_text, &e)))?;
-        let mut offered = offered;
-        let offered_set = match offered.remove("trust") {
-            None => None,
-            Some(toml::Value::Table(t))
-                if t.len() == 1 && t.get("signed_set").is_some_and(|v| v.is_str()) =>
-            {
-                t.get("signed_set").and_then(|v| v.as_str()).map(PathBuf::from)
-            }
-            Some(_) => {
-                return Err(err(
-                    "its [trust] may hold `signed_set` alone (a set adding the offer's manifests, signed with the device's trust.public_key)".into(),
-                ))
-            }
-        };
-        if let Some(k) = offered.keys().find(|k| !OFFERED_TABLES.contains(&k.as_str())) {
-            return Err(err(format!(
-                "it sets `{k}`, which an offer may not (only {}, and [trust] signed_set; the rest is the device's own)",
-                OFFERED_TABLES.join(", ")
-            )));
-        }
-        let mut merged: toml::Table = toml::from_str(text).map_err(|e| {
-            err(format!("the device's file: {}", crate::util::toml_error(text, &e)))
-        })?;
-        merged.extend(offered.clone());
         let mut cfg: Config =
-            merged.try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+            table.try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
         cfg.path = path.to_path_buf();
         cfg.validate().map_err(|e| err(e.to_string()))?;
-        let dir = dir.canonicalize().map_err(|e| err(format!("its folder: {e}")))?;
-        cfg.resolve_offered(&dir, &offered);
-        cfg.resolve(path.parent().unwrap_or(Path::new(".")));
-        // Without [trust] the device checks manifests by their sha256 alone, as always.
-        if let Some(t) = &mut cfg.trust {
-            t.offered_set = offered_set.map(|s| dir.join(s));
-        }
-        cfg.offer = Some(version);
         Ok(cfg)
     }
 
-    /// Resolves the relative paths of the tables an offer set against its folder.
-    fn resolve_offered(&mut self, dir: &Path, offered: &toml::Table) {
-        let set = |table: &str| offered.contains_key(table);
+    /// Resolves the relative paths of the named tables (`detector`, `encoder`, `pad`, `mad`,
+    /// `tagger`) against `dir`, then the rest against the config file's folder.
+    pub fn resolve_tables(&mut self, dir: &Path, tables: &[&str]) {
+        let set = |table: &str| tables.contains(&table);
         let mut paths: Vec<&mut PathBuf> = Vec::new();
         if set("detector") {
             paths.extend(self.detector.manifests_mut());
@@ -754,6 +538,8 @@ impl Config {
         for p in paths.into_iter().filter(|p| p.is_relative()) {
             *p = dir.join(&*p);
         }
+        let own = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.resolve(&own);
     }
 
     /// Parses config text as if read from `path` (which anchors relative paths).
@@ -784,7 +570,7 @@ impl Config {
             .chain(cfg.tagger.model.iter_mut())
             .chain(cfg.tagger.prototypes.iter_mut())
             .chain(cfg.gpu.tensorrt_cache.iter_mut())
-            .chain(cfg.outputs.iter_mut().filter_map(|o| o.secret_file.as_mut()))
+            .chain(cfg.outputs.iter_mut().flat_map(|o| o.paths_mut()))
             .chain(cfg.api.iter_mut().flat_map(|a| {
                 [Some(&mut a.tokens), a.tls_cert.as_mut(), a.tls_key.as_mut()].into_iter().flatten()
             }))
@@ -828,56 +614,6 @@ impl Config {
         }
     }
 
-    /// With `[trust]`, refuses the config unless every manifest it names is in the signed set as
-    /// it was signed, and records the bytes checked as the ones every later
-    /// [`Manifest::load`](crate::manifest::Manifest::load) of that manifest parses (the file
-    /// is not read again between the check and the loading).
-    pub fn verify_trust(&self) -> Result<(), ConfigError> {
-        let Some(sets) = self.signed_sets()? else { return Ok(()) };
-        for m in self.manifests() {
-            self.check_in(&sets, &m)?;
-        }
-        Ok(())
-    }
-
-    /// The signed sets manifests are checked against (`None` without `[trust]`): the device's,
-    /// and the one its config offer brought.
-    fn signed_sets(&self) -> Result<Option<Vec<crate::trust::SignedSet>>, ConfigError> {
-        let Some(t) = &self.trust else { return Ok(None) };
-        let untrusted = |source| ConfigError::Untrusted { path: self.path.clone(), source };
-        std::iter::once(&t.signed_set)
-            .chain(&t.offered_set)
-            .map(|path| crate::trust::SignedSet::load(path, &t.public_key).map_err(untrusted))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    }
-
-    /// Checks `manifest` against the first set that lists it (the device's set's answer when
-    /// none does), and records the bytes checked as the ones its loading parses.
-    fn check_in(
-        &self,
-        sets: &[crate::trust::SignedSet],
-        manifest: &Path,
-    ) -> Result<(), ConfigError> {
-        use crate::trust::TrustError;
-        let mut first = None;
-        for set in sets {
-            match set.check(manifest) {
-                Ok(bytes) => {
-                    crate::manifest::record_verified(manifest, bytes);
-                    return Ok(());
-                }
-                Err(TrustError::Unlisted { .. }) if first.is_some() => {}
-                Err(e @ TrustError::Unlisted { .. }) => first = Some(e),
-                Err(e) => {
-                    return Err(ConfigError::Untrusted { path: self.path.clone(), source: e })
-                }
-            }
-        }
-        let source = first.expect("the device's set is always among them");
-        Err(ConfigError::Untrusted { path: self.path.clone(), source })
-    }
-
     /// Every manifest this config runs.
     pub fn manifests(&self) -> Vec<PathBuf> {
         let baseline = self.audit.as_ref().filter(|a| !a.baseline_is_pixels()).map(|a| &a.baseline);
@@ -894,15 +630,6 @@ impl Config {
             .collect()
     }
 
-    /// With `[trust]`, refuses a manifest that is not in the signed set as it was signed
-    /// (also for manifests given on the command line).
-    pub fn check_trusted(&self, manifest: &Path) -> Result<(), ConfigError> {
-        match self.signed_sets()? {
-            Some(sets) => self.check_in(&sets, manifest),
-            None => Ok(()),
-        }
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         let unit = "between 0 and 1, exclusive";
         self.detector.check().map_err(|e| self.out_of_range(e))?;
@@ -910,10 +637,10 @@ impl Config {
         self.cpu.check().map_err(|e| self.out_of_range(e))?;
         for (i, o) in self.outputs.iter().enumerate() {
             o.check().map_err(|e| self.out_of_range(e))?;
-            if self.outputs[..i].iter().any(|p| p.name == o.name) {
+            if self.outputs[..i].iter().any(|p| p.name() == o.name()) {
                 return Err(self.out_of_range(OutOfRange {
                     key: "outputs.name".into(),
-                    value: format!("{:?}", o.name),
+                    value: format!("{:?}", o.name()),
                     allowed: "a name no other output has (each keeps its own cursor)".into(),
                 }));
             }
@@ -1151,20 +878,6 @@ impl Config {
         let OutOfRange { key, value, allowed } = e;
         ConfigError::OutOfRange { path: self.path.clone(), key, value, allowed }
     }
-}
-
-/// One threshold held against its model's floor (and, below it, what the error says).
-#[derive(Debug)]
-pub struct Floor {
-    pub key: &'static str,
-    pub value: f32,
-    pub floor: f32,
-    /// The model whose manifest sets the floor.
-    pub model: String,
-    /// What the floor is.
-    pub what: &'static str,
-    /// The key that lets the threshold go below it.
-    pub override_key: &'static str,
 }
 
 #[cfg(test)]
