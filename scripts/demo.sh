@@ -21,7 +21,7 @@ echo "== identify: sample1.jpg shows alice among others; sample5.jpg shows neith
 $edgeid identify --gallery "$gallery" tests/data/sample1.jpg tests/data/sample5.jpg
 echo
 echo "== morph attack: a morph of alice and beth (var/morph.jpg), identified against the gallery"
-echo "   (no morph check of this config catches it: README, \"Morphing attacks\")"
+echo "   (no morph check of this config catches it: docs/evaluation.md, \"Morphing attacks\")"
 $edgeid morph tests/data/sample3.jpg tests/data/sample6.jpg -o var/morph.jpg
 $edgeid identify --gallery "$gallery" var/morph.jpg
 echo
