@@ -5,6 +5,7 @@
 #   cross/build.sh aarch64             # the `device` profile for aarch64-unknown-linux-gnu (Jetson, Pi 4/5)
 #   cross/build.sh armv7               # the same for armv7-unknown-linux-gnueabihf (tract only)
 #   cross/build.sh aarch64 identify    # build, then enrol and identify a sample photo under qemu, compared with native
+#   cross/build.sh armv7 check         # type-check only (CI)
 #   FEATURES=ort cross/build.sh aarch64   # with the onnxruntime backends (Jetson)
 #   PROFILE=release cross/build.sh armv7   # the release profile: no LTO, builds minutes sooner
 #
@@ -17,6 +18,12 @@ cd "$(dirname "$0")/.."
 . cross/env.sh "${1:-}"
 
 profile="${PROFILE:-device}"
+if [ "${2:-}" = check ]; then
+  # Type-check only (what CI does for armv7): the target's own code paths compile (32-bit
+  # widths, its tract kernels' build), in a minute and a half instead of a build and a run.
+  cargo check --release --target "$triple" --bin edgeid ${FEATURES:+--features "$FEATURES"}
+  exit 0
+fi
 cargo build --profile "$profile" --target "$triple" --bin edgeid ${FEATURES:+--features "$FEATURES"}
 bin="target/$triple/$profile/edgeid"
 echo "$bin: $(stat -c %s "$bin") bytes"

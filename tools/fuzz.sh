@@ -4,14 +4,15 @@
 # fuzz/target/corpus/<target>. A crash stops the run with the input under fuzz/artifacts/.
 #
 #   tools/fuzz.sh [SECONDS]   # build every target, then fuzz them FUZZ_JOBS at a time (default 2)
-#   tools/fuzz.sh build       # only build them (CI builds them while the device runs leave a core idle)
+#   tools/fuzz.sh build       # only build them
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz (installed
 # from crates.io if missing). Each fuzzer is one process on one core, so two run side by side on
 # a two-core machine in the time of one.
 # FUZZ_BUILD=--dev builds the targets unoptimised: about half the build time (every dependency,
 # tract included, is instrumented), ~15x fewer executions per second (image: ~150/s against
-# ~2,300/s). CI takes that for its smoke run; fuzz in earnest with the default (-O).
+# ~2,300/s). Fuzz in earnest with the default (-O); CI does not fuzz (it replays the corpus:
+# tests/it/fuzz_corpus.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
