@@ -252,6 +252,10 @@ fn off_loopback_the_api_needs_tls_and_serves_https_with_it() {
     let (status, body) = call(&agent, "GET", &url, Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cameras"][0]["name"], "replay");
+    // Each camera's decisions, and those denied as presentation attacks (none here: this
+    // kiosk runs without the live requirement).
+    assert!(body["cameras"][0]["decisions"].is_u64(), "{body}");
+    assert_eq!(body["cameras"][0]["presentation_attacks"], 0, "{body}");
     // Plain HTTP on the same port gets no answer.
     let plain = agent.get(&format!("http://127.0.0.1:{port}/api/status")).call();
     assert!(plain.is_err() || plain.unwrap().status() != 200);
@@ -333,6 +337,11 @@ fn the_operator_page_lists_decisions_and_enrols_by_upload_in_chromium() {
         }
         assert!(shown.len() >= 2, "the page never listed the journal's decisions");
         assert!(shown.iter().all(|r| r.1 == "denied" && r.2 == "unknown"), "{shown:?}");
+        // The cameras' line: frames, decisions and presentation-attack denials.
+        let status = "return document.getElementById('status').textContent";
+        let status = browser.execute(status, vec![]).await.unwrap();
+        let status = status.as_str().unwrap_or_default();
+        assert!(status.contains("camera replay") && status.contains("denied as presentation attacks"), "{status}");
 
         // Enrol through the form: the photo goes up as the browser's file upload.
         browser.find(Locator::Id("enrol-name")).await.unwrap().send_keys("kiosk").await.unwrap();

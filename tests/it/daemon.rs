@@ -168,6 +168,21 @@ fn sigkill_loses_no_committed_decision() {
     assert!(metrics.contains("edgeid_decisions_total{outcome=\"denied\",reason=\"unknown\"}"));
     assert!(metrics.contains("edgeid_stage_seconds_bucket{stage=\"detect\",le=\"+Inf\"}"));
     assert!(metrics.contains("edgeid_stage_seconds_count{stage=\"first_frame_to_journal\"}"));
+    // Presentation-attack denials per camera (two faces of sample6), beside its decisions.
+    wait_for("a presentation-attack denial", Duration::from_secs(120), || {
+        rows(&s.journal()).iter().any(|r| r.2 == "presentation_attack")
+    });
+    wait_for("it counted per camera", Duration::from_secs(10), || {
+        let m = http_get(port, "/metrics");
+        let value = |name: &str| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}{{camera=\"replay\"}} ")))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        value("edgeid_presentation_attacks_total") >= 1
+            && value("edgeid_camera_decisions_total") > value("edgeid_presentation_attacks_total")
+    });
 
     let before = rows(&s.journal());
     child.kill(); // SIGKILL
