@@ -60,8 +60,11 @@ pub struct Verification {
     pub eer_threshold: f32,
     /// FNMR at FMR = 1e-2, 1e-3, 1e-4, each with the comparisons that support it.
     pub at_fmr: Vec<OperatingPoint>,
-    /// The scores themselves, for plots and re-analysis.
+    /// The scores themselves, for plots and re-analysis (not in the JSON output: a folder of
+    /// 5,000 photos has 12 million of them).
+    #[serde(skip)]
     pub genuine_scores: Vec<f32>,
+    #[serde(skip)]
     pub impostor_scores: Vec<f32>,
 }
 
@@ -136,6 +139,14 @@ fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// The largest face the pipeline finds in a frame: the one an evaluation measures.
+pub(crate) fn largest_face(
+    pipeline: &mut Pipeline,
+    frame: &crate::capture::Frame,
+) -> anyhow::Result<Option<crate::detect::Face>> {
+    Ok(pipeline.detect(frame)?.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())))
+}
+
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
@@ -199,7 +210,7 @@ pub fn evaluate_with(
             }
         };
         let largest = match &frame {
-            Some(f) => pipeline.detect(f)?.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())),
+            Some(f) => largest_face(&mut pipeline, f)?,
             None => None,
         };
         let first_of_identity = !label.contains('/') && label != "morphs" && !seen.contains(label);
@@ -243,17 +254,9 @@ pub fn evaluate_with(
 
     let threshold = cfg.recognition.match_threshold;
     // Verification: every pair.
-    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-    for i in 0..samples.len() {
-        for j in i + 1..samples.len() {
-            let s = cosine(&samples[i].embedding, &samples[j].embedding);
-            if samples[i].identity == samples[j].identity {
-                genuine.push(s);
-            } else {
-                impostor.push(s);
-            }
-        }
-    }
+    let labels: Vec<&str> = samples.iter().map(|s| s.identity.as_str()).collect();
+    let embeddings: Vec<&[f32]> = samples.iter().map(|s| s.embedding.as_slice()).collect();
+    let (genuine, impostor) = all_pairs(&embeddings, &labels);
     let (eer, eer_threshold) = metrics::equal_error_rate(&genuine, &impostor);
     let verification = Verification {
         genuine: genuine.len(),
@@ -379,4 +382,60 @@ pub fn evaluate_with(
         morphs: morphs_report,
         pad_captures,
     })
+}
+
+/// The cosine similarity of every pair of `embeddings`, split by whether the two `labels` agree
+/// (genuine) or not (impostor), in a fixed order. Each embedding is normalised once and the
+/// triangle of the similarity matrix is scored in blocks of rows on every core: a folder of
+/// 4,840 photos (11.7 M pairs) takes about a second, where scoring pair by pair took minutes.
+pub fn all_pairs(embeddings: &[&[f32]], labels: &[&str]) -> (Vec<f32>, Vec<f32>) {
+    const BLOCK: usize = 32;
+    let n = embeddings.len();
+    let dim = embeddings.first().map_or(0, |e| e.len());
+    let mut matrix = vec![0f32; n * dim];
+    for (row, e) in matrix.chunks_exact_mut(dim.max(1)).zip(embeddings) {
+        let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if e.len() == dim && norm > 0.0 {
+            row.iter_mut().zip(e.iter()).for_each(|(r, x)| *r = x / norm);
+        }
+    }
+    let blocks = n.div_ceil(BLOCK);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parts: Vec<(usize, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+        let workers = std::thread::available_parallelism().map_or(1, |p| p.get()).min(blocks.max(1));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if b >= blocks {
+                            return done;
+                        }
+                        let (mut g, mut i) = (Vec::new(), Vec::new());
+                        for r in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                            let a = &matrix[r * dim..(r + 1) * dim];
+                            for c in r + 1..n {
+                                let s: f32 = a.iter().zip(&matrix[c * dim..(c + 1) * dim]).map(|(x, y)| x * y).sum();
+                                if labels[r] == labels[c] {
+                                    g.push(s);
+                                } else {
+                                    i.push(s);
+                                }
+                            }
+                        }
+                        done.push((b, g, i));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a scoring thread panicked")).collect()
+    });
+    parts.sort_by_key(|p| p.0);
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for (_, g, i) in parts {
+        genuine.extend(g);
+        impostor.extend(i);
+    }
+    (genuine, impostor)
 }
