@@ -23,8 +23,8 @@ pub enum ModelError {
         "model manifest {path} is not valid: {message}; fix the manifest (see models/README.md)"
     )]
     ManifestInvalid { path: PathBuf, message: String },
-    #[error("model file {path} is missing; copy it beside its manifest {manifest} or fix `file` in the manifest")]
-    FileMissing { path: PathBuf, manifest: PathBuf },
+    #[error("model file {path} is missing; copy it beside its manifest {manifest} or fix `file` in the manifest{}", source_hint(.origin))]
+    FileMissing { path: PathBuf, manifest: PathBuf, origin: Option<String> },
     #[error("model file {path} cannot be read: {error}")]
     FileUnreadable { path: PathBuf, error: std::io::Error },
     #[error("model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected}; the file is corrupt or was swapped: restore the original file")]
@@ -42,6 +42,12 @@ pub enum ModelError {
     /// A fitted fusion of PAD heads that names other heads than those loaded.
     #[error("pad.fusion_weights {message}; fit the fusion again for these heads (`edgeid calibrate --pad --fit-fusion`) or set pad.fusion = \"mean\"")]
     FusionMismatch { message: String },
+}
+
+/// Where a missing model file comes from, as its manifest says (`models/tools/fetch_….sh` for
+/// weights edgeid may not ship).
+fn source_hint(source: &Option<String>) -> String {
+    source.as_ref().map(|s| format!(" (it comes from: {s})")).unwrap_or_default()
 }
 
 /// One dimension of a tensor shape: a fixed size, or a named free size (batch, image side).
@@ -175,8 +181,32 @@ pub struct InputSpec {
     pub shape: Vec<Dim>,
     pub layout: Layout,
     pub color: ColorOrder,
-    pub mean: f32,
-    pub scale: f32,
+    pub mean: PerChannel,
+    pub scale: PerChannel,
+}
+
+/// A normalisation value: one number for all three channels (`mean = 127.5`), or one per channel
+/// in the model's colour order (`mean = [122.782, 117.001, 104.298]`, as dlib's and ImageNet's
+/// models were trained), so a model's own normalisation is written down rather than approximated.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PerChannel {
+    All(f32),
+    Each([f32; 3]),
+}
+
+impl PerChannel {
+    /// The value for channel `c` (0..3) of the model's input.
+    pub fn of(self, c: usize) -> f32 {
+        match self {
+            PerChannel::All(v) => v,
+            PerChannel::Each(v) => v[c],
+        }
+    }
+
+    fn values(self) -> [f32; 3] {
+        [self.of(0), self.of(1), self.of(2)]
+    }
 }
 
 impl InputSpec {
@@ -414,6 +444,16 @@ pub struct Manifest {
     /// sets the two side by side.
     #[serde(default)]
     pub derived_from: Option<String>,
+    /// What the weights may be used for: an SPDX licence id or expression (`Apache-2.0`,
+    /// `MIT OR Apache-2.0`, `CC0-1.0`), `LicenseRef-public-domain`, or `research-only` /
+    /// `unknown` (then `licence_note` says what is known). Absent: `unknown`.
+    #[serde(default)]
+    pub licence: Option<String>,
+    #[serde(default)]
+    pub licence_note: Option<String>,
+    /// Where the weights came from (registry package and path, repository and commit).
+    #[serde(default)]
+    pub source: Option<String>,
     /// The image input; every role but `dmad` (which reads embeddings) has one: see
     /// [`Manifest::input`].
     #[serde(rename = "input")]
@@ -519,6 +559,29 @@ impl Manifest {
         if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(self.invalid("`sha256` must be 64 hexadecimal digits"));
         }
+        if let Some(l) = &self.licence {
+            // An SPDX expression: licence ids (`Apache-2.0`, `LicenseRef-…`: a capital first,
+            // letters, digits, `.-+`) joined by OR, AND or WITH, parentheses allowed; or one
+            // of the two words for weights without a licence.
+            let id = |t: &str| {
+                let t = t.trim_matches(|c| c == '(' || c == ')');
+                t.starts_with(|c: char| c.is_ascii_uppercase())
+                    && t.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
+            };
+            let spdx = l.split_whitespace().enumerate().all(|(k, t)| {
+                if k % 2 == 1 {
+                    matches!(t, "OR" | "AND" | "WITH")
+                } else {
+                    id(t)
+                }
+            }) && l.split_whitespace().count() % 2 == 1;
+            if !(spdx || matches!(l.as_str(), "research-only" | "unknown")) {
+                return Err(self.invalid(format!("`licence = {l:?}` must be an SPDX id or expression (e.g. \"Apache-2.0\"), `research-only` or `unknown`")));
+            }
+            if matches!(l.as_str(), "research-only" | "unknown") && self.licence_note.is_none() {
+                return Err(self.invalid(format!("`licence = \"{l}\"` needs a `licence_note` saying what is known of the weights' terms")));
+            }
+        }
         match (self.role, &self.image, &self.dmad) {
             (Role::Dmad, None, Some(d)) => {
                 if d.kind == DmadKind::Onnx && (d.input.is_none() || d.output.is_none()) {
@@ -551,8 +614,12 @@ impl Manifest {
                 shape_to_string(&input.shape)
             )));
         }
-        if !(input.scale.is_finite() && input.scale != 0.0 && input.mean.is_finite()) {
-            return Err(self.invalid("input `scale` must be finite and non-zero, `mean` finite"));
+        if !(input.scale.values().iter().all(|s| s.is_finite() && *s != 0.0)
+            && input.mean.values().iter().all(|m| m.is_finite()))
+        {
+            return Err(self.invalid(
+                "input `scale` must be finite and non-zero, `mean` finite (one number, or three in the model's colour order)",
+            ));
         }
         if let Some(e) = &self.embedding {
             if e.dim == 0 {
@@ -588,6 +655,33 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The licence the manifest names (`unknown` when it names none).
+    pub fn licence(&self) -> &str {
+        self.licence.as_deref().unwrap_or("unknown")
+    }
+
+    /// Whether the licence is one known to allow selling a device that ships the weights: a
+    /// permissive licence (MIT, Apache-2.0, BSD, ISC, Zlib, BSL-1.0, CC0-1.0, Unlicense,
+    /// public domain), or an `OR` expression with one among its choices. `research-only`,
+    /// `unknown`, a non-commercial or copyleft licence: not as far as edgeid can tell.
+    pub fn commercial_use(&self) -> bool {
+        const PERMISSIVE: &[&str] = &[
+            "MIT",
+            "Apache-2.0",
+            "BSD-2-Clause",
+            "BSD-3-Clause",
+            "ISC",
+            "Zlib",
+            "BSL-1.0",
+            "CC0-1.0",
+            "Unlicense",
+            "LicenseRef-public-domain",
+        ];
+        self.licence()
+            .split(" OR ")
+            .any(|choice| PERMISSIVE.contains(&choice.trim().trim_matches(['(', ')'])))
     }
 
     /// The model file, resolved against the manifest's folder.
@@ -634,7 +728,11 @@ impl Manifest {
     pub fn verify_file(&self) -> Result<Vec<u8>, ModelError> {
         let path = self.model_path();
         if !path.exists() {
-            return Err(ModelError::FileMissing { path, manifest: self.path.clone() });
+            return Err(ModelError::FileMissing {
+                path,
+                manifest: self.path.clone(),
+                origin: self.source.clone(),
+            });
         }
         let bytes = std::fs::read(&path)
             .map_err(|error| ModelError::FileUnreadable { path: path.clone(), error })?;

@@ -48,7 +48,14 @@ pub fn load_config_with_offer(path: &Path, dir: &Path, version: i64) -> Result<C
 /// Trust, then the floors: what a config must pass before anything runs on it.
 pub fn verify(cfg: &Config) -> Result<(), StartError> {
     verify_trust(cfg)?;
-    check_floors(cfg)
+    check_floors(cfg)?;
+    if !cfg.policy.require_match {
+        log::warn!(
+            "config {}: policy.require_match = false: faces that match no one are granted (policy.grant_unmatched = true)",
+            cfg.path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a match threshold below the encoder's measured floor, or a live threshold below
@@ -57,6 +64,20 @@ pub fn verify(cfg: &Config) -> Result<(), StartError> {
 /// be read is left to the model loading that follows, which names what is wrong with it.
 pub fn check_floors(cfg: &Config) -> Result<(), StartError> {
     let encoder = Manifest::load(&cfg.encoder.manifest).ok();
+    // A manifest without a floor is not "no floor": the threshold cannot be checked against
+    // anything measured, so it runs only where the override says so.
+    if let Some(m) =
+        encoder.as_ref().filter(|m| m.embedding.as_ref().is_some_and(|e| e.match_floor.is_none()))
+    {
+        unmeasured(
+            cfg,
+            "recognition",
+            &m.id,
+            &m.path,
+            "match_floor",
+            cfg.recognition.allow_below_floor,
+        )?;
+    }
     if let Some((floor, model)) =
         encoder.and_then(|m| Some((m.embedding.as_ref()?.match_floor?, m.id)))
     {
@@ -76,8 +97,21 @@ pub fn check_floors(cfg: &Config) -> Result<(), StartError> {
     if !cfg.pad.enabled {
         return Ok(());
     }
-    let heads = cfg.pad.models.iter().filter_map(|p| Manifest::load(p).ok());
+    let heads: Vec<Manifest> =
+        cfg.pad.models.iter().filter_map(|p| Manifest::load(p).ok()).collect();
+    if !heads.is_empty() && heads.iter().all(|m| m.head.as_ref().is_none_or(|h| h.floor.is_none()))
+    {
+        unmeasured(
+            cfg,
+            "pad",
+            &heads[0].id,
+            &heads[0].path,
+            "head.floor",
+            cfg.pad.allow_below_floor,
+        )?;
+    }
     let highest = heads
+        .into_iter()
         .filter_map(|m| Some((m.head.as_ref()?.floor?, m.id)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((floor, model)) = highest {
@@ -104,6 +138,32 @@ pub fn check_floors(cfg: &Config) -> Result<(), StartError> {
         }));
     }
     Ok(())
+}
+
+/// A decision-making model whose manifest gives no floor: refused unless `<section>.allow_below_floor`.
+fn unmeasured(
+    cfg: &Config,
+    section: &str,
+    model: &str,
+    manifest: &Path,
+    key: &str,
+    allowed: bool,
+) -> Result<(), StartError> {
+    let what = format!(
+        "{model} ({}) has no `{key}`, so {section}'s threshold cannot be checked against what the model was measured to do",
+        manifest.display()
+    );
+    if allowed {
+        log::warn!(
+            "config {}: {what}; running because {section}.allow_below_floor = true",
+            cfg.path.display()
+        );
+        return Ok(());
+    }
+    Err(StartError::Config(ConfigError::Invalid {
+        path: cfg.path.clone(),
+        message: format!("{what}: restore the manifest's `{key}` (measure it with `edgeid eval`), or set {section}.allow_below_floor = true to run without one"),
+    }))
 }
 
 fn check_floor(cfg: &Config, f: Floor, allowed: bool) -> Result<(), StartError> {
@@ -261,4 +321,69 @@ impl Runtime {
         };
         Ok(Runtime { path: frame_path(cfg, build.tags)?, gallery })
     }
+}
+
+/// One model a config runs, and what its manifest says of its weights' terms.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelLicence {
+    pub manifest: PathBuf,
+    pub id: String,
+    pub role: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub licence: String,
+    pub licence_note: Option<String>,
+    pub source: Option<String>,
+    /// Whether the licence is one known to allow selling a device that ships the weights.
+    pub commercial_use: bool,
+}
+
+impl ModelLicence {
+    pub fn of(m: &Manifest) -> ModelLicence {
+        ModelLicence {
+            manifest: m.path.clone(),
+            id: m.id.clone(),
+            role: m.role.name().to_string(),
+            file: m.model_path(),
+            sha256: m.sha256.clone(),
+            licence: m.licence().to_string(),
+            licence_note: m.licence_note.clone(),
+            source: m.source.clone(),
+            commercial_use: m.commercial_use(),
+        }
+    }
+}
+
+/// Every model the config runs, with its licence (a manifest that cannot be read is left to
+/// the loading that names what is wrong with it).
+pub fn model_licences(cfg: &Config) -> Vec<ModelLicence> {
+    let mut seen = Vec::new();
+    cfg.manifests()
+        .iter()
+        .filter_map(|p| Manifest::load(p).ok())
+        .filter(|m| {
+            let new = !seen.contains(&m.id);
+            seen.push(m.id.clone());
+            new
+        })
+        .map(|m| ModelLicence::of(&m))
+        .collect()
+}
+
+/// What a start says of the models it runs whose licence is not known to allow commercial use.
+pub fn licence_warnings(cfg: &Config) -> Vec<String> {
+    model_licences(cfg)
+        .into_iter()
+        .filter(|m| !m.commercial_use)
+        .map(|m| {
+            format!(
+                "model {} ({}, {}): licence {}{}; a device sold with it may breach its terms (edgeid models list; configs/licence-clean.toml uses only models that allow it)",
+                m.id,
+                m.role,
+                m.manifest.display(),
+                m.licence,
+                m.licence_note.map(|n| format!(": {n}")).unwrap_or_default()
+            )
+        })
+        .collect()
 }

@@ -138,6 +138,9 @@ pub fn run(
             crate::manifest::Manifest::load(&a.baseline)?;
         }
     }
+    for warning in runtime::licence_warnings(&cfg) {
+        log::warn!("{warning}");
+    }
     let journal = Journal::open(&cfg.daemon.journal)?;
     // Never append to a journal whose chain is broken (an edited or removed record): the
     // operator must see it, and keep the file as it is as evidence.

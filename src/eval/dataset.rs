@@ -402,7 +402,8 @@ pub fn all_pairs(embeddings: &[&[f32]], labels: &[&str]) -> (Vec<f32>, Vec<f32>)
     let blocks = n.div_ceil(BLOCK);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut parts: Vec<(usize, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
-        let workers = std::thread::available_parallelism().map_or(1, |p| p.get()).min(blocks.max(1));
+        let workers =
+            std::thread::available_parallelism().map_or(1, |p| p.get()).min(blocks.max(1));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -416,7 +417,11 @@ pub fn all_pairs(embeddings: &[&[f32]], labels: &[&str]) -> (Vec<f32>, Vec<f32>)
                         for r in b * BLOCK..((b + 1) * BLOCK).min(n) {
                             let a = &matrix[r * dim..(r + 1) * dim];
                             for c in r + 1..n {
-                                let s: f32 = a.iter().zip(&matrix[c * dim..(c + 1) * dim]).map(|(x, y)| x * y).sum();
+                                let s: f32 = a
+                                    .iter()
+                                    .zip(&matrix[c * dim..(c + 1) * dim])
+                                    .map(|(x, y)| x * y)
+                                    .sum();
                                 if labels[r] == labels[c] {
                                     g.push(s);
                                 } else {

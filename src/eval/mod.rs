@@ -4,6 +4,7 @@
 pub mod dataset;
 pub mod metrics;
 pub mod pad;
+pub mod pairs;
 pub mod report;
 
 use std::path::Path;
@@ -16,6 +17,8 @@ use serde::Serialize;
 pub struct Calibration {
     pub config: std::path::PathBuf,
     pub previous_threshold: f32,
+    /// What was written: the operating point's threshold rounded up to 4 decimals.
+    pub threshold: f64,
     pub point: metrics::OperatingPoint,
     pub genuine: usize,
 }
@@ -81,6 +84,7 @@ pub fn calibrate(
     Ok(Calibration {
         config: config_path.to_path_buf(),
         previous_threshold: cfg.recognition.match_threshold,
+        threshold: rounded,
         point,
         genuine: v.genuine,
     })

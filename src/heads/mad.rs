@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::infer::{self, BackendKind, Session, Tensor};
 use crate::manifest::{
-    ColorOrder, Dim, DmadKind, InputSpec, Layout, Manifest, ModelError, OutputSpec, Role,
+    ColorOrder, Dim, DmadKind, InputSpec, Layout, Manifest, ModelError, OutputSpec, PerChannel,
+    Role,
 };
 
 /// The weights file: the score is `sigmoid(bias + weights · features)`, the probability that
@@ -123,8 +124,8 @@ impl Dmad {
                     shape: vec![Dim::Free("N".into()), Dim::Fixed(2 * dim)],
                     layout: Layout::NHWC,
                     color: ColorOrder::RGB,
-                    mean: 0.0,
-                    scale: 1.0,
+                    mean: PerChannel::All(0.0),
+                    scale: PerChannel::All(1.0),
                 });
                 manifest.outputs = [(
                     "score".to_string(),

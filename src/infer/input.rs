@@ -13,9 +13,12 @@ pub fn push_image(spec: &InputSpec, img: &RgbImage, out: &mut Vec<f32>) {
         ColorOrder::RGB => c,
         ColorOrder::BGR => 2 - c,
     };
-    let value = |x: usize, y: usize, c: usize| {
-        (raw[(y * w + x) * 3 + chan(c)] as f32 - spec.mean) * spec.scale
-    };
+    let (mean, scale) = (
+        [spec.mean.of(0), spec.mean.of(1), spec.mean.of(2)],
+        [spec.scale.of(0), spec.scale.of(1), spec.scale.of(2)],
+    );
+    let value =
+        |x: usize, y: usize, c: usize| (raw[(y * w + x) * 3 + chan(c)] as f32 - mean[c]) * scale[c];
     out.reserve(w * h * 3);
     match spec.layout {
         Layout::NHWC => {

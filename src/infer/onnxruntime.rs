@@ -231,7 +231,12 @@ impl Session for OrtSession {
         &self.manifest
     }
 
+    /// A model whose manifest fixes the batch (InsightFace's `w600k_mbf` exports batch 1 as its
+    /// output's first dimension) takes that many inputs a run; otherwise any number on the CPU.
     fn max_batch(&self) -> usize {
-        self.batches.as_ref().map_or(usize::MAX, GpuOptions::max_batch)
+        match self.manifest.input().ok().and_then(|i| i.shape.first()) {
+            Some(Dim::Fixed(n)) => (*n).max(1),
+            _ => self.batches.as_ref().map_or(usize::MAX, GpuOptions::max_batch),
+        }
     }
 }

@@ -24,6 +24,7 @@ mod fleet;
 mod frame_path;
 mod fuzz_corpus;
 mod int8;
+mod licences;
 mod morph;
 mod outputs;
 mod pad;

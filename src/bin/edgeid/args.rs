@@ -96,6 +96,11 @@ pub enum Command {
     Eval {
         #[arg(long)]
         dataset: PathBuf,
+        /// LFW's protocol instead of every pair: a pairs file in LFW's `pairs.txt` format (folds
+        /// of matched and mismatched pairs; images DATASET/<name>/<name>_NNNN.jpg). Reports
+        /// 10-fold accuracy beside FMR/FNMR at the configured threshold.
+        #[arg(long, conflicts_with_all = ["report", "track_frames"])]
+        pairs: Option<PathBuf>,
         /// Also write a Markdown report with SVG charts (DET curve, score histograms) here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -315,6 +320,12 @@ pub enum TokenAction {
 
 #[derive(Subcommand)]
 pub enum ModelsAction {
+    /// Every model the config runs (or every manifest in DIR): id, role, file, sha256, licence
+    /// and source; whether its licence is known to allow selling a device that ships it.
+    List {
+        /// A folder of manifests to list instead of the config's models.
+        dir: Option<PathBuf>,
+    },
     /// Write a new ed25519 secret key (mode 0600) and print its public key for
     /// `trust.public_key`. Keep the secret key off the devices.
     Keygen {

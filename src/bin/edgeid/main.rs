@@ -55,6 +55,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Models { action: ModelsAction::List { dir } } => {
+            signals::quiet_on_closed_stdout();
+            let list = match dir {
+                Some(dir) => models_in(&dir)?,
+                None => {
+                    edgeid::runtime::model_licences(&edgeid::runtime::load_config(&cli.config)?)
+                }
+            };
+            out.emit(&render::ModelList(list))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Models { action } => {
             signals::quiet_on_closed_stdout();
             out.emit(&models(action)?)?;
@@ -76,7 +87,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return each_image(out, &images, |path| out.emit(&identifier.identify(path)?));
         }
-        Command::Eval { dataset, report, track_frames } => {
+        Command::Eval { dataset, pairs: Some(pairs), .. } => {
+            out.emit(&edgeid::eval::pairs::evaluate(&cfg, &dataset, &pairs, !cli.json)?)?;
+        }
+        Command::Eval { dataset, report, track_frames, pairs: None } => {
             let options = edgeid::eval::dataset::EvalOptions { track_frames };
             let r = edgeid::eval::dataset::evaluate_with(&cfg, &dataset, &options, !cli.json)?;
             if let Some(path) = &report {
@@ -358,8 +372,24 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
     anyhow::bail!("--since {s:?} is not a time: give RFC 3339 (2026-11-23T08:00:00Z), Unix seconds, or a duration ago (90m, 2h)")
 }
 
+/// Every manifest (`*.toml` of a model) in a folder, with its licence; a file that is not a
+/// manifest is named and refused.
+fn models_in(dir: &std::path::Path) -> anyhow::Result<Vec<edgeid::runtime::ModelLicence>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the models folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| Ok(edgeid::runtime::ModelLicence::of(&edgeid::manifest::Manifest::load(p)?)))
+        .collect()
+}
+
 fn models(action: ModelsAction) -> anyhow::Result<render::PublicKey> {
     Ok(match action {
+        ModelsAction::List { .. } => unreachable!("listed before"),
         ModelsAction::Keygen { secret } => render::PublicKey {
             public_key: edgeid::trust::keygen(&secret)?,
             what: format!("secret key {}", secret.display()),

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::Serialize;
 
 use edgeid::app::{EnrollReport, ImageReport, MorphReport, ReencodeReport};
@@ -30,13 +31,16 @@ pub struct Out {
 }
 
 impl Out {
+    /// Writes one report. A reader that closed stdout early (`edgeid run | head -c 0`) wanted
+    /// no more: that ends the output quietly, never a panic (println! panics on it) or an error.
     pub fn emit<T: Serialize + Text>(self, report: &T) -> anyhow::Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string(report)?);
-        } else {
-            println!("{}", report.text());
+        use std::io::Write;
+        let text = if self.json { serde_json::to_string(report)? } else { report.text() };
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.context("writing to stdout"),
         }
-        Ok(())
     }
 
     /// An error: one line on stderr, and with `--json` also one JSON object on stdout
@@ -262,13 +266,43 @@ impl Text for AuditReport {
     }
 }
 
+impl Text for edgeid::eval::pairs::PairsReport {
+    fn text(&self) -> String {
+        let mut out = vec![format!(
+            "{} on {}: {} matched and {} mismatched pairs in {} fold(s); {} image(s) without a face (their pairs count as non-matches)",
+            self.pairs_file.display(),
+            self.dataset.display(),
+            self.matched,
+            self.mismatched,
+            self.folds,
+            self.not_acquired.len()
+        )];
+        out.push(format!(
+            "accuracy {:.2}% ± {:.2}% (mean of the folds, each at the threshold chosen on the others; ± its standard error)",
+            100.0 * self.accuracy,
+            100.0 * self.accuracy_se
+        ));
+        out.push(format!(
+            "at {} ({}): FMR {:.4} of {}, FNMR {:.4} of {}; EER {:.4}",
+            self.threshold,
+            self.encoder,
+            self.fmr,
+            self.mismatched,
+            self.fnmr,
+            self.matched,
+            self.eer
+        ));
+        out.join("\n")
+    }
+}
+
 impl Text for Calibration {
     fn text(&self) -> String {
         format!(
             "{}: recognition.match_threshold {} -> {:.4} (FMR {:.2e}, FNMR {:.4} on {} impostor and {} genuine pairs)",
             self.config.display(),
             self.previous_threshold,
-            self.point.threshold,
+            self.threshold,
             self.point.false_accept,
             self.point.false_reject,
             self.point.comparisons,
@@ -289,6 +323,35 @@ impl Text for edgeid::capture::record::Recording {
             self.seconds,
             self.skipped
         )
+    }
+}
+
+/// `edgeid models list`: one model a line.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct ModelList(pub Vec<edgeid::runtime::ModelLicence>);
+
+impl Text for ModelList {
+    fn text(&self) -> String {
+        let mut out = Vec::new();
+        for m in &self.0 {
+            out.push(format!(
+                "{}  {}  {}  sha256 {}  licence {}{}",
+                m.id,
+                m.role,
+                m.file.display(),
+                m.sha256,
+                m.licence,
+                if m.commercial_use { "" } else { " (NOT known to allow commercial use)" }
+            ));
+            if let Some(note) = &m.licence_note {
+                out.push(format!("    {note}"));
+            }
+            if let Some(source) = &m.source {
+                out.push(format!("    from {source}"));
+            }
+        }
+        lines(out)
     }
 }
 
