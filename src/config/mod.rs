@@ -231,11 +231,21 @@ pub struct PolicyConfig {
     /// The D-MAD bona fide score of the matched reference against the live face is at or
     /// above mad.threshold (needs mad.enabled and mad.dmad).
     pub require_bona_fide: bool,
+    /// The override that lets `require_match = false` run: without a match requirement every
+    /// face that passes the other checks is granted, strangers included (a "live person" door).
+    /// Refused without it, however the config arrives (file, SIGHUP, fleet offer); logged at
+    /// every load with it.
+    pub grant_unmatched: bool,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { require_match: true, require_live: false, require_bona_fide: false }
+        PolicyConfig {
+            require_match: true,
+            require_live: false,
+            require_bona_fide: false,
+            grant_unmatched: false,
+        }
     }
 }
 
@@ -645,18 +655,26 @@ impl Config {
                 }));
             }
         }
+        // Never 0 or below, whatever the override keys say: a cosine of 0 is what unrelated
+        // faces score, so such a threshold matches strangers.
         self.check(
             "recognition.match_threshold",
             self.recognition.match_threshold,
-            |v| v > -1.0 && v < 1.0,
-            "a cosine similarity between -1 and 1, exclusive",
+            |v| v > 0.0 && v <= 1.0,
+            "a cosine similarity above 0 and at most 1 (0 or below matches strangers)",
         )?;
         self.check(
             "pad.threshold",
             self.pad.threshold,
-            |v| (0.0..=1.0).contains(&v),
-            "a score from 0 to 1",
+            |v| v > 0.0 && v <= 1.0,
+            "a score above 0 and at most 1 (0 takes every attack for a live person)",
         )?;
+        if !self.policy.require_match && !self.policy.grant_unmatched {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: "policy.require_match = false grants every face that passes the other checks, strangers included; set require_match = true, or, for a door that is meant to open for anyone, policy.grant_unmatched = true as well (logged at every start)".into(),
+            });
+        }
         self.check(
             "pad.deny_below",
             self.pad.deny_below,

@@ -393,10 +393,13 @@ fn bad_configs_are_refused_by_key() {
     // the override key says so (then they run, with a warning).
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 0.0"));
+    assert_fails_with(&run(&sb), &["recognition.match_threshold = 0", "above 0 and at most 1"]);
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("match_threshold = 0.44", "match_threshold = 0.3"));
     assert_fails_with(
         &run(&sb),
         &[
-            "recognition.match_threshold = 0 is below 0.4109",
+            "recognition.match_threshold = 0.3 is below 0.4109",
             "mobileface-256@80c1c6f0",
             "recognition.allow_below_floor = true",
         ],
@@ -415,7 +418,10 @@ fn bad_configs_are_refused_by_key() {
     );
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("threshold = 0.6957", "threshold = 0.0"));
-    assert_fails_with(&run(&sb), &["pad.threshold = 0 is below 0.5", "pad.allow_below_floor"]);
+    assert_fails_with(&run(&sb), &["pad.threshold = 0", "above 0 and at most 1"]);
+    let sb = Sandbox::new();
+    sb.edit("config.toml", |t| t.replace("threshold = 0.6957", "threshold = 0.3"));
+    assert_fails_with(&run(&sb), &["pad.threshold = 0.3 is below 0.5", "pad.allow_below_floor"]);
 
     let sb = Sandbox::new();
     sb.edit("config.toml", |t| t.replace("min_face_px = 20", "min_face_px = \"twenty\""));

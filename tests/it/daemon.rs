@@ -227,7 +227,7 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     // SIGHUP, granting everyone: now it is below the encoder's measured floor (0.4109) and
     // refused. Then a raise, which the log names.
     let good = std::fs::read_to_string(s.config()).unwrap();
-    let bad = good.replace("match_threshold = 0.44", "match_threshold = 0.0");
+    let bad = good.replace("match_threshold = 0.44", "match_threshold = 0.3");
     assert_ne!(bad, good);
     std::fs::write(s.config(), &bad).unwrap();
     hup();
@@ -238,7 +238,7 @@ fn sighup_reloads_the_gallery_and_sigterm_drains() {
     assert!(health.contains("stale: the latest reload was refused"), "{health}");
     assert!(
         health.contains(
-            "recognition.match_threshold = 0 is below 0.4109, the floor of mobileface-256"
+            "recognition.match_threshold = 0.3 is below 0.4109, the floor of mobileface-256"
         ),
         "{health}"
     );

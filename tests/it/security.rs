@@ -636,3 +636,171 @@ fn regression_image_bombs_cost_bounded_memory() {
         assert!(peak < limit_mib, "{}: peak {peak:.0} MiB, over {limit_mib:.0}", image.display());
     }
 }
+
+/// `text` with the first line that sets `key` set to `value` instead.
+fn set_first(text: &str, key: &str, value: &str) -> String {
+    let mut done = false;
+    let mut out: String = text
+        .lines()
+        .map(|l| {
+            if !done && l.starts_with(&format!("{key} = ")) {
+                done = true;
+                format!("{key} = {value}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(done, "no `{key}` line");
+    out
+}
+
+/// A temporary copy of the default config (models from the repository), with `edit` applied.
+fn default_config_with(dir: &Path, edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("configs/default.toml"))
+        .unwrap()
+        .replace("../models/", &format!("{}/", root().join("models").display()))
+        .replace("../tests/", &format!("{}/", root().join("tests").display()))
+        .replace("../var/", &format!("{}/", dir.display()));
+    let path = dir.join("edgeid.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// #37, 1: `policy.require_match = false` granted every unknown face; it arrived by the file, by
+/// SIGHUP and by a signed fleet offer. Refused in each (one check, in the config's validation,
+/// which every way a config arrives goes through), unless `policy.grant_unmatched` says so, which
+/// is then logged.
+#[test]
+fn regression_a_policy_that_grants_strangers_is_refused_however_it_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let off = |t: String| t.replace("require_match = true", "require_match = false");
+    let cfg = default_config_with(tmp.path(), off);
+    let photo = s(&data("sample2.jpg"));
+    let run = |cfg: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .arg("--config")
+            .arg(cfg)
+            .args(["identify", "--gallery", &s(&tmp.path().join("g.db")), &photo])
+            .output()
+            .unwrap()
+    };
+    let o = run(&cfg);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("policy.require_match = false grants every face"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("policy.grant_unmatched = true"), "{}", stderr(&o));
+    // The same text as a fleet offer's [policy] over a good config: refused by the device's check.
+    let good = default_config_with(tmp.path(), |t| t);
+    let staged = tmp.path().join("offer");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(
+        staged.join(edgeid::fleet::offer::CONFIG_FILE),
+        "[policy]\nrequire_match = false\nrequire_live = true\n",
+    )
+    .unwrap();
+    let e = edgeid::runtime::load_config_with_offer(&good, &staged, 1).unwrap_err();
+    assert!(format!("{e}").contains("policy.require_match = false grants every face"), "{e}");
+    // With the override, it runs, and says so.
+    let cfg = default_config_with(tmp.path(), |t| {
+        off(t).replace("require_match = false", "require_match = false\ngrant_unmatched = true")
+    });
+    let g = s(&tmp.path().join("g.db"));
+    let enrol = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["enroll", "--gallery", &g, "--name", "alice", &s(&data("sample3.jpg"))])
+        .output()
+        .unwrap();
+    assert!(enrol.status.success(), "{}", stderr(&enrol));
+    let o = run(&cfg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("faces that match no one are granted"), "{}", stderr(&o));
+}
+
+/// #37, 2: an encoder manifest copied without its `match_floor` let `match_threshold = 0` and
+/// `-0.5` through (4 of 4 strangers granted). Thresholds outside (0, 1] are refused whatever the
+/// override says; a manifest without a floor is refused unless the override says so (logged).
+#[test]
+fn regression_a_threshold_is_refused_when_the_floor_line_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["mobilefacenet.toml", "mobilefacenet.onnx"] {
+        std::fs::copy(root().join("models").join(f), models.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(models.join("mobilefacenet.toml")).unwrap();
+    let floorless: String = manifest
+        .lines()
+        .filter(|l| !l.starts_with("match_floor"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(floorless, manifest);
+    std::fs::write(models.join("mobilefacenet.toml"), floorless).unwrap();
+    let photo = s(&data("sample2.jpg"));
+    let g = s(&tmp.path().join("g.db"));
+    let enrol = |threshold: &str, allow: bool| {
+        let cfg = default_config_with(tmp.path(), |t| {
+            let t = t.replace(
+                &format!("{}/mobilefacenet.toml", root().join("models").display()),
+                &s(&models.join("mobilefacenet.toml")),
+            );
+            // The first of each is [recognition]'s.
+            let t = set_first(&t, "match_threshold", threshold);
+            set_first(&t, "allow_below_floor", &allow.to_string())
+        });
+        Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["enroll", "--gallery", &g, "--name", "alice", &photo])
+            .output()
+            .unwrap()
+    };
+    for (threshold, allow) in [("0", false), ("-0.5", false), ("0", true), ("1.5", false)] {
+        let o = enrol(threshold, allow);
+        assert_eq!(o.status.code(), Some(1), "{threshold} {allow}: {}", stderr(&o));
+        assert!(stderr(&o).contains("recognition.match_threshold"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("above 0 and at most 1"), "{}", stderr(&o));
+    }
+    let o = enrol("0.58", false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no `match_floor`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recognition.allow_below_floor = true"), "{}", stderr(&o));
+    assert!(!Path::new(&g).exists(), "nothing enrolled");
+    let o = enrol("0.58", true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running because recognition.allow_below_floor = true"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// #37, 9: `edgeid run | head -c 0` panicked (exit 101) writing its summary to the closed stdout.
+/// Now a closed stdout ends the output quietly, as for every other command, and the run's exit
+/// status is its own.
+#[test]
+fn regression_run_with_a_closed_stdout_exits_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("one.txt");
+    std::fs::write(&list, format!("{}\n", data("sample2.jpg").display())).unwrap();
+    let setup = common::Setup::new(&s(&list), 0.0, false, "");
+    setup.enrol("alice", "sample3.jpg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeid"))
+        .arg("--config")
+        .arg(setup.config())
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
