@@ -140,7 +140,7 @@ fn health(metrics: &Metrics) -> (StatusCode, String, &'static str) {
         .iter()
         .filter_map(|o| {
             let why = o.failing()?;
-            let waiting = o.lag.load(Ordering::Relaxed);
+            let waiting = o.lag();
             Some(format!("{} failing ({why}); {waiting} record(s) waiting, retried", o.name))
         })
         .collect();

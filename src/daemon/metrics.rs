@@ -56,6 +56,9 @@ pub struct Metrics {
     journal_failing: Mutex<Option<String>>,
     /// Failed attempts to write a decision or audit to the journal.
     pub journal_failures: AtomicU64,
+    /// The journal's last record id, kept by the writer (outputs and the fleet read their lag
+    /// against it).
+    pub journal_head: std::sync::Arc<std::sync::atomic::AtomicI64>,
     /// Each output's deliveries, failures and lag.
     pub outputs: Vec<std::sync::Arc<crate::outputs::OutputStatus>>,
     /// The fleet's shipping and gallery changes, with `[fleet]`.
@@ -74,6 +77,7 @@ impl Metrics {
             stale: Mutex::new(None),
             journal_failing: Mutex::new(None),
             journal_failures: AtomicU64::new(0),
+            journal_head: Default::default(),
             outputs: Vec::new(),
             fleet: None,
             started: std::time::Instant::now(),
@@ -254,7 +258,7 @@ impl Metrics {
             (
                 "edgeid_output_lag_records",
                 "Journal records an output has not dealt with yet.",
-                |o| o.lag.load(Ordering::Relaxed),
+                |o| o.lag(),
             ),
             ("edgeid_output_up", "0 while an output's latest delivery failed.", |o| {
                 i64::from(o.failing().is_none())
@@ -285,7 +289,7 @@ impl Metrics {
                     f.shipped.load(Ordering::Relaxed) as i64
                 }),
                 ("edgeid_fleet_lag_records", "Decisions the central database does not hold yet.", |f| {
-                    f.lag.load(Ordering::Relaxed)
+                    f.lag()
                 }),
                 ("edgeid_fleet_up", "0 while the latest shipping attempt failed.", |f| {
                     i64::from(f.failing().is_none())

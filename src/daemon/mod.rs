@@ -152,6 +152,9 @@ pub fn run(
             t.table
         );
     }
+    // The journal's last record id, kept by the writer: outputs and the fleet read their lag
+    // against it whenever asked.
+    let journal_head = Arc::new(std::sync::atomic::AtomicI64::new(journal.last_id()?));
     // Outputs open now: a webhook's missing key stops the start, not the first decision.
     let device = cfg.daemon.device_id();
     let cameras: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
@@ -159,7 +162,8 @@ pub fn run(
         .outputs
         .iter()
         .map(|o| {
-            let status = Arc::new(crate::outputs::OutputStatus::new(o.name()));
+            let status =
+                Arc::new(crate::outputs::OutputStatus::new(o.name(), journal_head.clone()));
             let output = Output::open(o, &status, &cfg.daemon.journal, &device, &cameras)?;
             Ok((output, status))
         })
@@ -196,7 +200,8 @@ pub fn run(
     }
     // The fleet's parts open now too: a database URL that does not parse or a missing
     // transport key stops the start; a database or broker that is down does not.
-    let fleet_status = fleet.map(|_| Arc::new(crate::fleet::FleetStatus::default()));
+    let fleet_status =
+        fleet.map(|_| Arc::new(crate::fleet::FleetStatus::new(journal_head.clone())));
     let shipper = match fleet.filter(|f| !f.database.is_empty()) {
         Some(f) => Some(crate::fleet::ship::Shipper::new(
             f,
@@ -230,6 +235,7 @@ pub fn run(
     }
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name().to_string()).collect();
     let mut metrics = Metrics::new(&names);
+    metrics.journal_head = journal_head.clone();
     metrics.outputs = outputs.iter().map(|(_, status)| status.clone()).collect();
     metrics.fleet = fleet_status.clone();
     if let Some(status) = &fleet_status {
@@ -465,7 +471,8 @@ fn journal_until_written(
     let mut failures = 0u64;
     loop {
         match journal.append(d) {
-            Ok(_) => {
+            Ok(id) => {
+                metrics.journal_head.fetch_max(id, Ordering::Relaxed);
                 if failures > 0 {
                     log::warn!(
                         "journal writable again after {failures} failed attempt(s); deciding again"

@@ -37,16 +37,13 @@ pub fn parse(text: &str, dir: &Path, file: &Path) -> anyhow::Result<(usize, Vec<
     let Some((_, header)) = lines.next() else {
         bail!("pairs file {} is empty; give LFW's pairs.txt format (a line `FOLDS N`, then per fold N matched and N mismatched pairs)", file.display());
     };
-    let numbers: Vec<usize> = header
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| {
-        format!(
+    let numbers: Vec<usize> =
+        header.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| {
+            format!(
             "pairs file {} line 1 `{header}`: expected `FOLDS N` or `N` (LFW's pairs.txt header)",
             file.display()
         )
-    })?;
+        })?;
     let (folds, per) = match numbers[..] {
         [n] => (1, n),
         [f, n] => (f, n),

@@ -137,6 +137,36 @@ pub fn publish(
     central::require_schema(&mut db)?;
     let mut tx = db.transaction().map_err(FleetError::db("publishing"))?;
     let version = next_version(&mut tx, "gallery_changes")?;
+    if change.op == Op::Remove {
+        // A removal of a name the fleet does not hold (a typo, or one removed already) would be
+        // published, signed and applied as a success that revoked no one.
+        let last: Option<String> = tx
+            .query_opt(
+                "SELECT op FROM gallery_changes WHERE name = $1 ORDER BY version DESC LIMIT 1",
+                &[&change.name],
+            )
+            .map_err(FleetError::db("publishing"))?
+            .map(|r| r.get(0));
+        if last.as_deref() != Some(Op::Add.as_str()) {
+            let enrolled: Vec<String> = tx
+                .query(
+                    "SELECT name FROM gallery_changes c WHERE version = (SELECT max(version) FROM gallery_changes WHERE name = c.name) AND op = $1 ORDER BY name LIMIT 20",
+                    &[&Op::Add.as_str()],
+                )
+                .map_err(FleetError::db("publishing"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            return Err(FleetError::NotEnrolled {
+                name: change.name.clone(),
+                why: match last {
+                    Some(_) => "it was removed already".into(),
+                    None => "no change ever enrolled it".into(),
+                },
+                enrolled: enrolled.join(", "),
+            });
+        }
+    }
     let message = seal(version, crate::clock::now_ms(), change, &key, &signer);
     let text = serde_json::to_string(&message).expect("a message serialises");
     tx.execute(

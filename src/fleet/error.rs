@@ -9,6 +9,8 @@ pub enum FleetError {
     Setup { what: String, why: String },
     #[error("fleet database holds schema version {held}, this edgeid needs {needed}; run `edgeid fleet migrate` with the database owner's config")]
     Schema { held: i32, needed: i32 },
+    #[error("fleet gallery holds no identity named `{name}` ({why}); nothing was published. Enrolled: {enrolled}")]
+    NotEnrolled { name: String, why: String, enrolled: String },
     #[error("fleet broker {broker}: {why}")]
     Broker { broker: String, why: String },
     #[error("fleet {what}: {why}")]

@@ -1,15 +1,19 @@
 //! The fleet's state on a device, read by `/metrics` and `fleet status`.
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The fleet's state on a device, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct FleetStatus {
     /// Records shipped since the start.
     pub shipped: AtomicU64,
-    /// Decisions in the journal that the central copy does not hold yet.
-    pub lag: AtomicI64,
+    /// The last decision id the central copy was seen to hold (0 until a round has read it).
+    pub central: AtomicI64,
+    /// The journal's last record id, shared with the journal's writer: the lag is read against
+    /// it, so it grows while shipping fails (it read 0 with hundreds of records unshipped when
+    /// only a successful round set it).
+    pub journal_head: Arc<AtomicI64>,
     /// The version of the gallery changes the device holds.
     pub gallery_version: AtomicI64,
     pub changes_applied: AtomicU64,
@@ -25,6 +29,15 @@ pub struct FleetStatus {
 }
 
 impl FleetStatus {
+    pub fn new(journal_head: Arc<AtomicI64>) -> FleetStatus {
+        FleetStatus { journal_head, ..FleetStatus::default() }
+    }
+
+    /// Decisions in the journal that the central copy is not known to hold, now.
+    pub fn lag(&self) -> i64 {
+        (self.journal_head.load(Ordering::Relaxed) - self.central.load(Ordering::Relaxed)).max(0)
+    }
+
     pub fn failing(&self) -> Option<String> {
         self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -26,6 +26,8 @@ pub struct Round {
     pub shipped: Vec<(String, usize)>,
     /// Decisions the central copy still lacks after the round.
     pub lag: i64,
+    /// The last decision id the central copy holds after the round.
+    pub central: i64,
     /// A record that stopped shipping, or the device's own verification's finding.
     pub problem: Option<String>,
 }
@@ -71,7 +73,8 @@ impl Shipper {
                 Ok(round) => {
                     let n: usize = round.shipped.iter().map(|s| s.1).sum();
                     status.shipped.fetch_add(n as u64, Ordering::Relaxed);
-                    status.lag.store(round.lag, Ordering::Relaxed);
+                    status.central.store(round.central, Ordering::Relaxed);
+                    status.journal_head.fetch_max(round.central + round.lag, Ordering::Relaxed);
                     if status.failing().is_some() {
                         log::info!("fleet: shipping again to {}", self.cfg.database);
                     }
@@ -198,6 +201,7 @@ impl Shipper {
             .map_err(FleetError::db("reading the central copy"))?
             .get(0);
         round.lag = (heads[0].0 - central).max(0);
+        round.central = central;
         Ok(round)
     }
 

@@ -904,7 +904,9 @@ impl Gallery {
         }
         self.templates.best(&probe).map(|(i, similarity)| Match {
             name: self.names[i].clone(),
-            similarity,
+            // Two unit vectors' dot product in f32 rounds past 1 for the same face (1.0000002):
+            // a cosine is shown, and compared, as one.
+            similarity: similarity.clamp(-1.0, 1.0),
             reference: self.templates.row(i).to_vec(),
         })
     }
@@ -918,6 +920,7 @@ impl Gallery {
             return best;
         }
         for (i, similarity) in self.templates.scores(&probe).into_iter().enumerate() {
+            let similarity = similarity.clamp(-1.0, 1.0);
             if similarity < threshold {
                 continue;
             }

@@ -204,7 +204,10 @@ impl Output {
     /// Returns how many records it dealt with.
     fn step(&mut self, status: &OutputStatus, time_up: &Drain) -> anyhow::Result<usize> {
         let entries = self.journal.after(self.cursor, 64)?;
-        status.lag.store(self.journal.last_id()? - self.cursor, Ordering::Relaxed);
+        status.cursor.store(self.cursor, Ordering::Relaxed);
+        // A journal written by another process too (`edgeid` commands) may be ahead of the
+        // daemon's own count.
+        status.journal_head.fetch_max(self.journal.last_id()?, Ordering::Relaxed);
         if entries.is_empty() {
             return Ok(0);
         }
@@ -249,9 +252,9 @@ impl Output {
             }
             self.cursor = e.id;
             self.journal.set_cursor(self.cfg.name(), e.id)?;
+            status.cursor.store(e.id, Ordering::Relaxed);
             dealt += 1;
         }
-        status.lag.store(self.journal.last_id()? - self.cursor, Ordering::Relaxed);
         Ok(dealt)
     }
 }

@@ -1,7 +1,7 @@
 //! An output's state, read by `/metrics` and `/healthz`.
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// An output's state, read by `/metrics` and `/healthz`.
 #[derive(Debug, Default)]
@@ -9,8 +9,12 @@ pub struct OutputStatus {
     pub name: String,
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
-    /// Journal records not yet dealt with.
-    pub lag: AtomicI64,
+    /// The last journal record the output dealt with.
+    pub cursor: AtomicI64,
+    /// The journal's last record id, shared with the journal's writer: the lag is read against
+    /// it when asked, so it grows while a delivery is being retried (it froze there when the
+    /// output itself stored it between deliveries).
+    pub journal_head: Arc<AtomicI64>,
     /// Why the latest attempt failed, while it has not succeeded since.
     pub failing: Mutex<Option<String>>,
     /// gpio: a door opened with no grant or exit request before it; open too long; exit
@@ -21,8 +25,13 @@ pub struct OutputStatus {
 }
 
 impl OutputStatus {
-    pub fn new(name: &str) -> OutputStatus {
-        OutputStatus { name: name.to_string(), ..OutputStatus::default() }
+    pub fn new(name: &str, journal_head: Arc<AtomicI64>) -> OutputStatus {
+        OutputStatus { name: name.to_string(), journal_head, ..OutputStatus::default() }
+    }
+
+    /// Journal records the output has not dealt with yet, now.
+    pub fn lag(&self) -> i64 {
+        (self.journal_head.load(Ordering::Relaxed) - self.cursor.load(Ordering::Relaxed)).max(0)
     }
 
     pub fn failing(&self) -> Option<String> {

@@ -131,6 +131,18 @@ fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
     let png = png.body_mut().read_to_vec().unwrap();
     let crop = image::load_from_memory(&png).unwrap();
     assert_eq!((crop.width(), crop.height()), (112, 112));
+    // Regressions (#42, 6): a decision that does not exist is named as such (it was told crops
+    // need store_crops); numbers read as recorded (a threshold of 0.5351 showed as
+    // 0.535099983215332); a similarity is a cosine, never above 1.
+    let (status, missing) = get("/api/decisions/99999/crop", Some(&viewer));
+    assert_eq!(status, 404, "{missing}");
+    assert!(missing["error"].as_str().unwrap().contains("no decision 99999"), "{missing}");
+    let shown = recent["decisions"].as_array().unwrap();
+    for d in shown {
+        let text = d.to_string();
+        assert!(d["similarity"].as_f64().is_none_or(|v| v <= 1.0), "{text}");
+    }
+    assert!(shown.iter().any(|d| d.to_string().contains("\"match_threshold\":0.5351")), "{recent}");
 
     // A decision marked wrong is kept, with who marked it; the decision itself is unchanged.
     let wrong = format!("{base}/api/decisions/{}/wrong", entries(&s.journal())[0].id);

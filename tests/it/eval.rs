@@ -237,21 +237,24 @@ fn calibrate_writes_the_threshold_for_a_target_fmr() {
             .output()
             .unwrap()
     };
-    // On this small set FMR 1e-2 sits below the encoder's measured floor: refused, unwritten,
+    // On this small set FMR 5e-2 sits below the encoder's measured floor: refused, unwritten,
     // until the config allows it.
-    let out = run("1e-2");
+    let out = run("5e-2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("is not written") && err.contains("is below 0.4871"), "{err}");
+    assert!(err.contains("is not written") && err.contains("is below 0.4534"), "{err}");
     assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), text);
+    // The first `allow_below_floor` is [recognition]'s.
     let allowed = text.replacen("allow_below_floor = false", "allow_below_floor = true", 1);
-    assert!(allowed.contains("match_threshold = 0.58\n# A threshold below the encoder's"));
+    let recognition =
+        &allowed[allowed.find("[recognition]").unwrap()..allowed.find("[pad]").unwrap()];
+    assert!(recognition.contains("allow_below_floor = true"), "{recognition}");
     std::fs::write(&cfg_path, &allowed).unwrap();
-    let out = run("1e-2");
+    let out = run("5e-2");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = c["point"]["threshold"].as_f64().unwrap() as f32;
-    assert!(c["point"]["false_accept"].as_f64().unwrap() <= 1e-2);
+    assert!(c["point"]["false_accept"].as_f64().unwrap() <= 5e-2);
     let cfg = edgeid::config::Config::load(&cfg_path).unwrap();
     assert!(
         (cfg.recognition.match_threshold - t).abs() < 1e-4,
@@ -263,7 +266,7 @@ fn calibrate_writes_the_threshold_for_a_target_fmr() {
     assert!(
         written.contains("# Cosine similarity at or above which a face is the enrolled person.")
     );
-    println!("calibrated at FMR <= 1e-2: threshold {t}; {}", c["point"]);
+    println!("calibrated at FMR <= 5e-2: threshold {t}; {}", c["point"]);
 
     let out = run("1e-4");
     assert!(!out.status.success());
@@ -272,10 +275,12 @@ fn calibrate_writes_the_threshold_for_a_target_fmr() {
     assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), written);
 }
 
-/// The shipped threshold (configs/default.toml, set with `edgeid calibrate` on this set) on the
-/// hand-labelled development set built by tools/labelled.py: no impostor pair matches, and
-/// every genuine pair but one matches with a wide margin. The one is written down in the
-/// config: the woman with heavy stage make-up in sample1 against her plain photo in sample2.
+/// The shipped threshold (configs/default.toml, set with `edgeid calibrate --target-fmr 1e-4` on
+/// LFW photos) on the hand-labelled development set built by tools/labelled.py: one impostor
+/// pair of 295 matches, the stage make-up face of sample1 against a woman of sample4 (0.579, the
+/// least certain label: docs/models.md), and every genuine pair but one matches with a wide
+/// margin. Both are written down in the config; the genuine miss is the same make-up face
+/// against her plain photo in sample2.
 #[test]
 fn shipped_threshold_on_the_hand_labelled_set() {
     let cfg = config();
@@ -295,8 +300,10 @@ fn shipped_threshold_on_the_hand_labelled_set() {
     );
     assert_eq!((r.counts.identities, r.counts.images), (22, 26));
     assert_eq!((v.genuine, v.impostor), (5, 295));
-    assert!(highest_impostor < t, "{highest_impostor}");
-    assert_eq!(v.fmr, 0.0);
+    assert!(highest_impostor > t && highest_impostor < 0.58, "{highest_impostor}");
+    assert_eq!(v.fmr, 1.0 / 295.0);
+    let above: Vec<&f32> = v.impostor_scores.iter().filter(|s| **s >= t).collect();
+    assert_eq!(above.len(), 1, "{above:?}");
     // The heavy make-up pair, below the threshold; the other four well above it.
     assert!(genuine[0] < t - 0.1, "{genuine:?}");
     assert!(genuine[1] >= t + 0.15, "{genuine:?}");

@@ -298,6 +298,11 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     for (_, port) in &doors {
         assert_eq!(metric(*port, "edgeid_fleet_up"), Some(0), "shipping is seen failing");
     }
+    // Regression (#42, 3): the lag kept the value of the last successful round (0) while
+    // hundreds of records went unshipped; it counts what is journaled since.
+    wait_for("the fleet lag to count the unshipped decisions", Duration::from_secs(60), || {
+        doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_lag_records").unwrap_or(0) >= 3)
+    });
     pg.start_again();
     eprintln!("database down for {:.1?}", down.elapsed());
 
@@ -306,6 +311,16 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
     let (ok, out, err) =
         edgeid(&hq.config(), &["fleet", "remove", "visitor", "--signing-key", key]);
     assert!(ok && out.contains("gallery change 2"), "{out}{err}");
+    // Regression (#42, 4): a removal of a name the fleet does not hold was published, signed,
+    // and exited 0; a repeated one published again. Refused now, and nothing is published.
+    for (name, why) in
+        [("never-existed", "no change ever enrolled it"), ("visitor", "removed already")]
+    {
+        let (ok, out, err) = edgeid(&hq.config(), &["fleet", "remove", name, "--signing-key", key]);
+        assert!(!ok, "{out}{err}");
+        assert!(err.contains(&format!("no identity named `{name}`")) && err.contains(why), "{err}");
+    }
+    assert_eq!(pg.int("SELECT max(version) FROM gallery_changes"), 2, "nothing more published");
     wait_for("every door to hold version 2", Duration::from_secs(30), || {
         doors.iter().all(|(_, port)| metric(*port, "edgeid_fleet_gallery_version") == Some(2))
     });

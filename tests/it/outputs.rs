@@ -244,6 +244,26 @@ fn a_webhook_receiver_down_at_first_misses_nothing_and_checks_every_signature() 
     assert!(value("edgeid_output_failures_total") >= 1.0);
     assert_eq!(value("edgeid_output_up"), 0.0);
     assert!(value("edgeid_output_lag_records") >= 1.0);
+    // Regression (#42, 1): the lag froze at its value when the first delivery failed while more
+    // decisions were journaled; it counts them now, and so does /healthz.
+    let lag_now = || -> f64 {
+        let m = http_get(metrics_port, "/metrics");
+        m.lines()
+            .find(|l| l.starts_with("edgeid_output_lag_records{output=\"building\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let first = value("edgeid_output_lag_records");
+    wait_for("the lag to grow during the outage", Duration::from_secs(120), || {
+        lag_now() >= first + 5.0
+    });
+    let health = http_get(metrics_port, "/healthz");
+    let waiting: f64 = health
+        .split(" record(s) waiting")
+        .next()
+        .and_then(|h| h.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{health}"));
+    assert!(waiting >= first + 5.0, "{health}");
     // The receiver comes up: everything journaled arrives, in order, signed.
     let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap(), KEY);
     let summary = daemon.join().unwrap().unwrap();

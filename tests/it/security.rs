@@ -640,7 +640,7 @@ fn regression_image_bombs_cost_bounded_memory() {
 /// `text` with the first line that sets `key` set to `value` instead.
 fn set_first(text: &str, key: &str, value: &str) -> String {
     let mut done = false;
-    let mut out: String = text
+    let out: String = text
         .lines()
         .map(|l| {
             if !done && l.starts_with(&format!("{key} = ")) {

@@ -347,7 +347,7 @@ async fn status(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<se
             .map(|o| {
                 serde_json::json!({
                     "name": o.name,
-                    "lag": o.lag.load(Ordering::Relaxed),
+                    "lag": o.lag(),
                     "delivered": o.delivered.load(Ordering::Relaxed),
                     "failures": o.failures.load(Ordering::Relaxed),
                     "failing": o.failing(),
@@ -466,7 +466,10 @@ fn default_limit() -> usize {
 
 /// A decision as the API shows it: the record, whether a crop is stored, the marks on it.
 fn shown(e: Entry, marks: &[crate::journal::WrongMark], crops: bool) -> serde_json::Value {
-    let mut v = serde_json::to_value(&e).expect("an entry serialises");
+    // Through the text form: `to_value` widens each f32 to f64 (a threshold of 0.58 showed as
+    // 0.5799999833106995); written as text first, each number reads as the record holds it.
+    let text = serde_json::to_string(&e).expect("an entry serialises");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("its own JSON parses");
     let mine: Vec<_> = marks.iter().filter(|m| m.decision_id == e.id).collect();
     v["wrong"] = serde_json::to_value(mine).expect("marks serialise");
     if crops {
@@ -502,6 +505,15 @@ async fn crop(
     s.authorise(&headers, Scope::Read)?;
     blocking(&s, move |s| match s.journal()?.crop(id).map_err(ApiError::internal)? {
         Some(png) => Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response()),
+        None if s
+            .journal()?
+            .after(id - 1, 1)
+            .map_err(ApiError::internal)?
+            .first()
+            .is_none_or(|e| e.id != id) =>
+        {
+            Err(ApiError::new(StatusCode::NOT_FOUND, format!("no decision {id} in the journal")))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no face crop stored with decision {id} (crops are kept only with daemon.store_crops = true)"),
