@@ -338,13 +338,32 @@ pub struct ModelLicence {
     pub commercial_use: bool,
 }
 
+/// `configs/../models/x.onnx` as `models/x.onnx`: a config's relative paths joined to its folder,
+/// shown as a person would write them (lexically: no file system lookup).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl ModelLicence {
     pub fn of(m: &Manifest) -> ModelLicence {
         ModelLicence {
-            manifest: m.path.clone(),
+            manifest: tidy(&m.path),
             id: m.id.clone(),
             role: m.role.name().to_string(),
-            file: m.model_path(),
+            file: tidy(&m.model_path()),
             sha256: m.sha256.clone(),
             licence: m.licence().to_string(),
             licence_note: m.licence_note.clone(),
