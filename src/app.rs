@@ -459,6 +459,8 @@ pub fn make_morph(
 pub struct Identifier {
     path: FramePath,
     gallery: Gallery,
+    /// To open the gallery's path again when it names another file (a restored backup).
+    cfg: Config,
     /// Where to write each face's aligned crop (PNG), to inspect alignment.
     crops_dir: Option<PathBuf>,
 }
@@ -481,7 +483,7 @@ impl Identifier {
                 .create(dir)
                 .with_context(|| format!("creating the crops folder {}", dir.display()))?;
         }
-        Ok(Identifier { path, gallery, crops_dir })
+        Ok(Identifier { path, gallery, cfg: cfg.clone(), crops_dir })
     }
 
     /// Enrols the largest face of each frame under `name` with this identifier's pipeline
@@ -513,7 +515,10 @@ impl Identifier {
     /// identity in the gallery as it is on disk now: the frame path without a tracker, each
     /// face judged alone.
     pub fn identify_frame(&mut self, frame: Frame) -> anyhow::Result<ImageReport> {
-        if self.gallery.changed_on_disk()? {
+        if self.gallery.replaced_on_disk() {
+            let path = self.gallery.path().to_path_buf();
+            self.gallery = runtime::gallery(&self.cfg, &path, Open::Existing)?;
+        } else if self.gallery.changed_on_disk()? {
             self.gallery.reload()?;
         }
         let seen = self.path.step(&frame, None, &self.gallery)?;
@@ -618,7 +623,7 @@ pub fn gallery_reencode(cfg: &Config, gallery: &Path) -> anyhow::Result<Reencode
     let templates = if from == to {
         0
     } else {
-        let mut encoder = Encoder::load(cfg.backend, &manifest)?;
+        let mut encoder = Encoder::load(cfg.backend, &manifest)?.with_flip(cfg.encoder.flip);
         let alignment = alignment_key(encoder.alignment());
         g.reencode(&to, dim, &alignment, |crop| {
             encoder.encode(&[crop])?.pop().context("the encoder returned no embedding")

@@ -45,7 +45,8 @@ impl Pipeline {
         crate::infer::gpu::configure(&cfg.gpu);
         crate::infer::cpu::configure(&cfg.cpu);
         let detector = detect::load(cfg.backend, &cfg.detector)?;
-        let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?;
+        let encoder = Encoder::load(cfg.backend, &Manifest::load(&cfg.encoder.manifest)?)?
+            .with_flip(cfg.encoder.flip);
         let pad = if cfg.pad.enabled {
             let manifests =
                 cfg.pad.models.iter().map(|p| Manifest::load(p)).collect::<Result<Vec<_>, _>>()?;

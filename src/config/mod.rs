@@ -97,6 +97,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct EncoderConfig {
     pub manifest: PathBuf,
+    /// Test-time flip: each face encoded with its mirror image, the two averaged (twice the
+    /// encoder's time). Thresholds are calibrated with or without it: recalibrate on change.
+    #[serde(default)]
+    pub flip: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -669,16 +669,53 @@ fn worker_loop(
         }
         // A person removed (or enrolled) while running counts from the next frame on, without
         // waiting for a SIGHUP: the check is one SQLite pragma.
-        match gallery.changed_on_disk() {
-            Ok(false) => {}
-            Ok(true) => match gallery.reload() {
-                Ok(()) => log::info!("gallery changed on disk: {} templates now", gallery.len()),
-                Err(e) => {
-                    log::warn!("gallery changed on disk but cannot be read, keeping the running copy: {e:#}");
-                    metrics.set_stale(Some(format!("{e:#}")));
+        // A gallery that changed but cannot be read fails closed: its templates are dropped
+        // (everyone is unknown, so denied) until it can be, and /healthz says why.
+        let fail_closed = |gallery: &mut Gallery, e: &dyn std::fmt::Display| {
+            if !gallery.is_empty() {
+                log::error!(
+                    "gallery {} changed but cannot be read; denying everyone until it can: {e:#}",
+                    cfg.gallery.path.display()
+                );
+            }
+            gallery.forget();
+            metrics.set_stale(Some(format!(
+                "gallery {} cannot be read, everyone denied: {e:#}",
+                cfg.gallery.path.display()
+            )));
+        };
+        let recovered = |metrics: &Metrics| {
+            if metrics.stale().is_some_and(|s| s.starts_with("gallery ")) {
+                metrics.set_stale(None);
+            }
+        };
+        if gallery.replaced_on_disk() {
+            // Restored from a backup by `mv`, or removed: the open connection still reads the
+            // old file, so the path is opened again.
+            match runtime::gallery(&cfg, &cfg.gallery.path, Open::Existing) {
+                Ok(g) => {
+                    gallery = g;
+                    log::info!(
+                        "gallery {} is another file now: {} templates",
+                        cfg.gallery.path.display(),
+                        gallery.len()
+                    );
+                    recovered(&metrics);
                 }
-            },
-            Err(e) => log::warn!("checking the gallery for changes: {e:#}"),
+                Err(e) => fail_closed(&mut gallery, &e),
+            }
+        } else {
+            match gallery.changed_on_disk() {
+                Ok(false) => {}
+                Ok(true) => match gallery.reload() {
+                    Ok(()) => {
+                        log::info!("gallery changed on disk: {} templates now", gallery.len());
+                        recovered(&metrics);
+                    }
+                    Err(e) => fail_closed(&mut gallery, &e),
+                },
+                Err(e) => fail_closed(&mut gallery, &e),
+            }
         }
         // While the journal cannot be written, no decision is taken: frames wait in the
         // queue (a camera's drops the oldest, counted, as usual). Stopped meanwhile, the

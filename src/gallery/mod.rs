@@ -224,6 +224,15 @@ pub struct Gallery {
     /// (an `edgeid gallery remove`, an enrolment) commits, so a running daemon sees at once that
     /// its copy is out of date.
     data_version: i64,
+    /// The file (device, inode) the connection opened: a backup restored by `mv` over the path
+    /// is another file, which `data_version` (this file's own) never sees change.
+    file_id: Option<(u64, u64)>,
+}
+
+/// The (device, inode) a path names now, if it names a file.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How a gallery is opened: under which key, for which encoder.
@@ -424,6 +433,7 @@ impl Gallery {
             names: Vec::new(),
             templates: Matrix::new(dim),
             data_version: 0,
+            file_id: file_id(path),
         };
         match schema.as_str() {
             "1" => gallery.seal_plain_templates()?,
@@ -528,6 +538,19 @@ impl Gallery {
             Some(what) => GalleryError::Disk { path: self.path.clone(), what, source },
             None => GalleryError::Sqlite { path: self.path.clone(), source },
         }
+    }
+
+    /// Whether the gallery's path now names another file than the one open (replaced by a
+    /// rename, as restoring a backup does, or removed): only opening the path again sees it.
+    pub fn replaced_on_disk(&self) -> bool {
+        file_id(&self.path) != self.file_id
+    }
+
+    /// Drops the templates held in memory, so that nobody matches: what a daemon does while
+    /// the gallery it should use cannot be read (fail closed, never the old copy granting).
+    pub fn forget(&mut self) {
+        self.names.clear();
+        self.templates = Matrix::new(self.dim);
     }
 
     /// Whether another connection changed the gallery since its templates were read.

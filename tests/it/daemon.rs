@@ -838,3 +838,67 @@ fn journal_export_follows_from_a_record_id() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+/// #37, 5: a gallery replaced by `mv` (a backup restored) was not seen by the running daemon,
+/// which kept granting a person the backup does not hold until SIGHUP (its change check read
+/// the old file); and a gallery that changed but could not be read kept the old copy granting.
+/// Now the path is opened again when it names another file, and an unreadable gallery denies
+/// everyone (and /healthz says why) until it can be read.
+#[test]
+fn regression_a_gallery_restored_by_rename_counts_and_an_unreadable_one_denies() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One arrival, then no one for 4 frames (the track ends), over and over: a decision per
+    // arrival.
+    let list = tmp.path().join("kiosk.txt");
+    let empty = tmp.path().join("empty.png");
+    common::empty_frame(&empty);
+    let arrival = format!("{}\n", data("kiosk640.jpg").display()).repeat(6)
+        + &format!("{}\n", empty.display()).repeat(4);
+    std::fs::write(&list, arrival).unwrap();
+    let port = free_port();
+    let s = Setup::new(&list.display().to_string(), 10.0, true, &format!("127.0.0.1:{port}"))
+        .without_live_requirement();
+    s.enrol("bob", "sample6.jpg");
+    // The backup holds bob only (the gallery's key stays beside the gallery's path).
+    let backup = tmp.path().join("backup.db");
+    std::fs::copy(s.gallery(), &backup).unwrap();
+    s.enrol("kiosk", "kiosk640.jpg");
+    let _d = s.daemon(&[]);
+    let granted_after = |t: i64| {
+        Journal::open_existing(&s.journal())
+            .map(|j| j.since(0).unwrap())
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.decision.identity.as_deref() == Some("kiosk") && e.decision.time_ms > t)
+            .count()
+    };
+    wait_for("kiosk granted", Duration::from_secs(120), || granted_after(0) > 0);
+
+    // The backup moved over the gallery: kiosk is no one from the next frames on.
+    std::fs::rename(&backup, s.gallery()).unwrap();
+    let restored = edgeid::clock::now_ms();
+    let ids_now = rows(&s.journal()).len();
+    wait_for("decisions after the restore", Duration::from_secs(60), || {
+        rows(&s.journal()).len() >= ids_now + 3
+    });
+    assert_eq!(granted_after(restored + 1000), 0, "granted from a gallery that was replaced");
+
+    // Enrolled again in the restored file: the daemon follows that file.
+    s.enrol("kiosk", "kiosk640.jpg");
+    let enrolled = edgeid::clock::now_ms();
+    wait_for("kiosk granted again", Duration::from_secs(60), || granted_after(enrolled) > 0);
+
+    // A file that is no gallery moved over it: everyone denied, and /healthz says why.
+    let junk = tmp.path().join("junk.db");
+    std::fs::write(&junk, b"not a gallery").unwrap();
+    std::fs::rename(&junk, s.gallery()).unwrap();
+    let broken = edgeid::clock::now_ms();
+    wait_for("/healthz to say the gallery cannot be read", Duration::from_secs(60), || {
+        http_get(port, "/healthz").contains("cannot be read, everyone denied")
+    });
+    let ids_now = rows(&s.journal()).len();
+    wait_for("decisions while it cannot be read", Duration::from_secs(60), || {
+        rows(&s.journal()).len() >= ids_now + 3
+    });
+    assert_eq!(granted_after(broken + 1000), 0, "granted from a gallery that cannot be read");
+}
