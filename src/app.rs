@@ -230,62 +230,8 @@ fn enrolment_templates(
             .into_iter()
             .next()
             .with_context(|| format!("the face in {} cannot be aligned", path.display()))?;
-        if let (true, Some(g)) = (cfg.mad.enabled && cfg.mad.gallery_check, &existing) {
-            let others: Vec<_> = g
-                .identities_matching(&obs.embedding, cfg.recognition.match_threshold)
-                .into_iter()
-                .filter(|m| m.name != name)
-                .collect();
-            if others.len() >= 2 {
-                let who: Vec<String> =
-                    others.iter().map(|m| format!("{} ({:.3})", m.name, m.similarity)).collect();
-                bail!(EnrollError::MorphSuspected {
-                    path: path.clone(),
-                    why: format!(
-                        "matches {} enrolled people at or above the match threshold: {}",
-                        others.len(),
-                        who.join(", ")
-                    ),
-                });
-            }
-        }
-        let threshold = cfg.recognition.match_threshold;
-        if let (false, Some(g)) = (force, &existing) {
-            let all = g.identities_matching(&obs.embedding, -1.0);
-            let others: Vec<String> = all
-                .iter()
-                .filter(|m| m.name != name && m.similarity >= threshold)
-                .map(|m| format!("`{}` (similarity {:.3})", m.name, m.similarity))
-                .collect();
-            if !others.is_empty() {
-                bail!(EnrollError::EnrolledAsOther {
-                    path: path.clone(),
-                    name: name.to_string(),
-                    who: others.join(", "),
-                });
-            }
-            if let Some(same) = all.iter().find(|m| m.name == name) {
-                if same.similarity < threshold {
-                    bail!(EnrollError::NotTheSamePerson {
-                        path: path.clone(),
-                        what: format!("`{name}` as enrolled"),
-                        similarity: same.similarity,
-                        threshold,
-                    });
-                }
-            }
-        }
-        if let (false, Some(first)) = (force, embeddings.first()) {
-            let similarity = first.embedding.cosine(&obs.embedding);
-            if similarity < threshold {
-                bail!(EnrollError::NotTheSamePerson {
-                    path: path.clone(),
-                    what: format!("the face in {}", first.source),
-                    similarity,
-                    threshold,
-                });
-            }
-        }
+        let first = embeddings.first().map(|t| (&t.embedding, t.source.as_str()));
+        check_template(cfg, name, path, &obs.embedding, existing, first, force)?;
         let crop = if cfg.gallery.keep_crops {
             let mut png = Vec::new();
             obs.aligned
@@ -308,6 +254,79 @@ fn enrolment_templates(
         bail!("no image given; pass one or more photos of {name}");
     }
     Ok((embeddings, templates))
+}
+
+/// The checks every template that joins a gallery passes, whether a face enrolled from a photo
+/// or a template imported from another device: a morph (it matches two or more other enrolled
+/// people), unless `force`: someone else's face, a face unlike NAME's enrolled templates, or
+/// unlike the first template of this same enrolment (`first`: its embedding and where it came
+/// from). `path` names where the template came from in the error.
+fn check_template(
+    cfg: &Config,
+    name: &str,
+    path: &Path,
+    embedding: &crate::encode::Embedding,
+    existing: Option<&Gallery>,
+    first: Option<(&crate::encode::Embedding, &str)>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let threshold = cfg.recognition.match_threshold;
+    if let (true, Some(g)) = (cfg.mad.enabled && cfg.mad.gallery_check, existing) {
+        let others: Vec<_> = g
+            .identities_matching(embedding, threshold)
+            .into_iter()
+            .filter(|m| m.name != name)
+            .collect();
+        if others.len() >= 2 {
+            let who: Vec<String> =
+                others.iter().map(|m| format!("{} ({:.3})", m.name, m.similarity)).collect();
+            bail!(EnrollError::MorphSuspected {
+                path: path.to_path_buf(),
+                why: format!(
+                    "matches {} enrolled people at or above the match threshold: {}",
+                    others.len(),
+                    who.join(", ")
+                ),
+            });
+        }
+    }
+    if let (false, Some(g)) = (force, existing) {
+        let all = g.identities_matching(embedding, -1.0);
+        let others: Vec<String> = all
+            .iter()
+            .filter(|m| m.name != name && m.similarity >= threshold)
+            .map(|m| format!("`{}` (similarity {:.3})", m.name, m.similarity))
+            .collect();
+        if !others.is_empty() {
+            bail!(EnrollError::EnrolledAsOther {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                who: others.join(", "),
+            });
+        }
+        if let Some(same) = all.iter().find(|m| m.name == name) {
+            if same.similarity < threshold {
+                bail!(EnrollError::NotTheSamePerson {
+                    path: path.to_path_buf(),
+                    what: format!("`{name}` as enrolled"),
+                    similarity: same.similarity,
+                    threshold,
+                });
+            }
+        }
+    }
+    if let (false, Some((first, source))) = (force, first) {
+        let similarity = first.cosine(embedding);
+        if similarity < threshold {
+            bail!(EnrollError::NotTheSamePerson {
+                path: path.to_path_buf(),
+                what: format!("the face in {source}"),
+                similarity,
+                threshold,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `edgeid fleet enroll`: the largest face of each image, checked as enrolment checks it,
@@ -595,9 +614,54 @@ pub fn gallery_import(
     gallery: &Path,
     key: &Path,
     file: &Path,
+    force: bool,
 ) -> anyhow::Result<(usize, usize)> {
     let bundle = crate::gallery::Bundle::read(file, key)?;
     let mut g = runtime::gallery(cfg, gallery, Open::CreateIfMissing)?;
+    // Every imported template passes enrolment's checks against the gallery as it is and
+    // against the identities imported before it from the same file: an import is an enrolment
+    // from templates, and a face already enrolled under another name is refused here too.
+    if bundle.model_id == g.model_id() {
+        let mut seen: Vec<(String, crate::encode::Embedding)> = Vec::new();
+        for ident in &bundle.identities {
+            let name = crate::gallery::normalise_name(&ident.name)
+                .map_err(|reason| EnrollError::BadName { name: ident.name.clone(), reason })?;
+            let first = ident.templates.first().map(|t| crate::encode::Embedding(t.vector.clone()));
+            for (k, t) in ident.templates.iter().enumerate() {
+                let e = crate::encode::Embedding(t.vector.clone());
+                let at = PathBuf::from(format!(
+                    "{} (identity `{name}`, template {})",
+                    file.display(),
+                    k + 1
+                ));
+                let first = first.as_ref().filter(|_| k > 0).map(|f| (f, "its first template"));
+                check_template(cfg, &name, &at, &e, Some(&g), first, force)?;
+                if !force {
+                    let threshold = cfg.recognition.match_threshold;
+                    if let Some((other, s)) = seen
+                        .iter()
+                        .filter(|(n, _)| *n != name)
+                        .map(|(n, o)| (n, o.cosine(&e)))
+                        .find(|(_, s)| *s >= threshold)
+                    {
+                        bail!(EnrollError::EnrolledAsOther {
+                            path: at,
+                            name: name.clone(),
+                            who: format!("`{other}` of the same file (similarity {s:.3})"),
+                        });
+                    }
+                }
+                seen.push((name.clone(), e));
+            }
+        }
+        if force {
+            log::warn!(
+                "gallery {}: {} imported with --force: enrolment's duplicate and mismatch checks were not applied",
+                gallery.display(),
+                file.display()
+            );
+        }
+    }
     let templates = g.import(&bundle)?;
     Ok((bundle.identities.len(), templates))
 }

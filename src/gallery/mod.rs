@@ -996,6 +996,11 @@ impl Gallery {
         Ok(())
     }
 
+    /// The encoder id its templates are of.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -804,3 +804,37 @@ fn regression_run_with_a_closed_stdout_exits_cleanly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// #37, 4: `gallery import` of a face already enrolled under another name succeeded, and
+/// `identify` then granted the new name. An import passes enrolment's checks (the gallery's
+/// faces, and the file's own identities against each other); `--force` imports anyway, logged.
+#[test]
+fn regression_an_import_passes_the_checks_an_enrolment_does() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (g, _) = alice_gallery(a.path());
+    // Elsewhere, alice's face enrolled as mallory, and exported.
+    let g2 = s(&b.path().join("gallery.db"));
+    let o = edgeid(&["enroll", "--gallery", &g2, "--name", "mallory", &s(&data("sample2.jpg"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (export, transfer) = (b.path().join("m.export"), b.path().join("transfer.key"));
+    let o =
+        edgeid(&["gallery", "export", "--gallery", &g2, "--key", &s(&transfer), "-o", &s(&export)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = |g: &str| edgeid(&["gallery", "list", "--gallery", g, "--json"]).stdout;
+    let before = list(&g);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["gallery", "import", "--gallery", &g, "--key"];
+        let key = s(&transfer);
+        let file = s(&export);
+        args.push(&key);
+        args.extend_from_slice(extra);
+        args.push(&file);
+        edgeid(&args)
+    };
+    let o = import(&[]);
+    assert_refused(&o, "is already enrolled as `alice`");
+    assert_eq!(list(&g), before, "nothing imported");
+    let o = import(&["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("imported with --force"), "{}", stderr(&o));
+}

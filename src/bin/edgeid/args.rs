@@ -374,6 +374,10 @@ pub enum GalleryAction {
     Import {
         #[arg(long)]
         key: PathBuf,
+        /// Import templates that fail enrolment's checks (a face enrolled under another name,
+        /// templates of one identity unlike each other); logged. A morph is refused regardless.
+        #[arg(long)]
+        force: bool,
         file: PathBuf,
     },
     /// Encode every identity again under the config's encoder, from the face crops kept at

@@ -311,9 +311,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let what = "exported";
                     out.emit(&render::Transfer { what, identities, templates, file: &output })?;
                 }
-                GalleryAction::Import { key, file } => {
-                    let (identities, templates) = app::gallery_import(&cfg, &gallery, &key, &file)
-                        .with_context(|| format!("importing into {}", gallery.display()))?;
+                GalleryAction::Import { key, file, force } => {
+                    let (identities, templates) =
+                        app::gallery_import(&cfg, &gallery, &key, &file, force)
+                            .with_context(|| format!("importing into {}", gallery.display()))?;
                     let what = "imported";
                     out.emit(&render::Transfer { what, identities, templates, file: &gallery })?;
                 }
