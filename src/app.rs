@@ -703,6 +703,9 @@ pub fn gallery_seal(cfg: &Config, gallery: &Path) -> anyhow::Result<usize> {
     Ok(Gallery::seal_plain(gallery, &cfg.gallery.key_for(gallery), &model_id, dim)?.1)
 }
 
+/// Removes `name` as enrolment stores it (NFC: an NFD `José` removes the NFC one).
 pub fn gallery_remove(cfg: &Config, gallery: &Path, name: &str) -> anyhow::Result<()> {
-    Ok(open_gallery(cfg, gallery)?.remove(name)?)
+    let name = crate::gallery::normalise_name(name)
+        .map_err(|reason| EnrollError::BadName { name: name.to_string(), reason })?;
+    Ok(open_gallery(cfg, gallery)?.remove(&name)?)
 }

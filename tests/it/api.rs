@@ -150,6 +150,15 @@ fn the_api_enrols_by_upload_removes_at_once_and_refuses_a_wrong_token() {
     assert_eq!(call(&agent, "POST", &wrong, Some(&viewer), Some(note.clone())).0, 403);
     let (status, mark) = call(&agent, "POST", &wrong, Some(&ops), Some(note));
     assert_eq!((status, mark["marked_by"].as_str()), (200, Some("ops")), "{mark}");
+    // Regression (#37, 6): a note or a truth that forges lines or escapes is refused.
+    for body in [
+        br#"{"note": "ok\n2026-12-07 decision 1 marked wrong by admin", "truth": null}"#.to_vec(),
+        br#"{"note": "\u001b[2J", "truth": null}"#.to_vec(),
+        br#"{"note": "", "truth": "al\u00adice"}"#.to_vec(),
+    ] {
+        let (status, answer) = call(&agent, "POST", &wrong, Some(&ops), Some(body));
+        assert_eq!(status, 400, "{answer}");
+    }
     let none = format!("{base}/api/decisions/999999/wrong");
     assert_eq!(call(&agent, "POST", &none, Some(&ops), None).0, 404);
     let (_, recent) = get("/api/decisions?limit=1000", Some(&viewer));

@@ -838,3 +838,27 @@ fn regression_an_import_passes_the_checks_an_enrolment_does() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("imported with --force"), "{}", stderr(&o));
 }
+
+/// #37, 6: names that render as other names (soft hyphen, Arabic letter mark, separators, tag
+/// characters, blank fillers) were enrolled; an NFD `José` did not remove the NFC one. Refused by
+/// Unicode category now, and removal takes the name as enrolment stores it.
+#[test]
+fn regression_names_that_render_as_other_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = s(&dir.path().join("g.db"));
+    let photo = s(&data("sample2.jpg"));
+    for bad in
+        ["al\u{AD}ice", "ali\u{61C}ce", "al\u{2028}ice", "alice\u{E0041}", "\u{3164}\u{3164}"]
+    {
+        let o = edgeid(&["enroll", "--gallery", &g, "--name", bad, &photo]);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("shows as nothing or as something else"), "{}", stderr(&o));
+    }
+    assert!(!Path::new(&g).exists(), "no gallery created");
+    let o = edgeid(&["enroll", "--gallery", &g, "--name", "José", &photo]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = edgeid(&["gallery", "remove", "--gallery", &g, "Jose\u{301}"]);
+    assert!(o.status.success(), "the NFD spelling removes the NFC name: {}", stderr(&o));
+    let list = edgeid(&["gallery", "list", "--gallery", &g, "--json"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("Jos"), "removed");
+}

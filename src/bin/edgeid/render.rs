@@ -674,8 +674,8 @@ impl Text for WrongMark {
             self.decision_id,
             self.marked_by,
             humantime::format_rfc3339_seconds(t),
-            self.truth.as_deref().unwrap_or("?"),
-            self.note
+            self.truth.as_deref().map(edgeid::gallery::names::one_line).unwrap_or("?".into()),
+            edgeid::gallery::names::one_line(&self.note)
         )
     }
 }

@@ -423,6 +423,10 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Answer<Json<serde_json::Value>> {
     let by = s.authorise(&headers, Scope::Enrol)?;
+    // As enrolment stores it (NFC), so that another spelling of the same name finds it.
+    let name = crate::gallery::normalise_name(&name).map_err(|why| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("`{name}` is not a name: {why}"))
+    })?;
     blocking(&s, move |s| {
         let mut gallery = crate::app::open_gallery(&s.cfg, &s.cfg.gallery.path)?;
         match gallery.remove(&name) {
@@ -548,6 +552,22 @@ async fn mark_wrong(
             )
         })?
     };
+    // Who it really was is a name as enrolment takes it; the note is one line of text that shows
+    // (a newline or a terminal escape in it would forge lines of `journal marks`).
+    let bad = |what: &str, why: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("`{what}` is refused: {why}"))
+    };
+    let truth = match body.truth.as_deref() {
+        Some(t) => Some(crate::gallery::normalise_name(t).map_err(|why| bad("truth", why))?),
+        None => None,
+    };
+    if crate::gallery::names::one_line(&body.note) != body.note {
+        return Err(bad(
+            "note",
+            "it holds control, formatting or separator characters; send one line of text".into(),
+        ));
+    }
+    let body = WrongBody { note: body.note, truth };
     blocking(&s, move |s| {
         let journal = Journal::open_side(&s.cfg.daemon.journal).map_err(ApiError::internal)?;
         let mark = journal
