@@ -700,7 +700,7 @@ fn worker_loop(
                         cfg.gallery.path.display(),
                         gallery.len()
                     );
-                    recovered(&metrics);
+                    recovered(metrics);
                 }
                 Err(e) => fail_closed(&mut gallery, &e),
             }
@@ -710,7 +710,7 @@ fn worker_loop(
                 Ok(true) => match gallery.reload() {
                     Ok(()) => {
                         log::info!("gallery changed on disk: {} templates now", gallery.len());
-                        recovered(&metrics);
+                        recovered(metrics);
                     }
                     Err(e) => fail_closed(&mut gallery, &e),
                 },
