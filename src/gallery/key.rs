@@ -28,10 +28,18 @@ pub enum KeyError {
 }
 
 /// A 256-bit ChaCha20-Poly1305 key read from (or written to) a key file.
+///
+/// The file is the key's 64 hex digits, then, once a gallery sealed under it has been opened, a
+/// line `sealed`: the key itself records that its gallery is sealed, so a gallery set back to
+/// plain templates (schema 1, a way to plant one) is refused even by `gallery seal`. Whoever can
+/// write the gallery file but not the key cannot take that back.
 pub struct Key {
     cipher: ChaCha20Poly1305,
     path: PathBuf,
+    sealed: bool,
 }
+
+const SEALED_MARK: &str = "sealed";
 
 impl Key {
     /// Reads a key file, refusing one that group or others may read.
@@ -44,15 +52,48 @@ impl Key {
         }
         let not = |reason: String| KeyError::NotAKey { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| not(e.to_string()))?;
-        let hex = text.trim();
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let hex = lines.next().unwrap_or("");
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(not(format!("{} characters, not 64 hex digits", hex.len())));
         }
+        let sealed = match (lines.next(), lines.next()) {
+            (None, _) => false,
+            (Some(SEALED_MARK), None) => true,
+            (Some(other), _) => {
+                return Err(not(format!("an unexpected line `{other}` after the key")))
+            }
+        };
         let bytes: Vec<u8> = (0..32)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex"))
             .collect();
         let cipher = ChaCha20Poly1305::new_from_slice(&bytes).expect("32 bytes");
-        Ok(Key { cipher, path: path.to_path_buf() })
+        Ok(Key { cipher, path: path.to_path_buf(), sealed })
+    }
+
+    /// Whether this key has sealed a gallery (see [`Key`]).
+    pub fn has_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Records in the key file that its gallery is sealed (once; the file replaced atomically,
+    /// owner-only, the key unchanged).
+    pub fn mark_sealed(&mut self) -> Result<(), KeyError> {
+        if self.sealed {
+            return Ok(());
+        }
+        let create = |error| KeyError::Create { path: self.path.clone(), error };
+        let text = std::fs::read_to_string(&self.path).map_err(create)?;
+        let hex = text.lines().next().unwrap_or("").trim().to_string();
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(".writing");
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = crate::util::create_private(&tmp).map_err(create)?;
+        writeln!(file, "{hex}\n{SEALED_MARK}").and_then(|()| file.sync_all()).map_err(create)?;
+        std::fs::rename(&tmp, &self.path).map_err(create)?;
+        self.sealed = true;
+        Ok(())
     }
 
     /// Reads the key file, or writes a new random key there (mode 0600, never over an existing

@@ -424,6 +424,15 @@ impl Gallery {
             .map_err(|reason| GalleryError::Exposed { path: path.to_path_buf(), reason })?;
         let key = if schema == "1" { Key::load_or_create(key_path) } else { Key::load(key_path) }
             .map_err(|source| GalleryError::Key { path: path.to_path_buf(), source })?;
+        if schema == "1" && exists && key.has_sealed() {
+            return Err(GalleryError::Refused {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it says its templates are plain (schema 1), but its key {} has sealed it before: the gallery was set back, which is a way to plant a template. Nothing was read or sealed; restore the gallery from a backup or an `edgeid gallery export`",
+                    key_path.display()
+                ),
+            });
+        }
         let mut gallery = Gallery {
             conn,
             path: path.to_path_buf(),
@@ -456,6 +465,11 @@ impl Gallery {
                 path: path.to_path_buf(),
                 key: key_path.to_path_buf(),
             });
+        }
+        // From here the gallery is sealed under this key: the key records it (once), so that
+        // setting the gallery back to schema 1 is refused from now on.
+        if let Err(e) = gallery.key.mark_sealed() {
+            log::warn!("gallery {}: {e}; a gallery set back to plain templates could not be told from an old one", path.display());
         }
         gallery.reload()?;
         Ok(gallery)

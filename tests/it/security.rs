@@ -360,7 +360,23 @@ fn regression_a_plain_gallery_is_sealed_only_by_command() {
     drop(conn);
     assert_refused(&identified(&s(&old)), "set back to schema 1 by someone who could write");
     let o = edgeid(&["gallery", "seal", "--gallery", &s(&old)]);
-    assert_refused(&o, "is not a plain template");
+    // Refused before any template is read: the key records that it sealed this gallery.
+    assert_refused(&o, "has sealed it before");
+
+    // #37, 3 (regression): the same with alice's sealed template taken out, so that only the
+    // planted plain one remains: `gallery seal`, as the error suggests, sealed it under the
+    // gallery's own key and mallory was granted as herself. The key now records that it sealed
+    // this gallery, so a gallery set back is refused by `gallery seal` too, and nothing changes.
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch("DELETE FROM templates WHERE identity_id = 1;").unwrap();
+    drop(conn);
+    let key_text = std::fs::read_to_string(dir.path().join("old.db.key")).unwrap();
+    assert!(key_text.lines().nth(1) == Some("sealed"), "the key records the sealing: {key_text}");
+    let before = std::fs::read(&old).unwrap();
+    let o = edgeid(&["gallery", "seal", "--gallery", &s(&old)]);
+    assert_refused(&o, "has sealed it before");
+    assert!(std::fs::read(&old).unwrap() == before, "nothing sealed");
+    assert_refused(&identified(&s(&old)), "set back to schema 1 by someone who could write");
 }
 
 /// Regression: a 0-byte gallery was taken for a new, empty one (and a new key made), so a
