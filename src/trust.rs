@@ -163,7 +163,11 @@ pub fn signing_key(path: &Path) -> Result<SigningKey, TrustError> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(format!(
+            "{e}; give the secret key `edgeid models keygen --secret FILE` wrote (for the fleet: the key whose public half is fleet.public_key)"
+        ))
+    })?;
     let seed: [u8; 32] = unhex(text.trim())
         .ok_or_else(|| err("not 64 hex digits written by `edgeid models keygen`".into()))?;
     Ok(SigningKey::from_bytes(&seed))

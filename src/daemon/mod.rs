@@ -304,20 +304,25 @@ pub fn run(
         let (mut n, mut latencies) = (0, Latencies::default());
         for mut d in rx {
             d.device.clone_from(&device);
-            journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
+            let id = journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
             let waited_ms = crate::clock::now_ms() - d.first_seen_ms;
             latencies.add(waited_ms);
             writer_metrics.observe("first_frame_to_journal", waited_ms as f64 / 1000.0);
             let reasons = d.reasons.join(",");
             writer_metrics.decision(d.outcome.as_str(), &reasons);
             writer_metrics.camera_decision(&d.camera, &d.reasons);
+            // The system log is no record of who came and went (the journal is, under its own
+            // access rules): at INFO the record's id and outcome, the name only at DEBUG.
             log::info!(
-                "decision: camera {} track {} {} {}",
+                "decision {id}: camera {} track {} {} {}",
                 d.camera,
                 d.track_id,
                 d.outcome.as_str(),
-                d.identity.as_deref().unwrap_or(&reasons)
+                if reasons.is_empty() { "" } else { &reasons }
             );
+            if let Some(who) = &d.identity {
+                log::debug!("decision {id}: {who}");
+            }
             n += 1;
         }
         Ok((n, latencies))
@@ -467,7 +472,7 @@ fn journal_until_written(
     d: &Decision,
     metrics: &Metrics,
     stop: &AtomicBool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i64> {
     let mut failures = 0u64;
     loop {
         match journal.append(d) {
@@ -479,7 +484,7 @@ fn journal_until_written(
                     );
                     metrics.set_journal_failing(None);
                 }
-                return Ok(());
+                return Ok(id);
             }
             Err(e) => {
                 failures += 1;

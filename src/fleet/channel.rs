@@ -64,9 +64,13 @@ pub fn device_key(cfg: &FleetConfig) -> Result<Key, FleetError> {
 /// The transport key and the signing key a publisher seals and signs with.
 pub fn publisher_keys(cfg: &FleetConfig, secret: &Path) -> Result<(Key, SigningKey), FleetError> {
     // Made by `fleet migrate`, never here: a key made now would not be the devices' one.
-    let key = transport_key(cfg, false).map_err(|e| FleetError::Key {
-        what: "transport_key".into(),
-        why: format!("{e}; `edgeid fleet migrate` creates it, then copy it to every device"),
+    let key = transport_key(cfg, false).map_err(|e| match e {
+        // Said once: the inner error already names `fleet transport_key`.
+        FleetError::Key { what, why } => FleetError::Key {
+            what,
+            why: format!("{why}; `edgeid fleet migrate` creates it, then copy it to every device"),
+        },
+        other => other,
     })?;
     Ok((key, signer(cfg, secret)?))
 }

@@ -407,3 +407,17 @@ fn the_operator_page_lists_decisions_and_enrols_by_upload_in_chromium() {
     let enrolled = edgeid::app::gallery_list(&cfg, &s.gallery()).unwrap();
     assert_eq!(enrolled.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["kiosk"]);
 }
+
+/// #42, 9: `T=$(edgeid token add …)` captured two lines (the notice and the token); the token is
+/// now the only line on stdout, the notice on stderr.
+#[test]
+fn regression_token_add_prints_only_the_token_on_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = kiosk_with_api(tmp.path(), free_port(), "");
+    let o = s.spawn(&["token", "add", "ops", "--scope", "enrol"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.trim().len() >= 32 && !out.contains(' '), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shown only now"));
+}

@@ -278,7 +278,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 TokenAction::Add { name, scope } => {
                     let scope = Scope::parse(&scope).expect("clap checked the scope");
                     let token = tokens::add(&path, &name, scope)?;
-                    out.emit(&render::NewToken { name: &name, scope, token: &token, file: &path })?;
+                    if !cli.json {
+                        eprintln!(
+                            "token `{name}` ({}) added to {}; it is shown only now (on stdout), keep it",
+                            scope.as_str(),
+                            path.display()
+                        );
+                    }
+                    out.emit(&render::NewToken { name: &name, scope, token: &token })?;
                 }
                 TokenAction::List => {
                     for t in tokens::list(&path)? {

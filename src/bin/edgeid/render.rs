@@ -634,7 +634,10 @@ pub struct PublicKey {
 
 impl Text for PublicKey {
     fn text(&self) -> String {
-        format!("{}\npublic key (trust.public_key): {}", self.what, self.public_key)
+        format!(
+            "{}\npublic key (for trust.public_key or fleet.public_key, whichever this key signs for): {}",
+            self.what, self.public_key
+        )
     }
 }
 
@@ -644,19 +647,13 @@ pub struct NewToken<'a> {
     pub name: &'a str,
     pub scope: Scope,
     pub token: &'a str,
-    #[serde(skip)]
-    pub file: &'a Path,
 }
 
+/// The token alone on stdout (so that `T=$(edgeid token add …)` captures it and nothing else);
+/// what was done goes to stderr (see main).
 impl Text for NewToken<'_> {
     fn text(&self) -> String {
-        format!(
-            "token `{}` ({}) added to {}; it is shown only now, keep it:\n{}",
-            self.name,
-            self.scope.as_str(),
-            self.file.display(),
-            self.token
-        )
+        self.token.to_string()
     }
 }
 
