@@ -386,8 +386,8 @@ pub fn evaluate_with(
 
 /// The cosine similarity of every pair of `embeddings`, split by whether the two `labels` agree
 /// (genuine) or not (impostor), in a fixed order. Each embedding is normalised once and the
-/// triangle of the similarity matrix is scored in blocks of rows on every core: a folder of
-/// 4,840 photos (11.7 M pairs) takes about a second, where scoring pair by pair took minutes.
+/// triangle of the similarity matrix is scored in blocks of rows on every core: 10.1 M pairs of
+/// 128-D embeddings take ~0.45 s on 2 cores (`cargo bench --bench calibrate`).
 pub fn all_pairs(embeddings: &[&[f32]], labels: &[&str]) -> (Vec<f32>, Vec<f32>) {
     const BLOCK: usize = 32;
     let n = embeddings.len();
