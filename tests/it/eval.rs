@@ -506,27 +506,23 @@ fn lfw_pairs_protocol_on_the_bundled_photos() {
     assert!(r.fnmr <= 0.1, "FNMR {}", r.fnmr);
 
     // The command prints the same, and a pairs file naming a missing image is one clear error.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
-        .args(["eval", "--dataset"])
-        .arg(&lfw)
-        .arg("--pairs")
-        .arg(&pairs)
-        .current_dir(common::root())
-        .output()
-        .unwrap();
+    let eval_pairs = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
+            .args(["eval", "--dataset"])
+            .arg(&lfw)
+            .arg("--pairs")
+            .arg(&pairs)
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let o = eval_pairs();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("20 matched and 20 mismatched pairs in 10 fold(s)"), "{out}");
     assert!(out.contains(&format!("accuracy {:.2}%", 100.0 * r.accuracy)), "{out}");
     std::fs::write(&pairs, text.replacen("\t1\t2\n", "\t1\t9\n", 1)).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgeid"))
-        .args(["eval", "--dataset"])
-        .arg(&lfw)
-        .arg("--pairs")
-        .arg(&pairs)
-        .current_dir(common::root())
-        .output()
-        .unwrap();
+    let o = eval_pairs();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("line 2") && err.contains("_0009.jpg does not exist"), "{err}");
