@@ -52,6 +52,32 @@ fn over_limits() -> String {
     format!("it is over {MAX_SIDE} pixels a side or {} MiB decoded; scale it down", MAX_ALLOC >> 20)
 }
 
+/// Refuses an image whose decoding would hold more than [`MAX_ALLOC`] at its peak: the decoded
+/// pixels (`bytes_per_pixel` each), plus the RGB copy made when they are not RGB already, plus
+/// the copy a quarter turn makes. The decoder's own limit saw only the first: a 3.9 KB lossless
+/// WebP of 9999 × 9999 decoded to 400 MB of RGBA, then 300 MB of RGB beside it.
+fn within_budget(
+    (width, height): (u32, u32),
+    bytes_per_pixel: u64,
+    rgb: bool,
+    turned: bool,
+) -> Result<(), String> {
+    let pixels = u64::from(width) * u64::from(height);
+    let decoded = pixels * bytes_per_pixel;
+    let converted = if rgb { 0 } else { pixels * 3 };
+    let turn = if turned { decoded.max(pixels * 3) } else { 0 };
+    if decoded + converted + turn > MAX_ALLOC {
+        return Err(over_limits());
+    }
+    Ok(())
+}
+
+/// Whether applying `o` makes a new buffer (a quarter turn) rather than working in place.
+fn turns(o: image::metadata::Orientation) -> bool {
+    use image::metadata::Orientation::*;
+    matches!(o, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH)
+}
+
 /// Decodes encoded image bytes (JPEG, PNG, WebP, BMP) into RGB.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     let format = image::guess_format(bytes).map_err(|_| "not a known image format".to_string())?;
@@ -74,6 +100,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
         reader.limits(decode_limits());
         let mut decoder = reader.into_decoder().map_err(why)?;
         let orientation = decoder.orientation().map_err(why)?;
+        let color = decoder.color_type();
+        within_budget(
+            decoder.dimensions(),
+            u64::from(color.bytes_per_pixel()),
+            color == image::ColorType::Rgb8,
+            turns(orientation),
+        )?;
         let mut image = image::DynamicImage::from_decoder(decoder).map_err(why)?;
         image.apply_orientation(orientation);
         image
@@ -108,6 +141,15 @@ fn decode_png(bytes: &[u8]) -> Result<image::DynamicImage, String> {
     }
     let size =
         reader.output_buffer_size().filter(|&n| n as u64 <= MAX_ALLOC).ok_or_else(over_limits)?;
+    let (color, _) = reader.output_color_type();
+    let exif = reader.info().exif_metadata.as_deref();
+    let orientation = exif.and_then(image::metadata::Orientation::from_exif_chunk);
+    within_budget(
+        (width, height),
+        color.samples() as u64,
+        color == png::ColorType::Rgb,
+        orientation.is_some_and(turns),
+    )?;
     let mut buf = vec![0u8; size];
     let frame = reader.next_frame(&mut buf).map_err(why)?;
     buf.truncate(frame.buffer_size());
@@ -127,8 +169,7 @@ fn decode_png(bytes: &[u8]) -> Result<image::DynamicImage, String> {
         }
         png::ColorType::Indexed => return Err("the PNG palette could not be expanded".into()),
     };
-    let exif = reader.info().exif_metadata.as_deref();
-    if let Some(orientation) = exif.and_then(image::metadata::Orientation::from_exif_chunk) {
+    if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
     Ok(image)

@@ -16,7 +16,7 @@ use edgeid::journal::{Entry, Journal};
 /// A looping replay at 10 frames/s of one person arriving (6 frames of kiosk640.jpg), then
 /// leaving (4 empty frames): one decision per arrival. The daemon has the API on `port`, with
 /// `extra` appended to `[api]`, and the gallery does not exist yet (a new device).
-fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
+pub(crate) fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
     let list = common::arrivals(tmp);
     let s = Setup::new(&list.display().to_string(), 10.0, true, "").without_live_requirement();
     let cfg = std::fs::read_to_string(s.config()).unwrap();
@@ -27,7 +27,7 @@ fn kiosk_with_api(tmp: &Path, port: u16, extra: &str) -> Setup {
 }
 
 /// Makes a token with `edgeid token add` and returns it.
-fn token(s: &Setup, name: &str, scope: &str) -> String {
+pub(crate) fn token(s: &Setup, name: &str, scope: &str) -> String {
     let o =
         s.spawn(&["--json", "token", "add", name, "--scope", scope]).wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -35,7 +35,7 @@ fn token(s: &Setup, name: &str, scope: &str) -> String {
     v["token"].as_str().unwrap().to_string()
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -44,7 +44,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// A request's status and body (JSON when it is).
-fn call(
+pub(crate) fn call(
     agent: &ureq::Agent,
     method: &str,
     url: &str,

@@ -878,3 +878,348 @@ fn regression_names_that_render_as_other_names_are_refused() {
     let list = edgeid(&["gallery", "list", "--gallery", &g, "--json"]);
     assert!(!String::from_utf8_lossy(&list.stdout).contains("Jos"), "removed");
 }
+
+// The API stalled by one client (#37, 10 to 15): a daemon with the operator API, driven over
+// raw connections on 127.0.0.1 where a client must misbehave.
+
+mod api_limits {
+    use super::*;
+    use crate::api::{agent, call, kiosk_with_api, token};
+    use crate::daemon::{free_port, wait_for};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    /// What came back on a raw connection.
+    #[derive(Debug, PartialEq)]
+    enum Answer {
+        /// A status line (its code) and what followed, up to the end of the body.
+        Status(u16, String),
+        /// Closed (or reset) without an answer.
+        Closed,
+        /// Nothing yet.
+        Waiting,
+    }
+
+    /// A connection that has sent `head` (request line and headers, no blank line) and `body`.
+    fn sent(port: u16, head: &str, body: &[u8]) -> std::io::Result<TcpStream> {
+        let mut c = TcpStream::connect(("127.0.0.1", port))?;
+        c.write_all(format!("{head}\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
+        c.write_all(body)?;
+        Ok(c)
+    }
+
+    /// The answer on `c` within `wait`: its head, and its body when it declares a length.
+    fn answer(c: &mut TcpStream, wait: Duration) -> Answer {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let mut closed = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            c.set_read_timeout(Some(left)).unwrap();
+            match c.read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end].lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                });
+                if length.is_none_or(|n| got.len() >= end + 4 + n) {
+                    break;
+                }
+            }
+        }
+        if got.is_empty() {
+            return if closed { Answer::Closed } else { Answer::Waiting };
+        }
+        let text = String::from_utf8_lossy(&got).to_string();
+        let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        Answer::Status(code, text)
+    }
+
+    /// The JSON body of an answer's text.
+    fn json_of(text: &str) -> serde_json::Value {
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// A line of /proc/PID/status in MiB (VmRSS, VmHWM).
+    fn proc_mib(pid: &str, key: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    }
+
+    /// A daemon with the API on a free port, up; its port and an admin token.
+    fn api_daemon(tmp: &Path) -> (crate::common::Setup, crate::common::Daemon, u16, String) {
+        let port = free_port();
+        let s = kiosk_with_api(tmp, port, "");
+        let admin = token(&s, "admin", "admin");
+        let daemon = s.daemon(&[]);
+        let agent = agent();
+        wait_for("the API", Duration::from_secs(120), || {
+            agent.get(&format!("http://127.0.0.1:{port}/api/status")).call().is_ok()
+        });
+        (s, daemon, port, admin)
+    }
+
+    /// Regression (#37, 10 and 11): bodies were read before the token was looked at (64
+    /// unauthenticated 19 MiB uploads took the daemon from 155 MB to 1.40 GB), with no deadline
+    /// (64 connections trickling a byte every 4 s locked every client out, admin included).
+    /// Now a body without a valid token is refused before a byte of it is read, one client has
+    /// at most two uploads in progress and a quarter of the connections, and a body must
+    /// arrive by its deadline.
+    #[test]
+    fn regression_api_bodies_are_authenticated_before_they_are_read_and_held_to_a_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (s, daemon, port, admin) = api_daemon(tmp.path());
+        let ops = token(&s, "ops", "enrol");
+        let big = 19 << 20;
+
+        // No token, a 19 MiB body announced and not sent: refused at once, not waited for.
+        let head = format!("POST /api/identify HTTP/1.1\r\nContent-Length: {big}");
+        let mut c = sent(port, &head, b"").unwrap();
+        match answer(&mut c, Duration::from_secs(5)) {
+            Answer::Status(401, text) => assert!(json_of(&text)["error"].is_string(), "{text}"),
+            other => {
+                panic!("an unauthenticated body was not refused before it was read: {other:?}")
+            }
+        }
+        // 64 of them sent whole, at once: the daemon does not hold them.
+        let before = proc_mib(&daemon.pid(), "VmHWM");
+        let body = vec![b'x'; big];
+        std::thread::scope(|scope| {
+            for _ in 0..64 {
+                scope.spawn(|| {
+                    if let Ok(mut c) = sent(port, &head, &body) {
+                        answer(&mut c, Duration::from_secs(10));
+                    }
+                });
+            }
+        });
+        let grown = proc_mib(&daemon.pid(), "VmHWM") - before;
+        println!("64 unauthenticated 19 MiB uploads: peak resident grew {grown:.0} MiB");
+        assert!(grown < 64.0, "peak resident grew {grown:.0} MiB");
+
+        // 64 connections from one client trickling a body with a valid token: two uploads in
+        // progress, the rest refused (429) or closed at once; admin is still answered.
+        let head = format!(
+            "POST /api/identify HTTP/1.1\r\nAuthorization: Bearer {ops}\r\nContent-Length: {big}"
+        );
+        let mut trickling: Vec<TcpStream> =
+            (0..64).filter_map(|_| sent(port, &head, b"x").ok()).collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, body) = call(
+            &agent(),
+            "GET",
+            &format!("http://127.0.0.1:{port}/api/status"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(status, 200, "admin was locked out: {body}");
+        let answers: Vec<Answer> =
+            trickling.iter_mut().map(|c| answer(c, Duration::from_millis(500))).collect();
+        let waiting = answers.iter().filter(|a| **a == Answer::Waiting).count();
+        let too_many = answers.iter().filter(|a| matches!(a, Answer::Status(429, _))).count();
+        println!("64 trickling uploads: {waiting} read, {too_many} answered 429, the rest closed");
+        assert_eq!(waiting, 2, "{answers:?}");
+        assert!(too_many >= 1, "{answers:?}");
+        drop(trickling);
+
+        // A body that stops short is answered 408 after its deadline (10 s for 1,000 bytes).
+        let head = format!(
+            "POST /api/identify HTTP/1.1\r\nAuthorization: Bearer {ops}\r\nContent-Length: 1000"
+        );
+        let mut answered = Answer::Waiting;
+        wait_for("an upload slot again", Duration::from_secs(30), || {
+            let mut c = sent(port, &head, b"0123456789").unwrap();
+            answered = answer(&mut c, Duration::from_secs(30));
+            !matches!(answered, Answer::Status(429, _))
+        });
+        match answered {
+            Answer::Status(408, text) => {
+                let error = json_of(&text)["error"].as_str().unwrap().to_string();
+                assert!(error.contains("did not arrive within 10 s"), "{error}");
+            }
+            other => panic!("a stalled body was not cut off: {other:?}"),
+        }
+    }
+
+    /// A lossless WebP of a black `side` × `side` picture: a few kB that decode to side² RGBA.
+    fn webp_bomb(path: &Path, side: u32) {
+        let pixels = vec![0u8; side as usize * side as usize * 4];
+        let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        image::codecs::webp::WebPEncoder::new_lossless(file)
+            .encode(&pixels, side, side, image::ExtendedColorType::Rgba8)
+            .unwrap();
+    }
+
+    /// Regression (#37, 12): a 3.9 KB lossless WebP decoding to 9999 × 9999 cost ~750 MB in the
+    /// CLI (400 MB of RGBA, then 300 MB of RGB beside it, above the documented 512 MiB) and 16
+    /// of them posted at once peaked at 5.38 GB. Now an image whose decoding would hold more
+    /// than 512 MiB at its peak is refused before it is decoded, and the API decodes one photo
+    /// at a time, with at most two uploads per client.
+    #[test]
+    fn regression_api_image_bombs_are_refused_before_decoding_and_decoded_one_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bomb = tmp.path().join("bomb.webp");
+        webp_bomb(&bomb, 9999);
+        let bytes = std::fs::read(&bomb).unwrap();
+        println!("9999 x 9999 lossless WebP: {} bytes", bytes.len());
+        assert!(bytes.len() < 100_000, "{} bytes", bytes.len());
+        let g = s(&tmp.path().join("g.db"));
+        let (_, _, small) =
+            peak_of(&["enroll", "--gallery", &g, "--name", "x", &s(&data("sample5.jpg"))]);
+        let (code, err, peak) = peak_of(&["enroll", "--gallery", &g, "--name", "y", &s(&bomb)]);
+        println!("CLI: peak {peak:.0} MiB (a 1 MB photo: {small:.0} MiB)");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("512 MiB decoded"), "{err}");
+        assert!(peak < small + 40.0, "peak {peak:.0} MiB");
+
+        let (s, daemon, port, _) = api_daemon(tmp.path());
+        let viewer = token(&s, "wall", "read");
+        let before = proc_mib(&daemon.pid(), "VmHWM");
+        let url = format!("http://127.0.0.1:{port}/api/identify");
+        let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+            let posts: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| call(&agent(), "POST", &url, Some(&viewer), Some(bytes.clone())))
+                })
+                .collect();
+            posts.into_iter().map(|p| p.join().unwrap()).collect()
+        });
+        let grown = proc_mib(&daemon.pid(), "VmHWM") - before;
+        println!("16 bombs posted at once: peak resident grew {grown:.0} MiB");
+        for (status, body) in &answers {
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(
+                (*status == 400 && error.contains("512 MiB decoded")) || *status == 429,
+                "{status} {body}"
+            );
+        }
+        assert!(answers.iter().any(|(status, _)| *status == 400), "{answers:?}");
+        assert!(grown < 64.0, "peak resident grew {grown:.0} MiB");
+    }
+
+    /// Opens an event stream with `token`; its status.
+    fn stream(port: u16, token: &str) -> (TcpStream, u16) {
+        let head = format!("GET /api/events HTTP/1.1\r\nAuthorization: Bearer {token}");
+        let mut c = sent(port, &head, b"").unwrap();
+        match answer(&mut c, Duration::from_secs(10)) {
+            Answer::Status(code, _) => (c, code),
+            other => panic!("no answer to an event stream request: {other:?}"),
+        }
+    }
+
+    /// Regression (#37, 13 and 14): 64 event streams from one read token starved every other
+    /// request, and removing a token left its streams delivering. Now a token holds at most 4
+    /// streams, all tokens at most 8 with the last kept for admin, and a removed token's
+    /// streams end within a second or two with an `end` event.
+    #[test]
+    fn regression_api_event_streams_are_capped_per_token_and_end_with_their_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (s, _daemon, port, admin) = api_daemon(tmp.path());
+        let (a, b) = (token(&s, "wall-a", "read"), token(&s, "wall-b", "read"));
+        let mut held = Vec::new();
+        let mut codes = Vec::new();
+        for t in [&a, &a, &a, &a, &a, &b, &b, &b, &b, &admin, &admin] {
+            let (c, code) = stream(port, t);
+            codes.push(code);
+            held.push(c);
+        }
+        // a: 4 of 5; b: 3 of 4 (7 streams in all, the 8th kept for admin); admin: the 8th.
+        assert_eq!(codes, [200, 200, 200, 200, 429, 200, 200, 200, 429, 200, 429], "{codes:?}");
+        let (status, body) = call(
+            &agent(),
+            "GET",
+            &format!("http://127.0.0.1:{port}/api/status"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+
+        // wall-a removed: its four streams end with an `end` event; wall-b's go on.
+        let o = s.spawn(&["token", "remove", "wall-a"]).wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for c in &mut held[..4] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut seen = String::new();
+            while !seen.contains("event: end") && Instant::now() < deadline {
+                let mut chunk = [0u8; 4096];
+                c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                if let Ok(n) = c.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            }
+            assert!(seen.contains("event: end"), "a removed token's stream goes on: {seen}");
+        }
+        // Their slots are free again: another read token opens a stream.
+        let (_c, code) = stream(port, &b);
+        assert_eq!(code, 200);
+    }
+
+    /// Regression (#37, 15): the page could be framed by any site and allowed inline scripts;
+    /// a malformed query, path or method and an oversized body were answered in plain text.
+    #[test]
+    fn regression_api_page_cannot_be_framed_and_every_error_is_json() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_s, _daemon, port, admin) = api_daemon(tmp.path());
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = agent();
+        let page = agent.get(&format!("{base}/")).call().unwrap();
+        let header = |name: &str| {
+            page.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(header("x-frame-options"), "DENY");
+        let script = agent.get(&format!("{base}/page.js")).call().unwrap();
+        assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+
+        let get = |path: &str| call(&agent, "GET", &format!("{base}{path}"), Some(&admin), None);
+        for (path, status) in [
+            ("/api/decisions?limit=many", 400),
+            ("/api/decisions/first/crop", 400),
+            ("/api/nothing-here", 404),
+        ] {
+            let (code, body) = get(path);
+            assert_eq!(code, status, "{path}: {body}");
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {body}");
+        }
+        let (code, body) = call(&agent, "PUT", &format!("{base}/api/status"), Some(&admin), None);
+        assert_eq!(code, 405, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("PUT"), "{body}");
+        // Over api.max_upload_mib (20): refused on its declared length, before it is sent.
+        let head = format!(
+            "POST /api/identify HTTP/1.1\r\nAuthorization: Bearer {admin}\r\nContent-Length: {}",
+            21 << 20
+        );
+        match answer(&mut sent(port, &head, b"").unwrap(), Duration::from_secs(10)) {
+            Answer::Status(413, text) => {
+                assert!(json_of(&text)["error"].as_str().unwrap().contains("max_upload_mib"))
+            }
+            other => panic!("an oversized body was not refused as JSON: {other:?}"),
+        }
+    }
+}

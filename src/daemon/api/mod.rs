@@ -10,15 +10,18 @@
 //! bad model stops the start, not the first upload); the cameras' workers never wait for it.
 //! Removing a person needs no signal: the workers see the gallery change at their next frame.
 
+pub mod limits;
 pub mod tokens;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,18 +35,19 @@ use crate::config::{ApiConfig, Config};
 use crate::gallery::GalleryError;
 use crate::journal::{Entry, Journal};
 
+use self::limits::{Full, Quota};
 use self::tokens::{Scope, Tokens};
 use super::metrics::Metrics;
 use crate::daemon::control::Control;
 
-/// Connections served at once (an SSE stream holds one while it is open).
-const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the event stream looks for new decisions.
 const EVENT_POLL: Duration = Duration::from_millis(100);
+/// How often an event stream checks that its token is still in the tokens file.
+const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 /// What every request handler shares.
 struct Api {
@@ -54,7 +58,19 @@ struct Api {
     metrics: Arc<Metrics>,
     control: Control,
     device: String,
+    /// The largest body taken, in bytes (`api.max_upload_mib`).
+    upload_limit: u64,
+    /// Requests with a body in progress, per client address.
+    uploads: Arc<Quota<IpAddr>>,
+    /// Event streams open, per token name.
+    streams: Arc<Quota<String>>,
+    /// Photos decoded and searched at once.
+    decodes: tokio::sync::Semaphore,
 }
+
+/// The address of the client a request came from (put on each request by [`serve`]).
+#[derive(Debug, Clone, Copy)]
+struct Peer(IpAddr);
 
 /// Starts the API on its own thread, serving until `control.stop`. Everything that can be
 /// wrong with it (the address, the tokens, the certificate, the models) fails the start.
@@ -89,9 +105,12 @@ pub fn start(
         metrics,
         control: control.clone(),
         device: cfg.daemon.device_id(),
+        upload_limit: (api.max_upload_mib * 1024.0 * 1024.0) as u64,
+        uploads: Quota::new(limits::MAX_UPLOADS_PER_CLIENT, limits::MAX_UPLOADS),
+        streams: Quota::new(limits::MAX_STREAMS_PER_TOKEN, limits::MAX_STREAMS),
+        decodes: tokio::sync::Semaphore::new(limits::MAX_DECODES),
     });
-    let limit = (api.max_upload_mib * 1024.0 * 1024.0) as usize;
-    let app = router(state, limit);
+    let app = router(state);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
         .enable_io()
@@ -148,22 +167,41 @@ async fn serve(
             return;
         }
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Quota::new(limits::MAX_CONNECTIONS_PER_CLIENT, limits::MAX_CONNECTIONS);
+    let mut refused: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
-        let stream = match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
-        {
-            Err(_) => continue,
-            Ok(Ok((stream, _))) => stream,
-            Ok(Err(e)) => {
-                log::warn!("operator API: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, peer) =
+            match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+                Err(_) => continue,
+                Ok(Ok((stream, addr))) => (stream, addr.ip()),
+                Ok(Err(e)) => {
+                    log::warn!("operator API: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+        // Over its share, or over everyone's: closed at once (dropping the stream closes it).
+        let slot = match connections.take(peer, 0) {
+            Ok(slot) => slot,
+            Err(full) => {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    log::warn!("operator API: connection from {peer} refused ({}); {refused} refused so far", match full {
+                        Full::Key(n) => format!("it holds {n}, the most one client may"),
+                        Full::Total(n) => format!("{n} open, the most served at once"),
+                    });
+                }
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
         let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = hyper_util::service::TowerToHyperService::new(app);
+            // Each request learns the client's address (the per-client limits count by it).
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    tower_service::Service::call(&mut app.clone(), req.map(axum::body::Body::new))
+                });
             let http = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -188,9 +226,12 @@ async fn serve(
     }
 }
 
-fn router(state: Arc<Api>, upload_limit: usize) -> Router {
+fn router(state: Arc<Api>) -> Router {
+    let upload_limit = state.upload_limit as usize;
     Router::new()
         .route("/", get(page))
+        .route("/page.js", get(page_script))
+        .route("/page.css", get(page_style))
         .route("/api/status", get(status))
         .route("/api/identities", get(identities))
         .route("/api/identities/{name}", post(enrol).delete(remove))
@@ -200,8 +241,156 @@ fn router(state: Arc<Api>, upload_limit: usize) -> Router {
         .route("/api/decisions/{id}/wrong", post(mark_wrong))
         .route("/api/events", get(events))
         .route("/api/reload", post(reload))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: see docs/api.md for the API's paths",
+            )
+        })
+        // Never reached (bodies() reads with the same cap first); kept as a second bound.
         .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bodies))
+        .layer(axum::middleware::from_fn(answers))
         .with_state(state)
+}
+
+/// A request that carries a body: declared by its length or sent in chunks.
+fn carries_body(req: &Request) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Every body, for every route: its token is checked before a byte of it is read; then it
+/// takes one of the client's upload slots (refused at once when none is free, so a waiting
+/// upload holds nothing) and must arrive whole, within the size cap, before its deadline.
+/// The handler gets it already read; the slot is held until the answer.
+async fn bodies(State(s): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    if !carries_body(&req) {
+        return next.run(req).await;
+    }
+    // Closed after the answer: the rest of a refused body is never read.
+    let refuse = |e: ApiError| {
+        let mut response = e.into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    if let Err(e) = s.authorise(req.headers(), Scope::Read) {
+        return refuse(e);
+    }
+    let limit = s.upload_limit;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over api.max_upload_mib ({} MiB); send a smaller photo",
+                limit >> 20
+            ),
+        )
+    };
+    let declared = match req.headers().get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return refuse(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Length is not a number",
+                ))
+            }
+        },
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return refuse(too_large());
+    }
+    let peer = req.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0);
+    let upload = match s.uploads.take(peer, 0) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let why = match full {
+                Full::Key(n) => {
+                    format!("this client has {n} uploads in progress, the most one client may")
+                }
+                Full::Total(n) => format!("{n} uploads are in progress, the most taken at once"),
+            };
+            let mut response = refuse(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{why}; send it again when one has finished"),
+            ));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return response;
+        }
+    };
+    let deadline = limits::body_deadline(declared.unwrap_or(limit));
+    let (parts, body) = req.into_parts();
+    let read = http_body_util::Limited::new(body, limit as usize);
+    let bytes = match tokio::time::timeout(deadline, http_body_util::BodyExt::collect(read)).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return refuse(too_large()),
+        Ok(Err(e)) => {
+            return refuse(ApiError::new(StatusCode::BAD_REQUEST, format!("the body could not be read ({e})")))
+        }
+        Err(_) => {
+            return refuse(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s (bodies are waited for at {} KiB/s at the least); send it again",
+                    deadline.as_secs(),
+                    limits::MIN_BODY_RATE >> 10
+                ),
+            ))
+        }
+    };
+    let response = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    drop(upload);
+    response
+}
+
+/// Every answer: errors as JSON `{"error": …}` whoever made them (a malformed query, path or
+/// method is refused by the router in plain text), and headers that keep the page and the
+/// API's answers out of other sites' frames.
+async fn answers(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let mut response = next.run(req).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (response.status().is_client_error() || response.status().is_server_error()) && !json {
+        let status = response.status();
+        let body = std::mem::take(response.body_mut());
+        let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+        let mut message = String::from_utf8_lossy(&text).trim().to_string();
+        if message.is_empty() {
+            message = match status {
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    format!("{method} is not served here: see docs/api.md for each path's methods")
+                }
+                s => s.canonical_reason().unwrap_or("refused").to_lowercase(),
+            };
+        }
+        let mut fresh = ApiError::new(status, message).into_response();
+        for keep in [header::CONNECTION, header::RETRY_AFTER, header::ALLOW] {
+            if let Some(v) = response.headers().get(&keep) {
+                fresh.headers_mut().insert(keep, v.clone());
+            }
+        }
+        response = fresh;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    response
 }
 
 /// An API error: its status and a message that says what to do.
@@ -243,14 +432,26 @@ impl From<anyhow::Error> for ApiError {
 
 type Answer<T> = Result<T, ApiError>;
 
+/// The token a request presents (`Authorization: Bearer …`).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
 impl Api {
     /// The name of the token the request carries, if its scope allows `needed`.
     fn authorise(&self, headers: &HeaderMap, needed: Scope) -> Answer<String> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
+        self.authorise_token(headers, needed).map(|t| t.name)
+    }
+
+    /// Whether the token `presented` is still in the tokens file with at least `needed`.
+    fn still_valid(&self, presented: &str, needed: Scope) -> bool {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.refresh().is_ok() && tokens.find(presented).is_some_and(|t| t.scope >= needed)
+    }
+
+    /// The token the request carries, if its scope allows `needed`.
+    fn authorise_token(&self, headers: &HeaderMap, needed: Scope) -> Answer<tokens::Token> {
+        let presented = bearer(headers).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "no bearer token: send `Authorization: Bearer <token>` (make a token on the device with `edgeid token add`)",
@@ -272,7 +473,7 @@ impl Api {
                 ),
             ));
         }
-        Ok(token.name.clone())
+        Ok(token.clone())
     }
 
     /// The journal, read-only.
@@ -308,18 +509,29 @@ fn uploaded(body: &Bytes, what: &str) -> Answer<Frame> {
     Ok(Frame::new(image, what))
 }
 
+/// The page, its script and its style: files of their own, so that the page's policy allows no
+/// inline script or style (an injected `<script>` or `onclick=` does not run), and no site may
+/// frame it (a framed page can be clicked through).
 async fn page() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The page runs only its own script and talks only to this API.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+                "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; \
+                 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             ),
         ],
         include_str!("page.html"),
     )
+}
+
+async fn page_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("page.js"))
+}
+
+async fn page_style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("page.css"))
 }
 
 async fn status(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<serde_json::Value>> {
@@ -394,6 +606,7 @@ async fn enrol(
     body: Bytes,
 ) -> Answer<(StatusCode, Json<crate::app::EnrollReport>)> {
     let by = s.authorise(&headers, Scope::Enrol)?;
+    let _decoding = s.decodes.acquire().await.map_err(ApiError::internal)?;
     blocking(&s, move |s| {
         let frame = uploaded(&body, "the uploaded photo")?;
         let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
@@ -450,6 +663,7 @@ async fn identify(
     body: Bytes,
 ) -> Answer<Json<crate::app::ImageReport>> {
     s.authorise(&headers, Scope::Read)?;
+    let _decoding = s.decodes.acquire().await.map_err(ApiError::internal)?;
     blocking(&s, move |s| {
         let frame = uploaded(&body, "the uploaded photo")?;
         let mut engine = s.engine.lock().unwrap_or_else(|e| e.into_inner());
@@ -602,7 +816,19 @@ async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Answer<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
-    s.authorise(&headers, Scope::Read)?;
+    let token = s.authorise_token(&headers, Scope::Read)?;
+    let presented = bearer(&headers).unwrap_or_default().to_string();
+    // An admin token may take the last slot: admin is never locked out by readers' streams.
+    let reserve = usize::from(token.scope < Scope::Admin);
+    let slot = s.streams.take(token.name.clone(), reserve).map_err(|full| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            match full {
+                Full::Key(n) => format!("token `{}` has {n} event streams open, the most one token may; close one (each open operator page holds one)", token.name),
+                Full::Total(n) => format!("{n} event streams are open, the most served at once; close one"),
+            },
+        )
+    })?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -614,10 +840,22 @@ async fn events(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     let (stop, crops) = (s.control.stop.clone(), s.cfg.daemon.store_crops);
+    let state = s.clone();
     // A thread of its own, not the blocking pool: a stream lasts as long as the client stays.
     std::thread::spawn(move || {
+        let _slot = slot;
         let mut cursor = start;
+        let mut checked = std::time::Instant::now();
         while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
+            // A token removed (or lowered below read) ends its streams within a second.
+            if checked.elapsed() >= TOKEN_RECHECK {
+                checked = std::time::Instant::now();
+                if !state.still_valid(&presented, Scope::Read) {
+                    let end = SseEvent::default().event("end").data("the token was removed");
+                    let _ = tx.blocking_send(end);
+                    return;
+                }
+            }
             let entries = match journal.after(cursor, 64) {
                 Ok(e) => e,
                 Err(e) => {
