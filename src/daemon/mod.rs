@@ -251,18 +251,21 @@ pub fn run(
         ),
         None => None,
     };
+    // Outputs and shipping stop when the journal is closed, not at the signal: the decisions
+    // taken at stop (open tracks decided) are journaled after it, and must leave too.
+    let journal_closed = Arc::new(AtomicBool::new(false));
     let output_threads: Vec<_> = outputs
         .into_iter()
         .map(|(output, status)| {
-            let stop = control.stop.clone();
-            thread::spawn(move || output.run(&status, &stop, OUTPUT_DRAIN))
+            let closed = journal_closed.clone();
+            thread::spawn(move || output.run(&status, &closed, OUTPUT_DRAIN))
         })
         .collect();
     let fleet_threads: Vec<_> = [
         shipper.map(|sh| {
-            let (status, stop) =
-                (fleet_status.clone().expect("with [fleet]"), control.stop.clone());
-            thread::spawn(move || sh.run(&status, &stop))
+            let (status, closed) =
+                (fleet_status.clone().expect("with [fleet]"), journal_closed.clone());
+            thread::spawn(move || sh.run(&status, &closed))
         }),
         subscriber.map(|sub| {
             let (status, stop) =
@@ -302,7 +305,22 @@ pub fn run(
     let writer_stop = control.stop.clone();
     let writer = thread::spawn(move || -> anyhow::Result<(u64, Latencies)> {
         let (mut n, mut latencies) = (0, Latencies::default());
-        for mut d in rx {
+        loop {
+            let mut d = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(d) => d,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                // While nobody passes: a journal removed or replaced under the daemon makes it
+                // unhealthy now (and takes no decision), not at the next person.
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = journal.in_place() {
+                        if writer_metrics.journal_failing().is_none() {
+                            log::error!("{e}");
+                        }
+                        writer_metrics.set_journal_failing(Some(e.to_string()));
+                    }
+                    continue;
+                }
+            };
             d.device.clone_from(&device);
             let id = journal_until_written(&journal, &d, &writer_metrics, &writer_stop)?;
             let waited_ms = crate::clock::now_ms() - d.first_seen_ms;
@@ -408,9 +426,10 @@ pub fn run(
             queue_high_water: queue.high_water(),
         });
     }
-    let (decisions, latencies) =
-        writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"))??;
+    let written = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"));
     control.stop.store(true, Ordering::SeqCst);
+    journal_closed.store(true, Ordering::SeqCst);
+    let (decisions, latencies) = written??;
     // Outputs finish what was journaled, for at most OUTPUT_DRAIN (the rest goes at the next
     // start: their cursors are in the journal).
     for t in output_threads.into_iter().chain(fleet_threads) {

@@ -97,11 +97,20 @@ impl Shipper {
         }
         // What was journaled until the stop goes now if the database is there (else at the
         // next start).
-        if self.db.is_some() {
-            if let Ok(round) = self.round(None) {
+        let left = match self.db.is_some().then(|| self.round(None)) {
+            Some(Ok(round)) => {
                 let n: usize = round.shipped.iter().map(|s| s.1).sum();
                 status.shipped.fetch_add(n as u64, Ordering::Relaxed);
+                status.central.store(round.central, Ordering::Relaxed);
+                round.lag
             }
+            _ => status.lag(),
+        };
+        if left > 0 {
+            log::warn!(
+                "fleet: stopping with {left} decision record(s) not shipped (the central copy holds up to id {}); they go at the next start",
+                status.central.load(Ordering::Relaxed)
+            );
         }
     }
 

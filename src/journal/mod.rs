@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::decide::Decision;
 
+pub mod anchor;
 pub mod chain;
 
 pub use chain::{Break, Chained, Verified};
@@ -39,6 +40,17 @@ pub enum JournalError {
     /// The hash chain does not hold (a record edited or removed): nothing is appended to it.
     #[error("journal {path} fails verification: {table} record {id}: {reason}. Nothing is appended to a journal whose chain is broken: move the file aside (keep it as evidence; `edgeid journal verify` reads it) and start again, which creates a new one")]
     Broken { path: PathBuf, table: String, id: i64, reason: String },
+    /// Records, and no anchor of their heads beside them (see [`anchor`]).
+    #[error("journal {path} holds records but no head anchor {}: if an edgeid from before 2026-12-07 wrote it (they kept none), check it with `edgeid journal verify` and accept it as it stands with `edgeid journal anchor`; otherwise the anchor was removed, and records removed from the end would not show: keep both as evidence and start a new journal", anchor::path_for(path).display())]
+    Unanchored { path: PathBuf },
+    /// The anchor says the journal held records, and there is no journal.
+    #[error("journal {path} is missing, but its head anchor {} says it held records up to id {last_id}: it was removed or moved. Restore it (with its anchor), or move the anchor aside as evidence to start a new journal", anchor::path_for(path).display())]
+    Removed { path: PathBuf, last_id: i64 },
+    #[error("journal head anchor {}: {reason}; restore it from a backup, or move it and the journal aside as evidence and start a new journal", anchor::path_for(path).display())]
+    BadAnchor { path: PathBuf, reason: String },
+    /// The file the writer holds is no longer the one at its path (removed, or replaced).
+    #[error("journal {path} {reason} while edgeid held it open: decisions written now would go to a file nobody can read. No decision is taken; restore the journal and its anchor, then restart edgeid")]
+    Gone { path: PathBuf, reason: String },
 }
 
 /// A journaled decision with its row id.
@@ -64,12 +76,37 @@ pub struct WrongMark {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// A writer's chain heads as it last wrote them (`None` for a reader): what the anchor file
+    /// must hold, should it go missing while the writer runs.
+    heads: Option<std::cell::RefCell<anchor::Heads>>,
+    /// The device and inode of the file at `path` when a writer opened it.
+    place: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`.
+fn place_of(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Journal {
-    /// Opens the journal for writing, creating it if needed.
+    /// Opens the journal for writing, creating it if needed. Refused where it disagrees with
+    /// its head anchor, or holds records without one (see [`anchor`]).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(path, true)
+        Journal::open_with(path, true, false)
+    }
+
+    /// Opens a journal that has no head anchor (one written before they were kept) for writing,
+    /// after verifying its chains, and anchors its heads as they stand. An existing anchor is
+    /// checked as by [`Journal::open`], never replaced.
+    pub fn accept_unanchored(path: &Path) -> Result<(Journal, Vec<Verified>), JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Missing { path: path.to_path_buf() });
+        }
+        let journal = Journal::open_with(path, true, true)?;
+        let verified = journal.verify()?;
+        Ok((journal, verified))
     }
 
     /// Opens an existing journal to read decisions and write beside them: outputs' cursors
@@ -106,11 +143,24 @@ impl Journal {
         if !path.exists() {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
-        Journal::open_with(path, false)
+        Journal::open_with(path, false, false)
     }
 
-    fn open_with(path: &Path, create: bool) -> Result<Journal, JournalError> {
+    fn open_with(path: &Path, create: bool, accept: bool) -> Result<Journal, JournalError> {
         let not = |reason: String| JournalError::NotAJournal { path: path.to_path_buf(), reason };
+        let anchor_path = anchor::path_for(path);
+        let anchored = anchor::read(&anchor_path)
+            .map_err(|reason| JournalError::BadAnchor { path: path.to_path_buf(), reason })?;
+        if create && !path.exists() {
+            // A new journal where an anchor says one was: it was removed, not never made.
+            if let Some(last_id) = anchored
+                .as_ref()
+                .and_then(|h| h.values().map(|(id, _)| *id).max())
+                .filter(|&n| n > 0)
+            {
+                return Err(JournalError::Removed { path: path.to_path_buf(), last_id });
+            }
+        }
         if create {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -155,11 +205,13 @@ impl Journal {
             // table's chain columns made `verify` seal whatever had been edited.
             conn.pragma_update(None, "query_only", true)
                 .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
-            return Ok(Journal { conn, path: path.to_path_buf() });
+            return Ok(Journal { conn, path: path.to_path_buf(), heads: None, place: None });
         }
-        // Chain heads are kept since 2026-12: a journal that has them was chained from its
-        // start, so a table of it without chain columns had them removed (see `upgrade`).
-        let had_heads = chain::heads_kept(&conn).map_err(|e| not(e.to_string()))?;
+        // Chain heads are kept since 2026-12: a journal that has them (or an anchor) was
+        // chained from its start, so a table of it without chain columns had them removed (see
+        // `upgrade`).
+        let had_heads =
+            chain::heads_kept(&conn).map_err(|e| not(e.to_string()))? || anchored.is_some();
         // secure_delete: freed space is zeroed, so a record rewritten when it is chained (or a
         // crop deleted) leaves no stale copy in the file.
         conn.execute_batch(
@@ -207,7 +259,9 @@ impl Journal {
                  truth TEXT);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
-        let journal = Journal { conn, path: path.to_path_buf() };
+        let place = place_of(path).map_err(|e| not(format!("cannot read its inode: {e}")))?;
+        let mut journal =
+            Journal { conn, path: path.to_path_buf(), heads: None, place: Some(place) };
         for table in CHAINED {
             journal.upgrade(table, had_heads)?;
             // A journal from before chain heads were kept starts from its last record as it is.
@@ -224,7 +278,79 @@ impl Journal {
                 )
                 .map_err(|e| journal.sql(e))?;
         }
+        let heads = match anchored {
+            Some(heads) => {
+                journal.check_anchor(&heads)?;
+                heads
+            }
+            None => {
+                let records: i64 = CHAINED
+                    .iter()
+                    .map(|t| {
+                        journal.conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                    })
+                    .sum::<rusqlite::Result<i64>>()
+                    .map_err(|e| journal.sql(e))?;
+                if records > 0 && !accept {
+                    return Err(JournalError::Unanchored { path: path.to_path_buf() });
+                }
+                // Accepted only as it stands, sound: an anchor never vouches for an edit.
+                journal.ensure_sound()?;
+                anchor::heads_of(&journal.conn, &CHAINED).map_err(|e| journal.sql(e))?
+            }
+        };
+        journal.heads = Some(std::cell::RefCell::new(heads));
+        journal.write_anchor(None)?;
         Ok(journal)
+    }
+
+    /// Refuses the journal where a table disagrees with its anchored head.
+    fn check_anchor(&self, heads: &anchor::Heads) -> Result<(), JournalError> {
+        let anchor_path = anchor::path_for(&self.path);
+        for table in CHAINED {
+            let Some((id, hash)) = heads.get(table) else { continue };
+            if let Some(b) = anchor::disagreement(&self.conn, table, (*id, hash), &anchor_path)
+                .map_err(|e| self.sql(e))?
+            {
+                return Err(JournalError::Broken {
+                    path: self.path.clone(),
+                    table: table.to_string(),
+                    id: b.id,
+                    reason: b.reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the writer's heads to the anchor, `table`'s set to `head` first.
+    fn write_anchor(&self, head: Option<(&str, i64, &str)>) -> Result<(), JournalError> {
+        let Some(heads) = &self.heads else { return Ok(()) };
+        let mut heads = heads.borrow_mut();
+        if let Some((table, id, hash)) = head {
+            heads.insert(table.to_string(), (id, hash.to_string()));
+        }
+        anchor::write(&anchor::path_for(&self.path), &heads).map_err(|e| JournalError::BadAnchor {
+            path: self.path.clone(),
+            reason: format!("cannot write it: {e}"),
+        })
+    }
+
+    /// Whether the file this writer holds is still the one at its path: a journal removed (or
+    /// replaced) under a running daemon would take decisions nobody can read.
+    pub fn in_place(&self) -> Result<(), JournalError> {
+        let Some(place) = self.place else { return Ok(()) };
+        let gone = |reason: &str| {
+            Err(JournalError::Gone { path: self.path.clone(), reason: reason.to_string() })
+        };
+        match place_of(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone("was removed"),
+            Err(e) => gone(&format!("cannot be looked at ({e})")),
+            Ok(now) if now != place => gone("was replaced by another file"),
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Verifies every chain and refuses a journal whose chain is broken, so that the daemon
@@ -301,11 +427,30 @@ impl Journal {
     ) -> Result<i64, JournalError> {
         let path = self.path.clone();
         let sql = |source| JournalError::Sqlite { path: path.clone(), source };
+        self.in_place()?;
         let tx =
             Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
-        // The last record must be the one the chain head names: otherwise records were removed
-        // from the end, and the new record would take a removed one's id and hide the cut.
-        if let Some(b) = chain::head_mismatch(&tx, table).map_err(sql)? {
+        // The last record must be the one the chain head names, and the one its anchor outside
+        // the file names (or a later one: another writer's): otherwise records were removed
+        // from the end, and the new record would take a removed one's id and hide the cut. An
+        // anchor removed while this writer runs is checked as this writer last wrote it.
+        let anchor_path = anchor::path_for(&self.path);
+        let anchored = match anchor::read(&anchor_path) {
+            Ok(Some(heads)) => Some(heads),
+            Ok(None) => self.heads.as_ref().map(|h| h.borrow().clone()),
+            Err(reason) => return Err(JournalError::BadAnchor { path: self.path.clone(), reason }),
+        };
+        let head = anchored.as_ref().and_then(|h| h.get(table)).cloned();
+        let broken = match chain::head_mismatch(&tx, table).map_err(sql)? {
+            Some(b) => Some(b),
+            None => match &head {
+                Some((id, hash)) => {
+                    anchor::disagreement(&tx, table, (*id, hash), &anchor_path).map_err(sql)?
+                }
+                None => None,
+            },
+        };
+        if let Some(b) = broken {
             return Err(JournalError::Broken {
                 path: self.path.clone(),
                 table: table.to_string(),
@@ -330,11 +475,15 @@ impl Journal {
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
+        self.write_anchor(Some((table, id, &hash)))?;
         Ok(id)
     }
 
     /// Walks every chained table and reports the first broken link of each.
     pub fn verify(&self) -> Result<Vec<Verified>, JournalError> {
+        let anchor_path = anchor::path_for(&self.path);
+        let anchored = anchor::read(&anchor_path)
+            .map_err(|reason| JournalError::BadAnchor { path: self.path.clone(), reason })?;
         CHAINED
             .iter()
             .map(|t| {
@@ -364,6 +513,12 @@ impl Journal {
                 let mut v = chain::verify(&self.conn, t).map_err(|e| self.sql(e))?;
                 if v.broken.is_none() {
                     v.broken = chain::head_mismatch(&self.conn, t).map_err(|e| self.sql(e))?;
+                }
+                if let (None, Some((id, hash))) =
+                    (&v.broken, anchored.as_ref().and_then(|h| h.get(*t)))
+                {
+                    v.broken = anchor::disagreement(&self.conn, t, (*id, hash), &anchor_path)
+                        .map_err(|e| self.sql(e))?;
                 }
                 Ok(v)
             })

@@ -180,9 +180,10 @@ impl Output {
                 if self.cursor >= end || time_up.over() {
                     if self.cursor < end {
                         log::warn!(
-                            "output {}: stopping with {} record(s) not dealt with; they go at the next start",
+                            "output {}: stopping with {} record(s) not dealt with (ids {}..={end}); they go at the next start",
                             self.cfg.name(),
-                            end - self.cursor
+                            end - self.cursor,
+                            self.cursor + 1
                         );
                     }
                     return;

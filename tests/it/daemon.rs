@@ -38,7 +38,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn journal_count(path: &Path) -> i64 {
+pub fn journal_count(path: &Path) -> i64 {
     if !path.exists() {
         return 0;
     }
@@ -389,7 +389,7 @@ fn the_daemon_audits_on_its_schedule() {
 }
 
 /// The sum of a metric's samples (over its labels) on /metrics.
-fn metric(port: u16, name: &str) -> f64 {
+pub fn metric(port: u16, name: &str) -> f64 {
     http_get(port, "/metrics")
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))

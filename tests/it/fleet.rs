@@ -416,6 +416,15 @@ fn three_doors_ship_to_one_database_and_share_one_gallery() {
             k = last - 2
         ),
     );
+    // ...and its head anchor rewritten too (whoever can write the journal's folder can).
+    let anchor = edgeid::journal::anchor::path_for(&doors[2].0.journal());
+    let mut heads = edgeid::journal::anchor::read(&anchor).unwrap().unwrap();
+    let conn = rusqlite::Connection::open(doors[2].0.journal()).unwrap();
+    let k = last - 2;
+    let hash: String =
+        conn.query_row("SELECT hash FROM decisions WHERE id = ?1", [k], |r| r.get(0)).unwrap();
+    heads.insert("decisions".into(), (k, hash));
+    edgeid::journal::anchor::write(&anchor, &heads).unwrap();
     let (ok, _, _) = edgeid(&doors[2].0.config(), &["journal", "verify"]);
     assert!(ok, "door-3's own verification cannot see the end removed");
     for (s, _) in &doors {

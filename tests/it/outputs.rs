@@ -650,3 +650,40 @@ fn mqtt_over_tls_with_a_password() {
         .collect();
     assert_eq!(ids, (1..=20).collect::<Vec<_>>());
 }
+
+/// Regression (#42, 2): the outputs took the journal's end at the signal, so the decisions
+/// taken at stop (open tracks decided as the daemon stops) were journaled after it and left
+/// behind every output's cursor until the next start (past `max_age_s` by then). Here one
+/// person stands in front of the camera for the whole run, never decided (decide_after_frames
+/// far away), so their one decision is taken at SIGTERM: the bridge has it before the daemon
+/// exits.
+#[test]
+fn regression_decisions_taken_at_sigterm_are_delivered_before_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("standing.txt");
+    std::fs::write(&list, format!("{}\n", common::data("kiosk640.jpg").display())).unwrap();
+    let out = tmp.path().join("bridge.jsonl");
+    let s = Setup::new(&list.display().to_string(), 10.0, true, "").without_live_requirement();
+    let cfg = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("decide_after_frames = 5", "decide_after_frames = 100000");
+    let bridge = format!(
+        "\n[[outputs]]\nname = \"bridge\"\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        out.display()
+    );
+    std::fs::write(s.config(), cfg + &bridge).unwrap();
+    s.enrol("alice", "sample2.jpg");
+    let mut daemon = s.daemon(&[]);
+    wait_for("the daemon running", Duration::from_secs(120), || {
+        assert!(daemon.running(), "{}", daemon.log());
+        daemon.log().contains("edgeid running")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(rows(&s.journal()).is_empty(), "decided before the stop");
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+    let journal = rows(&s.journal());
+    assert_eq!(journal.len(), 1, "one decision, at the stop: {journal:?}");
+    let got: Vec<i64> = lines(&out).iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, [journal[0].0], "{}", daemon.log());
+}

@@ -520,8 +520,7 @@ fn regression_a_journal_cut_at_the_end_is_reported_and_never_appended_to() {
         stderr(&o)
     );
     let e = Journal::open(&path)
-        .unwrap()
-        .append(&decision(1_700_000_900_000, 0.6, 100.0))
+        .and_then(|j| j.append(&decision(1_700_000_900_000, 0.6, 100.0)))
         .unwrap_err()
         .to_string();
     assert!(e.contains("fails verification") && e.contains("move the file aside"), "{e}");
@@ -529,6 +528,8 @@ fn regression_a_journal_cut_at_the_end_is_reported_and_never_appended_to() {
 
     let setup = common::Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
     std::fs::copy(&path, setup.journal()).unwrap();
+    let anchor = edgeid::journal::anchor::path_for;
+    std::fs::copy(anchor(&path), anchor(&setup.journal())).unwrap();
     let before = std::fs::read(setup.journal()).unwrap();
     let run = setup.spawn(&["run", "--max-frames", "2"]).wait_with_output().unwrap();
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
@@ -1222,4 +1223,104 @@ mod api_limits {
             other => panic!("an oversized body was not refused as JSON: {other:?}"),
         }
     }
+}
+
+/// Regression (#37, 7): deleting the journal's tail rows and its `chain_heads` row (daemon
+/// running or not) had the writer append with the removed ids, and `journal verify` said
+/// intact; dropping the chain columns and table had an edited journal chained again as it stood.
+/// The heads are now anchored in a file beside the journal, written after every append: a
+/// writer refuses a journal behind its anchor, and one with records and no anchor.
+#[test]
+fn regression_journal_ids_are_not_reused_when_the_tail_and_its_chain_head_are_deleted() {
+    use edgeid::journal::anchor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let cut = |sql: &str| rusqlite::Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+    let tail_and_head = "DELETE FROM decisions WHERE id > 3; DELETE FROM chain_heads;";
+    let when = |i: i64| decision(1_700_000_000_000 + i * 60_000, 0.6, 100.0);
+
+    // While a writer holds it (the daemon running): its next append is refused.
+    let writer = Journal::open(&path).unwrap();
+    for i in 0..5 {
+        writer.append(&when(i)).unwrap();
+    }
+    cut(tail_and_head);
+    let e = writer.append(&when(5)).unwrap_err().to_string();
+    assert!(
+        e.contains("records 4..=5 were removed from the end") && e.contains("head anchor"),
+        "{e}"
+    );
+    drop(writer);
+    // At the next open (the daemon started again), and for `journal verify`.
+    let e = Journal::open(&path).err().expect("refused").to_string();
+    assert!(e.contains("records 4..=5 were removed from the end"), "{e}");
+    let o = edgeid(&["journal", "--journal", &s(&path), "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("decisions record 4: its head anchor"), "{}", stderr(&o));
+    assert_eq!(Journal::open_existing(&path).unwrap().last_id().unwrap(), 3, "no id reused");
+
+    // The chain columns and heads table dropped: refused, never chained again.
+    cut("ALTER TABLE decisions DROP COLUMN hash; ALTER TABLE decisions DROP COLUMN prev_hash; DROP TABLE chain_heads;");
+    let e = Journal::open(&path).err().expect("refused").to_string();
+    assert!(e.contains("no chain columns"), "{e}");
+
+    // The anchor removed as well: a journal with records and no anchor is refused; accepting
+    // it (`journal anchor`, for journals written before anchors) verifies its chains first.
+    let other = dir.path().join("other.db");
+    {
+        let j = Journal::open(&other).unwrap();
+        for i in 0..3 {
+            j.append(&when(i)).unwrap();
+        }
+    }
+    std::fs::remove_file(anchor::path_for(&other)).unwrap();
+    let e = Journal::open(&other).err().expect("refused").to_string();
+    assert!(e.contains("holds records but no head anchor"), "{e}");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute("UPDATE decisions SET identity = 'mallory' WHERE id = 2", [])
+        .unwrap();
+    let o = edgeid(&["journal", "--journal", &s(&other), "anchor"]);
+    assert_eq!(o.status.code(), Some(1), "an edited journal was anchored: {}", stderr(&o));
+    assert!(stderr(&o).contains("fails verification: decisions record 2"), "{}", stderr(&o));
+    assert!(!anchor::path_for(&other).exists());
+}
+
+/// Regression (#37, 8): `rm` of the journal and its WAL under a running daemon left `/healthz`
+/// ok and `edgeid_journal_writable 1`, the decisions after it existed nowhere, and the next
+/// start began a new journal at id 1 silently. Now the daemon sees the file gone (its path no
+/// longer names the file it holds) within a second and takes no decision, unhealthy; a start
+/// that finds the journal's anchor and no journal refuses, saying so.
+#[test]
+fn regression_a_journal_removed_under_the_daemon_makes_it_unhealthy_and_the_next_start_says_so() {
+    use crate::daemon::{free_port, http_get, journal_count, metric, replay_list, wait_for};
+    use std::time::Duration;
+    let port = free_port();
+    let setup = common::Setup::legacy(&replay_list(), 0.0, true, &format!("127.0.0.1:{port}"));
+    setup.enrol("alice", "sample2.jpg");
+    let mut daemon = setup.daemon(&[]);
+    wait_for("2 decisions", Duration::from_secs(120), || journal_count(&setup.journal()) >= 2);
+    let journal = setup.journal();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = journal.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    wait_for("health to say the journal is gone", Duration::from_secs(30), || {
+        http_get(port, "/healthz").contains("503")
+    });
+    let health = http_get(port, "/healthz");
+    assert!(health.contains("was removed while edgeid held it open"), "{health}");
+    assert_eq!(metric(port, "edgeid_journal_writable"), 0.0);
+    daemon.kill();
+    assert!(!journal.exists(), "a journal was made again");
+
+    let run = setup.spawn(&["run", "--max-frames", "2"]).wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("is missing, but its head anchor") && err.contains("removed or moved"),
+        "{err}"
+    );
+    assert!(!journal.exists(), "the refused start made a new journal");
 }

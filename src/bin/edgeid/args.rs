@@ -258,6 +258,10 @@ pub enum JournalAction {
     /// Check the hash chain of every decision and audit record; report the first broken link
     /// (exit 1) or each table's head hash, to be noted elsewhere.
     Verify,
+    /// Accept a journal that has no head anchor (`<journal>.head`; an edgeid from before
+    /// 2026-12-07 kept none) as it stands: its chains are verified, then its heads anchored.
+    /// Without an anchor edgeid refuses to write to a journal that holds records.
+    Anchor,
     /// Decisions operators marked wrong (operator API), with who marked them, their note and
     /// who it really was: labelled cases for calibration.
     Marks,
