@@ -3,8 +3,9 @@
 //! availability` holds `online` (retained); the broker's last will turns it `offline` when the
 //! device drops off, and a clean stop says so itself. With a discovery prefix (Home
 //! Assistant's `homeassistant`), each camera is announced once per connection as a sensor whose
-//! state is its last decision's outcome and whose attributes are the rest of the event, so a
-//! door and its last decision appear in Home Assistant by themselves.
+//! state is its last decision's outcome (retained on `<prefix>/<device>/<camera>/state`) and
+//! whose attributes are the rest of the event, and as an event entity that fires on every
+//! decision, so a door and its decisions appear in Home Assistant by themselves.
 //!
 //! Any error drops the connection; the next attempt connects afresh (clean session), so no
 //! half-sent state is carried over a broker restart: the record is simply published again.
@@ -107,34 +108,62 @@ impl Mqtt {
         self.publish(&self.availability(), b"online", true)?;
         if !self.discovery.is_empty() {
             for camera in self.cameras.clone() {
-                let (topic, config) = self.announcement(&camera);
-                self.publish(&topic, config.as_bytes(), true)?;
+                for (topic, config) in self.announcements(&camera) {
+                    self.publish(&topic, config.as_bytes(), true)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Home Assistant's MQTT discovery message for `camera`'s last decision (retained).
-    fn announcement(&self, camera: &str) -> (String, String) {
+    /// Home Assistant's MQTT discovery messages for `camera` (retained): a sensor whose state
+    /// is the camera's last outcome (from the retained state topic, so it survives a Home
+    /// Assistant restart; its attributes are the last decision), and an event entity that
+    /// fires on every decision, the same outcome twice included (a sensor's unchanged state
+    /// fires no trigger). Field names as in Home Assistant's MQTT sensor and event docs.
+    fn announcements(&self, camera: &str) -> [(String, String); 2] {
         let id = format!("edgeid_{}_{camera}", self.device)
             .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'), "_");
-        let state = format!("{}/{}/{camera}/decision", self.prefix, self.device);
-        let config = serde_json::json!({
+        let decision = format!("{}/{}/{camera}/decision", self.prefix, self.device);
+        let device = serde_json::json!({
+            "identifiers": [format!("edgeid_{}", self.device)],
+            "name": format!("edgeid {}", self.device),
+            "manufacturer": "edgeid",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        });
+        let origin = serde_json::json!({ "name": "edgeid", "sw_version": env!("CARGO_PKG_VERSION") });
+        let sensor = serde_json::json!({
             "name": format!("{camera} last decision"),
             "unique_id": format!("{id}_decision"),
-            "state_topic": state,
+            "state_topic": self.state_topic(camera),
             "value_template": "{{ value_json.outcome }}",
-            "json_attributes_topic": state,
+            "json_attributes_topic": decision,
             "availability_topic": self.availability(),
             "icon": "mdi:door",
-            "device": {
-                "identifiers": [format!("edgeid_{}", self.device)],
-                "name": format!("edgeid {}", self.device),
-                "manufacturer": "edgeid",
-                "sw_version": env!("CARGO_PKG_VERSION"),
-            },
+            "device": device,
+            "origin": origin,
         });
-        (format!("{}/sensor/{id}/config", self.discovery), config.to_string())
+        let event = serde_json::json!({
+            "name": format!("{camera} decision"),
+            "unique_id": format!("{id}_event"),
+            "state_topic": decision,
+            "event_types": ["granted", "denied"],
+            "value_template": "{{ {'event_type': value_json.outcome, 'id': value_json.id, 'reasons': value_json.reasons, 'identity': value_json.identity} | to_json }}",
+            "availability_topic": self.availability(),
+            "icon": "mdi:door",
+            "device": device,
+            "origin": origin,
+        });
+        [
+            (format!("{}/sensor/{id}/config", self.discovery), sensor.to_string()),
+            (format!("{}/event/{id}/config", self.discovery), event.to_string()),
+        ]
+    }
+
+    /// `camera`'s retained state: its last outcome, with the record's id and time, no name (a
+    /// retained message is handed to every later subscriber).
+    fn state_topic(&self, camera: &str) -> String {
+        format!("{}/{}/{camera}/state", self.prefix, self.device)
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), DeliveryError> {
@@ -158,9 +187,15 @@ impl Sink for Mqtt {
         if self.session.is_none() {
             self.connect()?;
         }
-        let topic =
-            format!("{}/{}/{}/decision", self.prefix, self.device, event.entry.decision.camera);
-        self.publish(&topic, body, false)
+        let camera = level(&event.entry.decision.camera);
+        let topic = format!("{}/{}/{camera}/decision", self.prefix, self.device);
+        self.publish(&topic, body, false)?;
+        let state = serde_json::json!({
+            "outcome": event.entry.decision.outcome.as_str(),
+            "id": event.entry.id,
+            "time_ms": event.entry.decision.time_ms,
+        });
+        self.publish(&self.state_topic(&camera), state.to_string().as_bytes(), true)
     }
 }
 
@@ -170,8 +205,18 @@ impl Drop for Mqtt {
         if self.session.is_some() {
             let topic = self.availability();
             let _ = self.publish(&topic, b"offline", true);
-            if let Some((client, _)) = &self.session {
-                let _ = client.disconnect();
+            // DISCONNECT sent before the socket closes: else the broker fires the last will,
+            // and `offline` arrives twice.
+            if let Some((client, connection)) = self.session.as_mut() {
+                if client.disconnect().is_ok() {
+                    let deadline = Instant::now() + self.timeout;
+                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                        match connection.recv_timeout(left) {
+                            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
+                            Ok(Ok(_)) => {}
+                        }
+                    }
+                }
             }
         }
     }

@@ -413,15 +413,87 @@ fn mqtt_events_survive_a_broker_restart() {
         .collect();
     assert_eq!(availability.first(), Some(&&b"online"[..]), "{availability:?}");
     assert_eq!(availability.last(), Some(&&b"offline"[..]), "a clean stop says offline");
-    // Home Assistant discovery: the camera as a sensor of its last decision.
-    let (_, config) = got
-        .iter()
-        .find(|(t, _)| t == "homeassistant/sensor/edgeid_door-3_replay/config")
-        .expect("a discovery message for the camera");
-    let config: serde_json::Value = serde_json::from_slice(config).unwrap();
-    assert_eq!(config["state_topic"], "edgeid/door-3/replay/decision");
-    assert_eq!(config["availability_topic"], "edgeid/door-3/availability");
-    assert_eq!(config["value_template"], "{{ value_json.outcome }}");
+    // Regression (#42, 5): the clean stop closed the socket without DISCONNECT, so the last
+    // will fired too and `offline` came twice.
+    let after_online = availability.iter().rev().take_while(|p| **p != b"online").count();
+    assert_eq!(after_online, 1, "one offline per clean stop: {availability:?}");
+    // Home Assistant discovery: the camera as a sensor of its last outcome (retained) and as
+    // an event entity firing on every decision, each as Home Assistant's MQTT docs define.
+    let config = |component: &str| -> serde_json::Value {
+        let topic = format!("homeassistant/{component}/edgeid_door-3_replay/config");
+        let (_, config) = got.iter().find(|(t, _)| *t == topic).expect("a discovery message");
+        serde_json::from_slice(config).unwrap()
+    };
+    let (sensor, event) = (config("sensor"), config("event"));
+    assert_eq!(sensor["state_topic"], "edgeid/door-3/replay/state");
+    assert_eq!(sensor["json_attributes_topic"], "edgeid/door-3/replay/decision");
+    assert_eq!(sensor["value_template"], "{{ value_json.outcome }}");
+    assert_eq!(event["state_topic"], "edgeid/door-3/replay/decision");
+    assert_eq!(event["event_types"], serde_json::json!(["granted", "denied"]));
+    home_assistant_schema("sensor", &sensor);
+    home_assistant_schema("event", &event);
+    // The state is retained: a subscriber that comes later (Home Assistant restarted) gets the
+    // last outcome at once, and no name with it.
+    let retained = retained_message(port, "edgeid/door-3/replay/state");
+    let (id, outcome, _) = journal.last().unwrap();
+    assert_eq!((retained["id"].as_i64(), retained["outcome"].as_str()), (Some(*id), Some(outcome.as_str())));
+    assert!(retained.get("identity").is_none(), "{retained}");
+}
+
+/// Checks a discovery payload against Home Assistant's MQTT documentation for `component`
+/// (https://www.home-assistant.io/integrations/sensor.mqtt and event.mqtt): the keys it
+/// requires, each key one the component documents, the types of those used, and a device
+/// and origin block as "MQTT discovery" defines them.
+fn home_assistant_schema(component: &str, config: &serde_json::Value) {
+    let common = [
+        "name", "unique_id", "state_topic", "value_template", "json_attributes_topic",
+        "availability_topic", "icon", "device", "origin",
+    ];
+    let (required, own): (&[&str], &[&str]) = match component {
+        "sensor" => (&["state_topic"], &["device_class", "state_class", "unit_of_measurement", "force_update"]),
+        "event" => (&["state_topic", "event_types"], &["device_class"]),
+        other => panic!("no schema for {other}"),
+    };
+    let keys = config.as_object().expect("a JSON object");
+    for key in required {
+        assert!(keys.contains_key(*key), "{component}: `{key}` is required: {config}");
+    }
+    for key in keys.keys() {
+        let documented = [common.as_slice(), required, own].concat();
+        assert!(documented.contains(&key.as_str()), "{component}: `{key}` is not documented: {config}");
+    }
+    for key in ["name", "unique_id", "state_topic", "value_template", "availability_topic", "icon"] {
+        assert!(keys.get(key).is_none_or(|v| v.is_string()), "{component}: `{key}` must be a string");
+    }
+    if component == "event" {
+        let types = config["event_types"].as_array().expect("event_types is a list");
+        assert!(!types.is_empty() && types.iter().all(|t| t.is_string()), "{config}");
+    }
+    let device = config["device"].as_object().expect("device is a map");
+    assert!(device["identifiers"].as_array().is_some_and(|i| !i.is_empty()), "{config}");
+    for key in device.keys() {
+        assert!(["identifiers", "name", "manufacturer", "model", "sw_version", "hw_version", "configuration_url", "connections", "suggested_area", "via_device"].contains(&key.as_str()), "device.{key}");
+    }
+    let origin = config["origin"].as_object().expect("origin is a map");
+    assert!(origin["name"].is_string(), "origin.name is required: {config}");
+    for key in origin.keys() {
+        assert!(["name", "sw_version", "support_url"].contains(&key.as_str()), "origin.{key}");
+    }
+}
+
+/// The retained message on `topic`, as a new subscriber gets it.
+fn retained_message(port: u16, topic: &str) -> serde_json::Value {
+    let options = rumqttc::MqttOptions::new("edgeid-test-late", "127.0.0.1", port);
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) = connection.recv_timeout(left) {
+            assert!(p.retain, "not retained");
+            return serde_json::from_slice(&p.payload).unwrap();
+        }
+    }
+    panic!("no retained message on {topic}");
 }
 
 /// The `gpio` output's relay, here a relay board's program (`command`, run with `on` and
