@@ -435,6 +435,11 @@ pub struct DaemonConfig {
     /// Store the sharpest aligned face crop (112×112 PNG) with each decision. Off by default:
     /// a face image is personal data, and the journal needs none to be useful.
     pub store_crops: bool,
+    /// Days a stored face crop is kept; older ones are removed from the journal (the record
+    /// stays, and its chain: a crop's hash covers its digest, not its bytes).
+    pub keep_crops_days: f32,
+    /// The most the stored crops may take together, in MiB; past it the oldest go first.
+    pub max_crops_mib: f32,
     /// This device's name in every journal record and event (a fleet tells its doors apart by
     /// it); "" (the default) takes the machine's host name.
     pub device: String,
@@ -449,6 +454,8 @@ impl Default for DaemonConfig {
             retry_initial_s: 1.0,
             retry_max_s: 30.0,
             store_crops: false,
+            keep_crops_days: 30.0,
+            max_crops_mib: 100.0,
             device: String::new(),
         }
     }
@@ -816,6 +823,18 @@ impl Config {
             dm.retry_max_s,
             |v| v >= dm.retry_initial_s && v <= 86_400.0,
             "at least daemon.retry_initial_s, at most 86400 seconds (a day)",
+        )?;
+        self.check(
+            "daemon.keep_crops_days",
+            dm.keep_crops_days,
+            |v| v > 0.0 && v <= 3650.0,
+            "more than 0, at most 3650 days",
+        )?;
+        self.check(
+            "daemon.max_crops_mib",
+            dm.max_crops_mib,
+            |v| v > 0.0 && v <= 1_000_000.0,
+            "more than 0 MiB",
         )?;
         if !dm.http.is_empty() && dm.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {

@@ -39,6 +39,8 @@ use self::metrics::Metrics;
 
 /// How long outputs go on delivering once the daemon stops.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
+/// How often stored face crops are checked against their retention.
+const CROP_PRUNE_EVERY: Duration = Duration::from_secs(60);
 use self::queue::{FrameQueue, Popped};
 
 #[derive(Debug, Clone, Default)]
@@ -303,9 +305,28 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
     let writer_stop = control.stop.clone();
+    let retention = (
+        Duration::from_secs_f32(cfg.daemon.keep_crops_days * 86_400.0),
+        (cfg.daemon.max_crops_mib as f64 * 1024.0 * 1024.0) as u64,
+    );
     let writer = thread::spawn(move || -> anyhow::Result<(u64, Latencies)> {
         let (mut n, mut latencies) = (0, Latencies::default());
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
+            // Stored face crops past their retention go (at start, then every minute); the
+            // records and their chain stay.
+            if pruned_at.is_none_or(|t| t.elapsed() >= CROP_PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                let before = crate::clock::now_ms() - retention.0.as_millis() as i64;
+                match journal.prune_crops(before, retention.1) {
+                    Ok((0, _)) => {}
+                    Ok((crops, bytes)) => log::info!(
+                        "journal: {crops} face crop(s) past daemon.keep_crops_days or max_crops_mib removed ({} KiB)",
+                        bytes / 1024
+                    ),
+                    Err(e) => log::warn!("journal: removing old face crops: {e:#}"),
+                }
+            }
             let mut d = match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(d) => d,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,

@@ -15,6 +15,7 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 use serde::Serialize;
+use sha2::Digest;
 
 use crate::decide::Decision;
 
@@ -230,7 +231,8 @@ impl Journal {
                  record TEXT NOT NULL,
                  crop BLOB,
                  prev_hash TEXT,
-                 hash TEXT);
+                 hash TEXT,
+                 crop_sha256 TEXT);
              CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_ms);
              CREATE TABLE IF NOT EXISTS audits (
                  id INTEGER PRIMARY KEY,
@@ -259,6 +261,19 @@ impl Journal {
                  truth TEXT);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+        let digests: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('decisions') WHERE name = 'crop_sha256'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| not(e.to_string()))?;
+        if digests == 0 {
+            // Journals from before crop retention: the column, NULL in their records, leaves
+            // their hashes as they were.
+            conn.execute_batch("ALTER TABLE decisions ADD COLUMN crop_sha256 TEXT")
+                .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
+        }
         let place = place_of(path).map_err(|e| not(format!("cannot read its inode: {e}")))?;
         let mut journal =
             Journal { conn, path: path.to_path_buf(), heads: None, place: Some(place) };
@@ -597,8 +612,8 @@ impl Journal {
         let record = serde_json::to_string(d).expect("a decision serialises");
         self.append_chained("decisions", |tx| {
             tx.execute(
-                "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record, crop)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO decisions (time_ms, camera, track_id, outcome, reason, identity, similarity, record, crop, crop_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     d.time_ms,
                     d.camera,
@@ -608,11 +623,69 @@ impl Journal {
                     d.identity,
                     d.similarity.map(|s| s as f64),
                     record,
-                    d.crop_png
+                    d.crop_png,
+                    d.crop_png.as_ref().map(|png| crate::util::hex(&sha2::Sha256::digest(png)))
                 ],
             )
             .map(drop)
         })
+    }
+
+    /// Removes stored face crops taken before `before_ms`, then the oldest ones until the rest
+    /// take at most `max_bytes`. Only crops recorded with their digest are removed (a record's
+    /// hash covers the digest, so it still verifies); the freed pages are zeroed
+    /// (`secure_delete`) and reused by later crops, so the file stops growing. Returns the
+    /// crops removed and the bytes they took.
+    pub fn prune_crops(
+        &self,
+        before_ms: i64,
+        max_bytes: u64,
+    ) -> Result<(usize, u64), JournalError> {
+        let path = self.path.clone();
+        let sql = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        let kept = "crop IS NOT NULL AND crop_sha256 IS NOT NULL";
+        let (mut n, mut bytes): (i64, i64) = tx
+            .query_row(
+                &format!("SELECT count(*), coalesce(sum(length(crop)), 0) FROM decisions WHERE {kept} AND time_ms < ?1"),
+                [before_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?;
+        tx.execute(
+            &format!("UPDATE decisions SET crop = NULL WHERE {kept} AND time_ms < ?1"),
+            [before_ms],
+        )
+        .map_err(sql)?;
+        let total: i64 = tx
+            .query_row(
+                &format!("SELECT coalesce(sum(length(crop)), 0) FROM decisions WHERE {kept}"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let mut over = total - max_bytes as i64;
+        if over > 0 {
+            let oldest: Vec<(i64, i64)> = {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT id, length(crop) FROM decisions WHERE {kept} ORDER BY id"
+                    ))
+                    .map_err(sql)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)?
+            };
+            for (id, len) in oldest {
+                if over <= 0 {
+                    break;
+                }
+                tx.execute("UPDATE decisions SET crop = NULL WHERE id = ?1", [id]).map_err(sql)?;
+                (n, bytes, over) = (n + 1, bytes + len, over - len);
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok((n as usize, bytes as u64))
     }
 
     /// Decisions at or after `since_ms`, oldest first.

@@ -131,7 +131,8 @@ impl Mqtt {
             "manufacturer": "edgeid",
             "sw_version": env!("CARGO_PKG_VERSION"),
         });
-        let origin = serde_json::json!({ "name": "edgeid", "sw_version": env!("CARGO_PKG_VERSION") });
+        let origin =
+            serde_json::json!({ "name": "edgeid", "sw_version": env!("CARGO_PKG_VERSION") });
         let sensor = serde_json::json!({
             "name": format!("{camera} last decision"),
             "unique_id": format!("{id}_decision"),
@@ -212,7 +213,9 @@ impl Drop for Mqtt {
                     let deadline = Instant::now() + self.timeout;
                     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
                         match connection.recv_timeout(left) {
-                            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
+                            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
+                            | Ok(Err(_))
+                            | Err(_) => break,
                             Ok(Ok(_)) => {}
                         }
                     }

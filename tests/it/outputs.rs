@@ -436,7 +436,10 @@ fn mqtt_events_survive_a_broker_restart() {
     // last outcome at once, and no name with it.
     let retained = retained_message(port, "edgeid/door-3/replay/state");
     let (id, outcome, _) = journal.last().unwrap();
-    assert_eq!((retained["id"].as_i64(), retained["outcome"].as_str()), (Some(*id), Some(outcome.as_str())));
+    assert_eq!(
+        (retained["id"].as_i64(), retained["outcome"].as_str()),
+        (Some(*id), Some(outcome.as_str()))
+    );
     assert!(retained.get("identity").is_none(), "{retained}");
 }
 
@@ -446,11 +449,21 @@ fn mqtt_events_survive_a_broker_restart() {
 /// and origin block as "MQTT discovery" defines them.
 fn home_assistant_schema(component: &str, config: &serde_json::Value) {
     let common = [
-        "name", "unique_id", "state_topic", "value_template", "json_attributes_topic",
-        "availability_topic", "icon", "device", "origin",
+        "name",
+        "unique_id",
+        "state_topic",
+        "value_template",
+        "json_attributes_topic",
+        "availability_topic",
+        "icon",
+        "device",
+        "origin",
     ];
     let (required, own): (&[&str], &[&str]) = match component {
-        "sensor" => (&["state_topic"], &["device_class", "state_class", "unit_of_measurement", "force_update"]),
+        "sensor" => (
+            &["state_topic"],
+            &["device_class", "state_class", "unit_of_measurement", "force_update"],
+        ),
         "event" => (&["state_topic", "event_types"], &["device_class"]),
         other => panic!("no schema for {other}"),
     };
@@ -460,10 +473,17 @@ fn home_assistant_schema(component: &str, config: &serde_json::Value) {
     }
     for key in keys.keys() {
         let documented = [common.as_slice(), required, own].concat();
-        assert!(documented.contains(&key.as_str()), "{component}: `{key}` is not documented: {config}");
+        assert!(
+            documented.contains(&key.as_str()),
+            "{component}: `{key}` is not documented: {config}"
+        );
     }
-    for key in ["name", "unique_id", "state_topic", "value_template", "availability_topic", "icon"] {
-        assert!(keys.get(key).is_none_or(|v| v.is_string()), "{component}: `{key}` must be a string");
+    for key in ["name", "unique_id", "state_topic", "value_template", "availability_topic", "icon"]
+    {
+        assert!(
+            keys.get(key).is_none_or(|v| v.is_string()),
+            "{component}: `{key}` must be a string"
+        );
     }
     if component == "event" {
         let types = config["event_types"].as_array().expect("event_types is a list");
@@ -472,7 +492,22 @@ fn home_assistant_schema(component: &str, config: &serde_json::Value) {
     let device = config["device"].as_object().expect("device is a map");
     assert!(device["identifiers"].as_array().is_some_and(|i| !i.is_empty()), "{config}");
     for key in device.keys() {
-        assert!(["identifiers", "name", "manufacturer", "model", "sw_version", "hw_version", "configuration_url", "connections", "suggested_area", "via_device"].contains(&key.as_str()), "device.{key}");
+        assert!(
+            [
+                "identifiers",
+                "name",
+                "manufacturer",
+                "model",
+                "sw_version",
+                "hw_version",
+                "configuration_url",
+                "connections",
+                "suggested_area",
+                "via_device"
+            ]
+            .contains(&key.as_str()),
+            "device.{key}"
+        );
     }
     let origin = config["origin"].as_object().expect("origin is a map");
     assert!(origin["name"].is_string(), "origin.name is required: {config}");
@@ -488,7 +523,9 @@ fn retained_message(port: u16, topic: &str) -> serde_json::Value {
     client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) = connection.recv_timeout(left) {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) =
+            connection.recv_timeout(left)
+        {
             assert!(p.retain, "not retained");
             return serde_json::from_slice(&p.payload).unwrap();
         }

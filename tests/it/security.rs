@@ -1324,3 +1324,68 @@ fn regression_a_journal_removed_under_the_daemon_makes_it_unhealthy_and_the_next
     );
     assert!(!journal.exists(), "the refused start made a new journal");
 }
+
+/// Regression (#42, 7): stored face crops were kept forever (~20 KB a decision), and removing
+/// one broke the record's hash (the chain covered the crop's bytes). Now a crop's record
+/// carries its digest, the chain covers the digest, and crops go after `keep_crops_days` and
+/// past `max_crops_mib` (oldest first): at the daemon's start and every minute, the records and
+/// their chain intact.
+#[test]
+fn regression_face_crops_are_pruned_by_age_and_size_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let now = edgeid::clock::now_ms();
+    let day = 86_400_000;
+    {
+        let j = Journal::open(&path).unwrap();
+        for i in 0..10i64 {
+            let mut d = decision(if i < 5 { now - 40 * day } else { now - day } + i, 0.6, 100.0);
+            d.crop_png = Some(vec![i as u8; 1000]);
+            j.append(&d).unwrap();
+        }
+        // 30 days, 3,000 bytes: the 5 older than 30 days, then the 2 oldest of the rest.
+        assert_eq!(j.prune_crops(now - 30 * day, 3000).unwrap(), (7, 7000));
+        let kept: Vec<i64> = (1..=10).filter(|&id| j.crop(id).unwrap().is_some()).collect();
+        assert_eq!(kept, [8, 9, 10]);
+        assert!(j.verify().unwrap().iter().all(|t| t.broken.is_none()), "{:?}", j.verify());
+        assert_eq!(j.count().unwrap(), 10, "every record stays");
+    }
+    let o = edgeid(&["journal", "--journal", &s(&path), "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The digest is what the chain covers: editing it is found.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE decisions SET crop_sha256 = 'ff' || substr(crop_sha256, 3) WHERE id = 9",
+            [],
+        )
+        .unwrap();
+    let o = edgeid(&["journal", "--journal", &s(&path), "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("decisions record 9"), "{}", stderr(&o));
+
+    // The daemon prunes at its start: a journal of old crops, a run of two frames.
+    let setup = common::Setup::new(&data("replay.txt").display().to_string(), 0.0, false, "");
+    {
+        let j = Journal::open(&setup.journal()).unwrap();
+        for i in 0..3 {
+            let mut d = decision(now - 40 * day + i, 0.6, 100.0);
+            d.crop_png = Some(vec![7; 500]);
+            j.append(&d).unwrap();
+        }
+    }
+    setup.enrol("alice", "sample2.jpg");
+    let cfg = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), cfg.replace("store_crops = false", "store_crops = true"))
+        .unwrap();
+    let run = setup.spawn(&["run", "--max-frames", "2"]).wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("3 face crop(s) past daemon.keep_crops_days"),
+        "{}",
+        stderr(&run)
+    );
+    let j = Journal::open_existing(&setup.journal()).unwrap();
+    assert!((1..=3).all(|id| j.crop(id).unwrap().is_none()));
+    assert!(j.verify().unwrap().iter().all(|t| t.broken.is_none()));
+}
