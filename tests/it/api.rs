@@ -401,6 +401,47 @@ fn the_operator_page_lists_decisions_and_enrols_by_upload_in_chromium() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(live, "no grant of kiosk shown live");
+        // #42, 6: times carry their date; "wrong?" asks what was wrong, then who it really was.
+        let when = "return document.querySelector('#decisions td.when').textContent";
+        let when = browser.execute(when, vec![]).await.unwrap();
+        let year = humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..4].to_string();
+        assert!(when.as_str().unwrap().contains(&year), "{when}");
+        let first = browser.find(Locator::Css("#decisions tr:first-child button")).await.unwrap();
+        let marked_id: i64 = browser
+            .execute("return Number(document.querySelector('#decisions tr:first-child').dataset.id)", vec![])
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap();
+        first.click().await.unwrap();
+        browser.send_alert_text("let in, not enrolled").await.unwrap();
+        browser.accept_alert().await.unwrap();
+        browser.send_alert_text("visitor-b").await.unwrap();
+        browser.accept_alert().await.unwrap();
+        let mut marks = Vec::new();
+        for _ in 0..50 {
+            marks = Journal::open_existing(&s.journal()).unwrap().wrong_marks(0, i64::MAX).unwrap();
+            if !marks.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(marks.len(), 1, "{marks:?}");
+        assert_eq!(
+            (marks[0].decision_id, marks[0].note.as_str(), marks[0].truth.as_deref()),
+            (marked_id, "let in, not enrolled", Some("visitor-b"))
+        );
+        // At 412 px wide (a phone) nothing is wider than the screen: no sideways scrolling,
+        // and the gallery is within the screen's width (it was off to the right).
+        browser.set_window_size(412, 915).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fit = "const g = document.getElementById('identities').closest('section').getBoundingClientRect(); \
+                   return [document.documentElement.scrollWidth, document.documentElement.clientWidth, g.left, g.right]";
+        let fit: Vec<f64> = serde_json::from_value(browser.execute(fit, vec![]).await.unwrap()).unwrap();
+        println!("at 412 px: page {} px wide in a {} px viewport; gallery from {} to {} px", fit[0], fit[1], fit[2], fit[3]);
+        assert!(fit[1] <= 420.0, "the window did not narrow: {fit:?}");
+        assert!(fit[0] <= fit[1], "the page scrolls sideways: {fit:?}");
+        assert!(fit[2] >= 0.0 && fit[3] <= fit[1], "the gallery is off screen: {fit:?}");
         browser.close().await.unwrap();
     });
     let cfg = edgeid::config::Config::load(&s.config()).unwrap();

@@ -1195,6 +1195,11 @@ mod api_limits {
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(header("x-frame-options"), "DENY");
+        let icon = agent.get(&format!("{base}/favicon.ico")).call().unwrap();
+        assert_eq!(
+            (icon.status().as_u16(), &icon.headers()["content-type"]),
+            (200, &"image/svg+xml".parse::<ureq::http::HeaderValue>().unwrap())
+        );
         let script = agent.get(&format!("{base}/page.js")).call().unwrap();
         assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
 

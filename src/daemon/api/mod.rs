@@ -232,6 +232,8 @@ fn router(state: Arc<Api>) -> Router {
         .route("/", get(page))
         .route("/page.js", get(page_script))
         .route("/page.css", get(page_style))
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .route("/api/status", get(status))
         .route("/api/identities", get(identities))
         .route("/api/identities/{name}", post(enrol).delete(remove))
@@ -528,6 +530,10 @@ async fn page() -> impl IntoResponse {
 
 async fn page_script() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("page.js"))
+}
+
+async fn favicon() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], include_str!("favicon.svg"))
 }
 
 async fn page_style() -> impl IntoResponse {

@@ -41,7 +41,7 @@ function addDecision(d, atTop) {
   row.className = d.outcome + ((d.wrong || []).length ? " marked" : "");
   const crop = cell(row, "");
   if (d.crop) showCrop(crop, d.crop);
-  cell(row, new Date(d.time_ms).toLocaleTimeString());
+  cell(row, new Date(d.time_ms).toLocaleString(), "when");
   cell(row, d.camera);
   cell(row, d.outcome, "outcome");
   cell(row, d.identity || (d.reasons || []).join(", "), "who");
@@ -50,12 +50,14 @@ function addDecision(d, atTop) {
   mark.textContent = (d.wrong || []).length ? "marked wrong" : "wrong?";
   mark.disabled = (d.wrong || []).length > 0;
   mark.onclick = async () => {
-    const note = prompt("What was wrong with this decision?", "") ;
+    const note = prompt("What was wrong with this decision?", "");
     if (note === null) return;
+    const who = prompt("Who was it really? Their enrolled name, or leave empty if unknown.", "");
+    if (who === null) return;
     try {
       await api("/api/decisions/" + d.id + "/wrong", {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ note }),
+        body: JSON.stringify({ note, truth: who.trim() || null }),
       });
       row.classList.add("marked");
       mark.textContent = "marked wrong";
@@ -66,7 +68,7 @@ function addDecision(d, atTop) {
   while ($("decisions").rows.length > 200) $("decisions").deleteRow(-1);
   lastId = Math.max(lastId, d.id);
   if (atTop && d.outcome === "denied" && (d.reasons || []).includes("unknown")) {
-    $("alert").textContent = "Unknown person at " + d.camera + ", " + new Date(d.time_ms).toLocaleTimeString();
+    $("alert").textContent = "Unknown person at " + d.camera + ", " + new Date(d.time_ms).toLocaleString();
     $("alert").style.display = "block";
     setTimeout(() => { $("alert").style.display = "none"; }, 8000);
   }
@@ -133,7 +135,14 @@ async function follow() {
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          const lines = block.split("\n");
+          const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          // The daemon ends the stream when the token is removed: sign in again.
+          if (lines.includes("event: end")) {
+            $("live").textContent = "";
+            showError("the live view ended: " + data + "; sign in with another token");
+            return;
+          }
           if (data) addDecision(JSON.parse(data), true);
         }
       }
@@ -160,6 +169,7 @@ $("enrol").onsubmit = async (ev) => {
 
 async function start() {
   showError(null);
+  $("hint").style.display = "none";
   try {
     await loadDecisions();
     await loadIdentities();
