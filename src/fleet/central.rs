@@ -44,6 +44,45 @@ pub fn connect(cfg: &FleetConfig) -> Result<postgres::Client, FleetError> {
     }
 }
 
+/// What a door does in the central database, and so all its role may do: read the schema
+/// version, report itself (`devices`), ship its journal (`journal_records`). Every table
+/// a door's connection touches is here (tests/it/fleet.rs runs a door with exactly these).
+pub const DOOR_GRANTS: [(&str, &str); 3] = [
+    ("edgeid_migrations", "SELECT"),
+    ("devices", "SELECT, INSERT, UPDATE"),
+    ("journal_records", "SELECT, INSERT"),
+];
+
+/// The role name of the door `device`: `edgeid_door_` and the name, lower-cased, with any
+/// character but a-z, 0-9 and `_` as `_` (PostgreSQL names are at most 63 bytes).
+pub fn door_role(device: &str) -> String {
+    let name: String = device
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    format!("edgeid_door_{name}").chars().take(63).collect()
+}
+
+/// The SQL that makes `device`'s role (`LOGIN`, no password yet) with [`DOOR_GRANTS`], for the
+/// schema's owner to run after `fleet migrate`.
+pub fn door_role_sql(device: &str) -> String {
+    let role = door_role(device);
+    let mut sql = format!(
+        "-- edgeid fleet door-role {device}: the role door `{device}` connects as (fleet.database's user),\n\
+         -- with the rights shipping needs and no others. Run as the schema's owner, after `fleet migrate`:\n\
+         --   edgeid fleet door-role {device} | psql \"<owner's connection>\"\n\
+         -- then give it a password: psql -c '\\password {role}', and that password to the door (fleet.password_file).\n\
+         CREATE ROLE {role} LOGIN;\n\
+         GRANT USAGE ON SCHEMA public TO {role};\n"
+    );
+    for (table, rights) in DOOR_GRANTS {
+        sql.push_str(&format!("GRANT {rights} ON {table} TO {role};\n"));
+    }
+    sql
+}
+
 /// The schema version the database holds (0: none).
 pub fn held_version(db: &mut postgres::Client) -> Result<i32, FleetError> {
     let exists: bool = db

@@ -870,3 +870,56 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     );
     drop(broker);
 }
+
+/// Regression (#42, 3): a door given exactly the grants docs/fleet.md listed failed on
+/// `edgeid_migrations` (permission denied). `edgeid fleet door-role` prints the role a door
+/// connects as, with every right shipping needs and no others: a door connecting as it ships
+/// its journal and reports itself, and cannot touch the gallery changes.
+#[test]
+fn regression_a_door_ships_with_exactly_the_role_fleet_door_role_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let owner = Setup::new("unused.txt", 5.0, false, "");
+    configure(&owner, "hq", &format!("\n[fleet]\ndatabase = \"{}\"\n", pg.database()));
+    let (ok, out, err) = edgeid(&owner.config(), &["fleet", "migrate"]);
+    assert!(ok, "{out}{err}");
+    let (ok, sql, err) = edgeid(&owner.config(), &["fleet", "door-role", "Door-1"]);
+    assert!(ok, "{err}");
+    assert!(sql.contains("CREATE ROLE edgeid_door_door_1 LOGIN;"), "{sql}");
+    pg.psql("edgeid", &sql);
+
+    let door = Setup::new("unused.txt", 5.0, false, "");
+    let as_door = format!("host=127.0.0.1 port={} user=edgeid_door_door_1 dbname=edgeid", pg.port);
+    configure(&door, "Door-1", &format!("\n[fleet]\ndatabase = \"{as_door}\"\n"));
+    let journal = Journal::open(&door.journal()).unwrap();
+    for i in 0..5 {
+        journal.append(&common::decision(1_764_000_000_000 + i * 1000, 0.7, 90.0)).unwrap();
+    }
+    let (ok, out, err) = edgeid(&door.config(), &["ship", "--once"]);
+    assert!(ok && out.contains("shipped 5 decisions"), "{out}{err}");
+    let (ok, out, err) = edgeid(&door.config(), &["ship", "--once"]);
+    assert!(ok, "a second round (the device row updated): {out}{err}");
+    assert_eq!(pg.int("SELECT count(*) FROM journal_records WHERE device = 'Door-1'"), 5);
+    assert_eq!(pg.int("SELECT count(*) FROM devices WHERE device = 'Door-1'"), 1);
+    // Nothing beyond: the door's role cannot publish a gallery change.
+    let o = Command::new(pg.bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "edgeid_door_door_1",
+            "-d",
+            "edgeid",
+        ])
+        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", "DELETE FROM gallery_changes"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

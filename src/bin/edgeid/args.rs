@@ -271,6 +271,12 @@ pub enum JournalAction {
 pub enum FleetAction {
     /// Create or upgrade the central database's schema (tables, views), as its owner.
     Migrate,
+    /// Print the SQL that makes a door's own database role with exactly the rights shipping
+    /// needs (`| psql` as the schema's owner, then set its password with `\password`).
+    DoorRole {
+        /// The door's `daemon.device` name.
+        device: String,
+    },
     /// Each device: last contact, gallery version held, records held centrally, lag, and
     /// every problem its chains show (a record edited or removed on the device, the end of
     /// its journal included); exit 1 when there is one.

@@ -487,8 +487,16 @@ fn restart() -> anyhow::Error {
 
 fn fleet(out: Out, cfg: &Config, action: FleetAction) -> anyhow::Result<ExitCode> {
     use edgeid::fleet::{central, status};
+    if let FleetAction::DoorRole { device } = &action {
+        if device.trim().is_empty() {
+            anyhow::bail!("fleet door-role: give the door's name (its daemon.device)");
+        }
+        print!("{}", central::door_role_sql(device));
+        return Ok(ExitCode::SUCCESS);
+    }
     let fleet = app::fleet_config(cfg)?;
     match action {
+        FleetAction::DoorRole { .. } => unreachable!("handled above"),
         FleetAction::Migrate => {
             let mut db = central::connect(fleet)?;
             let applied = central::migrate(&mut db)?;
