@@ -922,4 +922,48 @@ fn regression_a_door_ships_with_exactly_the_role_fleet_door_role_makes() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+
+    // Regression (#42, 2): the daemon's last shipping round ran at the signal, before the
+    // decisions taken at stop were journaled. One person stands in front of the camera, never
+    // decided while it runs; their decision, taken at SIGTERM, is shipped before it exits.
+    let list = tmp.path().join("standing.txt");
+    std::fs::write(&list, format!("{}\n", common::data("kiosk640.jpg").display())).unwrap();
+    let running =
+        Setup::new(&list.display().to_string(), 10.0, true, "").without_live_requirement();
+    let cfg = std::fs::read_to_string(running.config()).unwrap();
+    std::fs::write(
+        running.config(),
+        cfg.replace("decide_after_frames = 5", "decide_after_frames = 100000"),
+    )
+    .unwrap();
+    configure(
+        &running,
+        "door-2",
+        &format!(
+            "\n[fleet]\ndatabase = \"{}\"\nship_every_s = 3600\n",
+            as_door.replace("door_1", "door_2")
+        ),
+    );
+    let (ok, sql, err) = edgeid(&owner.config(), &["fleet", "door-role", "door-2"]);
+    assert!(ok, "{err}");
+    pg.psql("edgeid", &sql);
+    running.enrol("alice", "sample2.jpg");
+    let mut daemon = running.daemon(&[]);
+    wait_for("the door running and reported", Duration::from_secs(120), || {
+        assert!(daemon.running(), "{}", daemon.log());
+        pg.int("SELECT count(*) FROM devices WHERE device = 'door-2'") == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+    let journaled = journal_ids(&running.journal());
+    assert_eq!(journaled.len(), 1, "one decision, at the stop");
+    assert_eq!(
+        pg.int(
+            "SELECT count(*) FROM journal_records WHERE device = 'door-2' AND tbl = 'decisions'"
+        ),
+        1,
+        "the decision taken at stop was not shipped before exit: {}",
+        daemon.log()
+    );
 }
