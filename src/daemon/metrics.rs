@@ -284,7 +284,7 @@ impl Metrics {
         }
         if let Some(f) = &self.fleet {
             type FleetOf = fn(&crate::fleet::FleetStatus) -> i64;
-            let fleet: [(&str, &str, FleetOf); 8] = [
+            let fleet: [(&str, &str, FleetOf); 10] = [
                 ("edgeid_fleet_shipped_total", "Journal records shipped to the central database.", |f| {
                     f.shipped.load(Ordering::Relaxed) as i64
                 }),
@@ -305,6 +305,12 @@ impl Metrics {
                 }),
                 ("edgeid_fleet_config_version", "The fleet's config offer the device runs (0: its own config alone).", |f| {
                     f.config_version.load(Ordering::Relaxed)
+                }),
+                ("edgeid_fleet_config_offer_checking", "The config offer being checked now (0: none); an offer's checks and audit take minutes.", |f| {
+                    f.offer_checking.load(Ordering::Relaxed)
+                }),
+                ("edgeid_fleet_config_offer_stage", "How far the offer being checked is: 0 none, 1 read over the device's config, 2 its models loading, 3 its audit running.", |f| {
+                    f.offer_stage.load(Ordering::Relaxed)
                 }),
                 ("edgeid_fleet_config_offers_refused_total", "Config offers refused: badly signed or sealed, not newer than the one run, or failing their checks or their audit.", |f| {
                     f.offers_refused.load(Ordering::Relaxed) as i64

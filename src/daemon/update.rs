@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::fleet::offer::{self, Offer, Refusal, State};
+use crate::fleet::offer::{self, Checking, Offer, Refusal, State};
 use crate::fleet::FleetStatus;
 use crate::journal::Journal;
 use crate::runtime::{Build, Open, Runtime};
@@ -48,11 +48,35 @@ pub(super) fn updater_loop(
             0 => "the device's own config".to_string(),
             v => format!("offer {v}"),
         };
-        match check(config_path, updates, &o) {
+        // Each stage said in the log, on /metrics and (through state.json, which shipping
+        // reports) in `fleet status`: an offer's audit takes minutes.
+        let progress = |stage: i64, what: &str| {
+            log::info!("fleet: config offer {}: {what}", o.version);
+            status.offer_checking.store(if stage == 0 { 0 } else { o.version }, Ordering::Relaxed);
+            status.offer_stage.store(stage, Ordering::Relaxed);
+            let mut now = State::read(updates).unwrap_or_default();
+            now.checking = (stage > 0).then(|| Checking {
+                version: o.version,
+                stage: what.to_string(),
+                since_ms: crate::clock::now_ms(),
+            });
+            if let Err(e) = now.write(updates) {
+                log::warn!(
+                    "fleet: config offer {}: its progress cannot be recorded ({e})",
+                    o.version
+                );
+            }
+        };
+        let checked = check(config_path, updates, &o, &progress);
+        state.checking = None;
+        status.offer_checking.store(0, Ordering::Relaxed);
+        status.offer_stage.store(0, Ordering::Relaxed);
+        match checked {
             Ok(_) if control.stop.load(Ordering::SeqCst) => {
                 // Stopping meanwhile: not applied now; the offer, still retained, is checked
                 // again at the next start.
                 log::info!("fleet: config offer {} passed its checks as the daemon stops; it is taken again at the next start", o.version);
+                let _ = state.write(updates);
                 return;
             }
             Ok(audit) => {
@@ -88,11 +112,18 @@ pub(super) fn updater_loop(
 
 /// Stages the offer and checks it as a start would, then audits it; `Ok` says what the audit
 /// found.
-fn check(config_path: &Path, updates: &Path, o: &Offer) -> anyhow::Result<String> {
+fn check(
+    config_path: &Path,
+    updates: &Path,
+    o: &Offer,
+    progress: &dyn Fn(i64, &str),
+) -> anyhow::Result<String> {
     use anyhow::Context;
+    progress(1, "received; staging it and reading it over this device's config");
     let dir =
         offer::stage(updates, o).with_context(|| format!("staging it in {}", updates.display()))?;
     let cfg = crate::runtime::load_config_with_offer(config_path, &dir, o.version)?;
+    progress(2, "loading its models and the gallery for its encoder");
     // As the daemon would start on it: every model, the taggers it runs, the gallery for its
     // encoder (fleet galleries carry no crops to re-encode).
     let build = Build {
@@ -107,6 +138,7 @@ fn check(config_path: &Path, updates: &Path, o: &Offer) -> anyhow::Result<String
         "this device has no [audit]: an offer is applied only once the generalization audit has run on it (add [audit], see configs/kiosk.toml)"
     );
     let journal = Journal::open(&cfg.daemon.journal)?;
+    progress(3, "running the generalization audit on its encoder (a minute or more)");
     let r = crate::audit::run(&cfg, &crate::audit::Request::default(), Some(&journal))
         .context("its audit")?;
     let below: Vec<String> = r

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "gallery changes", include_str!("migrations/0002_gallery_changes.sql")),
     (3, "views", include_str!("migrations/0003_views.sql")),
     (4, "config offers", include_str!("migrations/0004_config_offers.sql")),
+    (5, "offer progress", include_str!("migrations/0005_offer_progress.sql")),
 ];
 
 /// The schema version this edgeid reads and writes.

@@ -24,6 +24,10 @@ pub struct FleetStatus {
     /// Config offers refused: badly signed, not newer than the one run, or failing their checks
     /// or their audit.
     pub offers_refused: AtomicU64,
+    /// The config offer being checked now (0: none), and its stage: 1 staged and read over the
+    /// device's config, 2 its models loaded, 3 its audit running.
+    pub offer_checking: AtomicI64,
+    pub offer_stage: AtomicI64,
     /// Why the latest shipping attempt failed, while it has not succeeded since.
     pub failing: Mutex<Option<String>>,
 }

@@ -247,6 +247,17 @@ pub struct State {
     /// The latest offer refused, and why.
     #[serde(default)]
     pub refused: Option<Refusal>,
+    /// The offer being checked now, and how far its checks are (a check with its audit takes
+    /// minutes): reported to the fleet while it lasts.
+    #[serde(default)]
+    pub checking: Option<Checking>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checking {
+    pub version: i64,
+    pub stage: String,
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -457,7 +468,7 @@ mod tests {
         let updates = dir.path().join("updates");
         let staged = stage(&updates, &o).unwrap();
         assert_eq!(std::fs::read(staged.join("model.onnx")).unwrap(), files()[1].bytes);
-        let state = State { applied: 3, refused: None };
+        let state = State { applied: 3, refused: None, checking: None };
         state.write(&updates).unwrap();
         assert_eq!(State::read(&updates).unwrap(), state);
         assert_eq!(state.applied_dir(&updates), Some(staged));

@@ -141,18 +141,23 @@ impl Shipper {
                 super::offer::State::read(updates).unwrap_or_else(|why| super::offer::State {
                     applied: 0,
                     refused: Some(super::offer::Refusal { version: 0, why, at_ms: 0 }),
+                    checking: None,
                 })
             }
             None => super::offer::State::default(),
         };
         let refused = offers.refused.as_ref();
+        let checking = offers.checking.as_ref().map(|c| {
+            let since = (crate::clock::now_ms() - c.since_ms).max(0) as u64 / 1000;
+            format!("offer {}: {} (for {since} s)", c.version, c.stage)
+        });
         db.execute(
             "INSERT INTO devices (device, edgeid_version, gallery_version, config_version,
-                                  config_refused_version, config_refused)
-             VALUES ($1, $2, $3, $4, $5, $6)
+                                  config_refused_version, config_refused, config_checking)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (device) DO UPDATE SET last_contact = now(), edgeid_version = $2,
                  gallery_version = $3, config_version = $4, config_refused_version = $5,
-                 config_refused = $6",
+                 config_refused = $6, config_checking = $7",
             &[
                 &self.device,
                 &env!("CARGO_PKG_VERSION"),
@@ -160,6 +165,7 @@ impl Shipper {
                 &offers.applied,
                 &refused.map(|r| r.version),
                 &refused.map(|r| r.why.as_str()),
+                &checking,
             ],
         )
         .map_err(FleetError::db("reporting the device"))?;

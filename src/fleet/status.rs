@@ -25,6 +25,8 @@ pub struct Device {
     pub config_version: i64,
     /// The latest offer it refused and why, as it reported it.
     pub config_refused: Option<String>,
+    /// The offer it is checking now and how far, as it last reported it.
+    pub config_checking: Option<String>,
     /// Decisions and audits held centrally.
     pub decisions: i64,
     pub audits: i64,
@@ -64,7 +66,7 @@ pub fn report(cfg: &FleetConfig) -> Result<Fleet, FleetError> {
             "SELECT device, edgeid_version, extract(epoch FROM now() - last_contact)::float8,
                     gallery_version, decisions_head_id, decisions_head, audits_head_id,
                     audits_head, local_problem, config_version, config_refused_version,
-                    config_refused
+                    config_refused, config_checking
              FROM devices ORDER BY device",
             &[],
         )
@@ -81,6 +83,7 @@ pub fn report(cfg: &FleetConfig) -> Result<Fleet, FleetError> {
             config_refused: r.get::<_, Option<i64>>(10).map(|v| {
                 format!("offer {v}: {}", r.get::<_, Option<String>>(11).unwrap_or_default())
             }),
+            config_checking: r.get(12),
             decisions: 0,
             audits: 0,
             lag: 0,

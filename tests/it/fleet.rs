@@ -789,9 +789,19 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     let (ok, out, err) = offer(&two);
     assert!(ok && out.contains("config offer 2"), "{out}{err}");
     let t0 = Instant::now();
+    // #42, 9: the checks said how far they were, on /metrics and in `fleet status` (the devices
+    // row), while they ran.
+    let (mut stages, mut reported) = (std::collections::BTreeSet::new(), false);
     wait_for("the door to run offer 2", Duration::from_secs(300), || {
-        http_get(port, "/metrics").contains("edgeid_fleet_config_version 2")
+        let metrics = http_get(port, "/metrics");
+        stages.extend(
+            (1..=3).filter(|s| metrics.contains(&format!("edgeid_fleet_config_offer_stage {s}"))),
+        );
+        reported |= pg.int("SELECT count(*) FROM devices WHERE config_checking LIKE 'offer 2: running the generalization audit%'") == 1;
+        metrics.contains("edgeid_fleet_config_version 2")
     });
+    assert!(stages.contains(&3), "the audit stage never showed on /metrics: {stages:?}");
+    assert!(reported, "the audit stage never reached the devices row");
     eprintln!(
         "offer 2 checked, audited and applied, the door back up {:.1?} after publishing",
         t0.elapsed()
@@ -800,6 +810,10 @@ fn a_config_offer_is_audited_then_applied_or_refused() {
     assert_eq!(daemon.pid(), pid);
     let log = daemon.log();
     assert!(log.contains("config offer 2 applied (audit: mobilefacenet"), "{log}");
+    assert!(
+        log.contains("config offer 2: running the generalization audit on its encoder"),
+        "{log}"
+    );
     assert!(log.contains("running the fleet's config offer 2 over it"), "{log}");
     let mark = journal_ids(&door.journal()).last().copied().unwrap_or(0);
     wait_for("a grant under offer 2", Duration::from_secs(60), || granted_since(mark));

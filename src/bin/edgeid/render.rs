@@ -717,6 +717,9 @@ impl Text for edgeid::fleet::status::Fleet {
             if let Some(r) = &d.config_refused {
                 lines.push(format!("  {}: refused config {r}", d.device));
             }
+            if let Some(c) = &d.config_checking {
+                lines.push(format!("  {}: checking config {c}", d.device));
+            }
         }
         lines.join("\n")
     }
