@@ -305,6 +305,7 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Decision>();
     let writer_metrics = metrics.clone();
     let writer_stop = control.stop.clone();
+    let store_crops = cfg.daemon.store_crops;
     let retention = (
         Duration::from_secs_f32(cfg.daemon.keep_crops_days * 86_400.0),
         (cfg.daemon.max_crops_mib as f64 * 1024.0 * 1024.0) as u64,
@@ -315,7 +316,8 @@ pub fn run(
         loop {
             // Stored face crops past their retention go (at start, then every minute); the
             // records and their chain stay.
-            if pruned_at.is_none_or(|t| t.elapsed() >= CROP_PRUNE_EVERY) {
+            // Without store_crops only the start's pass: crops stored before are still pruned.
+            if pruned_at.is_none_or(|t| store_crops && t.elapsed() >= CROP_PRUNE_EVERY) {
                 pruned_at = Some(std::time::Instant::now());
                 let before = crate::clock::now_ms() - retention.0.as_millis() as i64;
                 match journal.prune_crops(before, retention.1) {

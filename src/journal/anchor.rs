@@ -55,13 +55,27 @@ pub fn read(path: &Path) -> Result<Option<Heads>, String> {
     Ok(Some(heads))
 }
 
-/// Writes `heads` to `path` whole (a crash leaves the old anchor or the new one).
+/// Writes `heads` to `path` whole (a crash leaves the old anchor or the new one): a file of
+/// this writer's own beside it (two writers, the daemon's and an audit's, may write at once),
+/// synced, renamed over it.
 pub fn write(path: &Path, heads: &Heads) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let mut text = format!("{MAGIC}\n");
     for (table, (id, hash)) in heads {
         text.push_str(&format!("{table} {id} {hash}\n"));
     }
-    crate::util::write_atomically(path, text.as_bytes())
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{}.writing", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Where `table` disagrees with its anchored head `(id, hash)`: fewer records than the anchor
