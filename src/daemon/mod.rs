@@ -314,9 +314,9 @@ pub fn run(
         let (mut n, mut latencies) = (0, Latencies::default());
         let mut pruned_at: Option<std::time::Instant> = None;
         loop {
-            // Stored face crops past their retention go (at start, then every minute); the
-            // records and their chain stay.
-            // Without store_crops only the start's pass: crops stored before are still pruned.
+            // Stored face crops past their retention go, the records and their chain staying:
+            // at start (crops stored under an earlier config too), then every minute while
+            // crops are stored.
             if pruned_at.is_none_or(|t| store_crops && t.elapsed() >= CROP_PRUNE_EVERY) {
                 pruned_at = Some(std::time::Instant::now());
                 let before = crate::clock::now_ms() - retention.0.as_millis() as i64;
