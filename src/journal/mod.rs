@@ -84,6 +84,16 @@ pub struct Journal {
     place: Option<(u64, u64)>,
 }
 
+/// Whether `table` has a column `column` (journals of older versions lack some).
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
 /// The device and inode of the file at `path`.
 fn place_of(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -95,7 +105,7 @@ impl Journal {
     /// Opens the journal for writing, creating it if needed. Refused where it disagrees with
     /// its head anchor, or holds records without one (see [`anchor`]).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(path, true, false)
+        Journal::open_with(path, true, None)
     }
 
     /// Opens a journal that has no head anchor (one written before they were kept) for writing,
@@ -105,8 +115,12 @@ impl Journal {
         if !path.exists() {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
-        let journal = Journal::open_with(path, true, true)?;
-        let verified = journal.verify()?;
+        let mut verified = Vec::new();
+        let journal = Journal::open_with(path, true, Some(&mut verified))?;
+        // Verified on the way in where it was anchored now; an anchored one is checked here.
+        if verified.is_empty() {
+            verified = journal.verify()?;
+        }
         Ok((journal, verified))
     }
 
@@ -144,10 +158,16 @@ impl Journal {
         if !path.exists() {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
-        Journal::open_with(path, false, false)
+        Journal::open_with(path, false, None)
     }
 
-    fn open_with(path: &Path, create: bool, accept: bool) -> Result<Journal, JournalError> {
+    /// `accepted`: a journal with records and no anchor is verified into it and anchored,
+    /// instead of refused.
+    fn open_with(
+        path: &Path,
+        create: bool,
+        accepted: Option<&mut Vec<Verified>>,
+    ) -> Result<Journal, JournalError> {
         let not = |reason: String| JournalError::NotAJournal { path: path.to_path_buf(), reason };
         let anchor_path = anchor::path_for(path);
         let anchored = anchor::read(&anchor_path)
@@ -261,14 +281,7 @@ impl Journal {
                  truth TEXT);",
         )
         .map_err(|source| JournalError::Sqlite { path: path.to_path_buf(), source })?;
-        let digests: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('decisions') WHERE name = 'crop_sha256'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| not(e.to_string()))?;
-        if digests == 0 {
+        if !has_column(&conn, "decisions", "crop_sha256").map_err(|e| not(e.to_string()))? {
             // Journals from before crop retention: the column, NULL in their records, leaves
             // their hashes as they were.
             conn.execute_batch("ALTER TABLE decisions ADD COLUMN crop_sha256 TEXT")
@@ -308,11 +321,12 @@ impl Journal {
                     })
                     .sum::<rusqlite::Result<i64>>()
                     .map_err(|e| journal.sql(e))?;
-                if records > 0 && !accept {
-                    return Err(JournalError::Unanchored { path: path.to_path_buf() });
+                if records > 0 {
+                    // Accepted only as it stands, sound: an anchor never vouches for an edit.
+                    let out = accepted
+                        .ok_or_else(|| JournalError::Unanchored { path: path.to_path_buf() })?;
+                    *out = journal.ensure_sound()?;
                 }
-                // Accepted only as it stands, sound: an anchor never vouches for an edit.
-                journal.ensure_sound()?;
                 anchor::heads_of(&journal.conn, &CHAINED).map_err(|e| journal.sql(e))?
             }
         };
@@ -389,15 +403,7 @@ impl Journal {
     /// heads (`had_heads`), missing columns were removed: refused, never chained again (that
     /// would seal whatever had been edited).
     fn upgrade(&self, table: &str, had_heads: bool) -> Result<(), JournalError> {
-        let has: i64 = self
-            .conn
-            .query_row(
-                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = 'hash'"),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sql(e))?;
-        if has > 0 {
+        if has_column(&self.conn, table, "hash").map_err(|e| self.sql(e))? {
             return Ok(());
         }
         if had_heads {
@@ -502,21 +508,12 @@ impl Journal {
         CHAINED
             .iter()
             .map(|t| {
-                let columns = |name: &str| -> rusqlite::Result<i64> {
-                    self.conn.query_row(
-                        &format!("SELECT count(*) FROM pragma_table_info('{t}') WHERE name = ?1"),
-                        [name],
-                        |r| r.get(0),
-                    )
-                };
-                let (has_id, has_hash) = (
-                    columns("id").map_err(|e| self.sql(e))?,
-                    columns("hash").map_err(|e| self.sql(e))?,
-                );
-                if has_id > 0 && has_hash == 0 {
+                let column = |name: &str| has_column(&self.conn, t, name).map_err(|e| self.sql(e));
+                let (has_id, has_hash) = (column("id")?, column("hash")?);
+                if has_id && !has_hash {
                     return chain::unchained(&self.conn, t).map_err(|e| self.sql(e));
                 }
-                if has_id == 0 {
+                if !has_id {
                     // A journal from before this table existed.
                     return Ok(Verified {
                         table: t.to_string(),

@@ -1027,13 +1027,7 @@ mod api_limits {
         let mut trickling: Vec<TcpStream> =
             (0..64).filter_map(|_| sent(port, &head, b"x").ok()).collect();
         std::thread::sleep(Duration::from_secs(1));
-        let (status, body) = call(
-            &agent(),
-            "GET",
-            &format!("http://127.0.0.1:{port}/api/status"),
-            Some(&admin),
-            None,
-        );
+        let (status, body) = admin_status(port, &admin);
         assert_eq!(status, 200, "admin was locked out: {body}");
         let answers: Vec<Answer> =
             trickling.iter_mut().map(|c| answer(c, Duration::from_millis(500))).collect();
@@ -1119,6 +1113,11 @@ mod api_limits {
         assert!(grown < 64.0, "peak resident grew {grown:.0} MiB");
     }
 
+    /// `GET /api/status` with the admin token: whether admin is still answered.
+    fn admin_status(port: u16, admin: &str) -> (u16, serde_json::Value) {
+        call(&agent(), "GET", &format!("http://127.0.0.1:{port}/api/status"), Some(admin), None)
+    }
+
     /// Opens an event stream with `token`; its status.
     fn stream(port: u16, token: &str) -> (TcpStream, u16) {
         let head = format!("GET /api/events HTTP/1.1\r\nAuthorization: Bearer {token}");
@@ -1147,13 +1146,7 @@ mod api_limits {
         }
         // a: 4 of 5; b: 3 of 4 (7 streams in all, the 8th kept for admin); admin: the 8th.
         assert_eq!(codes, [200, 200, 200, 200, 429, 200, 200, 200, 429, 200, 429], "{codes:?}");
-        let (status, body) = call(
-            &agent(),
-            "GET",
-            &format!("http://127.0.0.1:{port}/api/status"),
-            Some(&admin),
-            None,
-        );
+        let (status, body) = admin_status(port, &admin);
         assert_eq!(status, 200, "{body}");
 
         // wall-a removed: its four streams end with an `end` event; wall-b's go on.
