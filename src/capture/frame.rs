@@ -25,6 +25,9 @@ pub enum CaptureError {
     BadFrame { device: String, message: String },
     #[error("replay source {path}: {message}")]
     Replay { path: PathBuf, message: String },
+    /// The source's settings are wrong (or this build cannot open it): retrying cannot help.
+    #[error("source {source_name}: {message}")]
+    Config { source_name: String, message: String },
 }
 
 /// Something that yields frames: a camera, or recorded images.
@@ -37,6 +40,11 @@ pub trait Source: Send {
     /// dropped when inference falls behind; otherwise the source waits for the pipeline.
     fn is_live(&self) -> bool {
         true
+    }
+    /// Frames the source itself dropped since the last call (a network stream decoded faster
+    /// than they are taken), for the daemon to count with its own.
+    fn take_dropped(&mut self) -> u64 {
+        0
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod convert;
 mod decode;
 mod frame;
+#[cfg(feature = "gstreamer")]
+mod gst;
 pub mod record;
 mod replay;
 mod sources;
@@ -12,7 +14,7 @@ mod v4l2;
 pub use decode::{decode, load_image, ImageError, MAX_SIDE};
 pub use frame::{CaptureError, Frame, Source};
 pub use replay::{parse_list, ReplaySource};
-pub use sources::SourceConfig;
+pub use sources::{RtspCamera, SourceConfig, Transport};
 pub use v4l2::{PixelFormat, V4l2Source};
 
 #[cfg(test)]

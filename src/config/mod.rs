@@ -628,6 +628,11 @@ impl Config {
             let p = match source {
                 SourceConfig::V4l2 { device, .. } => device,
                 SourceConfig::Replay { path, .. } => path,
+                SourceConfig::Rtsp(crate::capture::RtspCamera {
+                    password_file: Some(path),
+                    ..
+                }) => path,
+                SourceConfig::Rtsp(_) | SourceConfig::Gstreamer { .. } => continue,
             };
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -891,6 +896,20 @@ impl Config {
                     |v| (1.0..=1000.0).contains(&v),
                     "1 to 1000 frames per second",
                 )?,
+                SourceConfig::Rtsp(_) | SourceConfig::Gstreamer { .. } => {}
+            }
+            let problem = match s {
+                SourceConfig::Rtsp(camera) => camera.problem(),
+                SourceConfig::Gstreamer { pipeline, .. } if pipeline.trim().is_empty() => {
+                    Some("pipeline is empty; give the elements up to the raw video, as gst-launch-1.0 takes them".into())
+                }
+                _ => None,
+            };
+            if let Some(message) = problem.or(s.unbuilt().map(String::from)) {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    message: format!("source `{}`: {message}", s.name()),
+                });
             }
             if !names.insert(s.name()) {
                 return Err(ConfigError::Invalid {

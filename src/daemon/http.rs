@@ -126,11 +126,16 @@ fn health(metrics: &Metrics) -> (StatusCode, String, &'static str) {
         // Running, but not on what the operator asked for: removed people may still be let in.
         return unavailable(format!("stale: the latest reload was refused ({why}); the daemon runs on the configuration and gallery from before it. Fix the cause and send SIGHUP again\n"));
     }
-    let down: Vec<&str> = metrics
+    let now = crate::clock::now_ms();
+    let down: Vec<String> = metrics
         .cameras
         .iter()
-        .filter(|(_, c)| c.up.load(Ordering::Relaxed) == 0)
-        .map(|(n, _)| n.as_str())
+        .filter_map(|(n, c)| {
+            let since = c.down_since()?;
+            let at = std::time::UNIX_EPOCH + Duration::from_millis(since as u64);
+            let secs = (now - since).max(0) / 1000;
+            Some(format!("{n} (since {}, {secs} s)", humantime::format_rfc3339_seconds(at)))
+        })
         .collect();
     if !down.is_empty() {
         return unavailable(format!("cameras down: {}\n", down.join(", ")));

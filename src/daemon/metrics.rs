@@ -29,8 +29,11 @@ pub struct CameraMetrics {
     pub faces_encoded: AtomicU64,
     pub faces_carried: AtomicU64,
     pub reconnects: AtomicU64,
-    /// 1 while the camera delivers frames.
+    /// 1 while the camera delivers frames (set through [`CameraMetrics::set_up`]).
     pub up: AtomicU64,
+    /// Unix ms since when the camera has delivered no frame (from the start, or since it
+    /// was lost); 0 while it is up.
+    pub down_since_ms: AtomicU64,
     /// Decisions journaled, and those denied as presentation attacks (`presentation_attack`
     /// among their reasons): a camera where attacks are tried shows here first.
     pub decisions: AtomicU64,
@@ -38,6 +41,27 @@ pub struct CameraMetrics {
     /// When the camera's worker last went round its loop (ms since the daemon started; it
     /// goes round at least every 200 ms when idle): what the systemd watchdog is fed from.
     pub worker_beat_ms: AtomicU64,
+}
+
+impl CameraMetrics {
+    /// Marks the camera up or down; going down keeps the time it first went down.
+    pub fn set_up(&self, up: bool) {
+        if up {
+            self.up.store(1, Ordering::Relaxed);
+            self.down_since_ms.store(0, Ordering::Relaxed);
+        } else {
+            self.up.store(0, Ordering::Relaxed);
+            let now = crate::clock::now_ms().max(1) as u64;
+            let _ =
+                self.down_since_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Since when the camera has been down (Unix ms); `None` while it is up.
+    pub fn down_since(&self) -> Option<i64> {
+        let since = self.down_since_ms.load(Ordering::Relaxed);
+        (self.up.load(Ordering::Relaxed) == 0 && since > 0).then_some(since as i64)
+    }
 }
 
 pub struct Metrics {
@@ -69,7 +93,14 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(cameras: &[String]) -> Metrics {
         Metrics {
-            cameras: cameras.iter().map(|c| (c.clone(), CameraMetrics::default())).collect(),
+            cameras: cameras
+                .iter()
+                .map(|c| {
+                    let m = CameraMetrics::default();
+                    m.set_up(false);
+                    (c.clone(), m)
+                })
+                .collect(),
             decisions: Mutex::new(Vec::new()),
             stages: Mutex::new(Vec::new()),
             audits: AtomicU64::new(0),
@@ -169,7 +200,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, CounterOf); 10] = [
+        let counters: [(&str, &str, CounterOf); 11] = [
             ("edgeid_frames_in_total", "Frames captured.", |c| &c.frames_in),
             (
                 "edgeid_frames_dropped_total",
@@ -192,6 +223,11 @@ impl Metrics {
                 &c.reconnects
             }),
             ("edgeid_camera_up", "1 while the camera delivers frames.", |c| &c.up),
+            (
+                "edgeid_camera_down_since_ms",
+                "Unix time (ms) since when the camera has delivered no frame; 0 while it is up.",
+                |c| &c.down_since_ms,
+            ),
             ("edgeid_camera_decisions_total", "Access decisions journaled.", |c| &c.decisions),
             (
                 "edgeid_presentation_attacks_total",

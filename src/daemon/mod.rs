@@ -64,16 +64,16 @@ pub struct RunSummary {
     pub restart: bool,
 }
 
-/// Decision latencies of a run, milliseconds: the median of the latest
+/// Latencies of a run (decisions, or frames), milliseconds: the median of the latest
 /// [`Latencies::KEPT`], the largest of all.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Latency {
-    pub decisions: u64,
+    pub count: u64,
     pub median: i64,
     pub max: i64,
 }
 
-/// The latencies the journal writer saw: a bounded window for the median (a daemon runs for
+/// The latencies the journal writer (or a capture thread) saw: a bounded window for the median (a daemon runs for
 /// months), the count and the largest over the whole run.
 #[derive(Default)]
 struct Latencies {
@@ -98,7 +98,7 @@ impl Latencies {
         let mut v: Vec<i64> = self.recent.iter().copied().collect();
         v.sort_unstable();
         let median = *v.get(v.len() / 2)?;
-        Some(Latency { decisions: self.n, median, max: self.max })
+        Some(Latency { count: self.n, median, max: self.max })
     }
 }
 
@@ -115,6 +115,10 @@ pub struct CameraSummary {
     pub faces_carried: u64,
     /// Most frames ever waiting in the queue (bounded by daemon.queue_capacity).
     pub queue_high_water: usize,
+    /// From each frame's capture time (a network camera's: when it reached the device, as
+    /// its RTP timestamps pace it) to its place in the queue: what the source's decoding
+    /// adds before inference sees the frame.
+    pub frame_age_ms: Option<Latency>,
 }
 
 /// Runs the daemon described by the config file until every source ends or `control.stop`.
@@ -429,7 +433,7 @@ pub fn run(
     let mut cameras = Vec::new();
     let mut failure = None;
     for ((capture, worker, queue), name) in handles.into_iter().zip(&names) {
-        let _ = capture.join();
+        let ages = capture.join().unwrap_or_default();
         if let Err(e) = worker
             .join()
             .and_then(|outcome| outcome)
@@ -447,6 +451,7 @@ pub fn run(
             faces_encoded: c.faces_encoded.load(Ordering::Relaxed),
             faces_carried: c.faces_carried.load(Ordering::Relaxed),
             queue_high_water: queue.high_water(),
+            frame_age_ms: ages.summary(),
         });
     }
     let written = writer.join().map_err(|_| anyhow::anyhow!("journal writer panicked"));
@@ -552,7 +557,9 @@ fn journal_until_written(
 }
 
 /// Reads frames into the queue until the source ends, `max_frames`, or stop. A failing camera
-/// is reopened with exponential back-off; an undecodable frame is counted and skipped.
+/// is reopened with exponential back-off; an undecodable frame is counted and skipped. Every
+/// source (V4L2, RTSP, a pipeline, a replay) goes through this one loop: one reconnect and
+/// one drop policy. Returns each frame's age when queued.
 fn capture_loop(
     source_cfg: SourceConfig,
     opened: Box<dyn Source>,
@@ -561,8 +568,9 @@ fn capture_loop(
     control: &Control,
     options: &RunOptions,
     (retry_initial, retry_max): (f32, f32),
-) {
+) -> Latencies {
     let m = metrics.camera(source_cfg.name());
+    let mut ages = Latencies::default();
     let mut source = Some(opened);
     let mut backoff = retry_initial;
     let mut count = 0u64;
@@ -585,9 +593,13 @@ fn capture_loop(
         };
         match src.next_frame() {
             Ok(Some(frame)) => {
-                m.up.store(1, Ordering::Relaxed);
+                m.set_up(true);
                 m.frames_in.fetch_add(1, Ordering::Relaxed);
+                m.frames_dropped.fetch_add(src.take_dropped(), Ordering::Relaxed);
                 count += 1;
+                let age = (crate::clock::now_ms() - frame.timestamp_ms).max(0);
+                ages.add(age);
+                metrics.observe("capture_to_queue", age as f64 / 1000.0);
                 if !src.is_live() {
                     if !queue.push_wait(frame) {
                         break;
@@ -603,7 +615,7 @@ fn capture_loop(
                 log::warn!("{e}; frame skipped");
             }
             Err(e) => {
-                m.up.store(0, Ordering::Relaxed);
+                m.set_up(false);
                 log::warn!("{e}; reopening in {backoff:.0} s");
                 source = None;
                 sleep_unless_stopped(Duration::from_secs_f32(backoff), &control.stop);
@@ -611,8 +623,9 @@ fn capture_loop(
             }
         }
     }
-    m.up.store(0, Ordering::Relaxed);
+    m.set_up(false);
     queue.close();
+    ages
 }
 
 /// Runs a generalization audit at start and every `every`, on a thread of lower priority than

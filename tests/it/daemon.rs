@@ -802,7 +802,7 @@ fn a_decision_keeps_how_long_the_person_waited() {
     assert!(d.first_seen_ms > 0 && d.first_seen_ms + 600 <= d.time_ms, "{d:?}");
     assert!(d.time_ms <= d.decided_ms, "{d:?}");
     let waited = summary.decision_latency_ms.expect("a decision's latency");
-    assert_eq!(waited.decisions, 1);
+    assert_eq!(waited.count, 1);
     assert_eq!(waited.median, waited.max);
     assert!(waited.median >= d.decided_ms - d.first_seen_ms, "{waited:?} {d:?}");
     assert!(waited.median < 60_000, "{waited:?}");

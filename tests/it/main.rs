@@ -26,6 +26,9 @@ mod fuzz_corpus;
 mod int8;
 mod licences;
 mod morph;
+// The RTSP and GStreamer sources: only in the `gstreamer` build (`--features gstreamer`).
+#[cfg(feature = "gstreamer")]
+mod network_cameras;
 mod outputs;
 mod pad;
 mod properties;

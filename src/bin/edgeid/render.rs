@@ -515,8 +515,14 @@ impl Text for RunSummary {
             .cameras
             .iter()
             .map(|c| {
+                let age = c
+                    .frame_age_ms
+                    .map(|a| {
+                        format!("; capture to queue: median {} ms, at most {} ms", a.median, a.max)
+                    })
+                    .unwrap_or_default();
                 format!(
-                    "{}: {} frames in, {} processed, {} dropped, {} undecodable",
+                    "{}: {} frames in, {} processed, {} dropped, {} undecodable{age}",
                     c.camera, c.frames_in, c.frames_processed, c.frames_dropped, c.frames_bad
                 )
             })

@@ -551,6 +551,7 @@ async fn status(State(s): State<Arc<Api>>, headers: HeaderMap) -> Answer<Json<se
                 serde_json::json!({
                     "name": name,
                     "up": c.up.load(Ordering::Relaxed) == 1,
+                    "down_since_ms": c.down_since(),
                     "frames_in": c.frames_in.load(Ordering::Relaxed),
                     "frames_processed": c.frames_processed.load(Ordering::Relaxed),
                     "frames_dropped": c.frames_dropped.load(Ordering::Relaxed),

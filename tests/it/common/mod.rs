@@ -120,6 +120,24 @@ impl Setup {
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("edgeid.toml")
     }
+    /// The folder the config, gallery and journal are in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Rewrites the config's text.
+    pub fn edit(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(self.config(), f(text)).unwrap();
+    }
+    /// The config with `sources` (TOML) in place of its replay source.
+    pub fn with_sources(&self, sources: &str) {
+        self.edit(|text| {
+            let start = text.find("[[sources]]").expect("a [[sources]] table");
+            let end = start + text[start..].find("\nloop = ").expect("the replay's loop");
+            let end = end + 1 + text[end + 1..].find('\n').unwrap() + 1;
+            format!("{}{sources}{}", &text[..start], &text[end..])
+        });
+    }
     /// The config without `policy.require_live`, for tests of what a grant sets off (the API,
     /// outputs, the fleet, latency): the bundled photos are web photos, not captures of people
     /// at a camera, and the PAD heads deny some of them as attacks (kiosk640.jpg, her face at
