@@ -25,7 +25,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::frame::{CaptureError, Frame, Source};
-use super::sources::{RtspCamera, Transport};
+use super::rtsp::{RtspCamera, Transport};
 use crate::clock::now_ms;
 
 /// How long a source may go without a frame before it counts as lost and is reopened.
@@ -53,8 +53,8 @@ struct SlotState {
 
 pub struct GstSource {
     name: String,
-    /// What the messages call the source: the RTSP URL (it never holds credentials) or
-    /// "pipeline".
+    /// What the messages call the source: the RTSP URL as shown (no credentials, no query)
+    /// or "pipeline".
     what: String,
     pipeline: gst::Pipeline,
     slot: Arc<Slot>,
@@ -66,7 +66,7 @@ pub struct GstSource {
 impl GstSource {
     /// An RTSP camera: its URL, transport, jitter-buffer latency and credentials.
     pub fn rtsp(camera: &RtspCamera) -> Result<GstSource, CaptureError> {
-        let what = camera.url.clone();
+        let what = camera.shown_url().to_string();
         let unavailable = |message: String| CaptureError::Unavailable {
             device: format!("{} ({what})", camera.name),
             message,
@@ -213,7 +213,7 @@ impl GstSource {
         } else {
             "check the camera and its settings"
         };
-        Some(format!("{error}; {hint}"))
+        Some(format!("{}; {hint}", error.message().trim_end_matches('.')))
     }
 
     /// `Unavailable` with the bus's error where there is one, else `fallback`.

@@ -8,13 +8,15 @@ mod frame;
 mod gst;
 pub mod record;
 mod replay;
+mod rtsp;
 mod sources;
 mod v4l2;
 
 pub use decode::{decode, load_image, ImageError, MAX_SIDE};
 pub use frame::{CaptureError, Frame, Source};
 pub use replay::{parse_list, ReplaySource};
-pub use sources::{RtspCamera, SourceConfig, Transport};
+pub use rtsp::{RtspCamera, Transport};
+pub use sources::SourceConfig;
 pub use v4l2::{PixelFormat, V4l2Source};
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::frame::{CaptureError, Source};
 use super::replay::ReplaySource;
+use super::rtsp::RtspCamera;
 use super::v4l2::{PixelFormat, V4l2Source};
 
 /// One frame source of the daemon.
@@ -49,95 +50,6 @@ pub enum SourceConfig {
         /// the appsink.
         pipeline: String,
     },
-}
-
-/// An RTSP camera. Its credentials are never part of the URL (which logs and metrics show):
-/// the user is `username` and the password is read from `password_file`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RtspCamera {
-    pub name: String,
-    /// `rtsp://host[:port]/path` (or `rtsps://`).
-    pub url: String,
-    #[serde(default)]
-    pub transport: Transport,
-    /// How long the jitter buffer waits for late packets, ms: the latency a frame gains.
-    #[serde(default = "default_latency_ms")]
-    pub latency_ms: u32,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// A file holding the password (one line), readable by the daemon's user only.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// Frame size handed to the pipeline; 0 keeps the stream's own.
-    #[serde(default)]
-    pub width: u32,
-    #[serde(default)]
-    pub height: u32,
-}
-
-/// How RTP reaches the device: interleaved in the RTSP connection (through firewalls and NAT,
-/// no loss) or as UDP datagrams (less delay on a clean network, lost packets are lost).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Tcp,
-    Udp,
-}
-
-impl RtspCamera {
-    /// What is wrong with the camera's settings, as the fix to make; `None` when sound.
-    pub fn problem(&self) -> Option<String> {
-        let Some(rest) =
-            self.url.strip_prefix("rtsp://").or_else(|| self.url.strip_prefix("rtsps://"))
-        else {
-            return Some(format!("url = {:?} is not an rtsp:// or rtsps:// URL", self.url));
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') {
-            return Some("url holds credentials, which would show in logs and metrics; remove them from the URL and set username and password_file".into());
-        }
-        if authority.is_empty() {
-            return Some(format!("url = {:?} names no host", self.url));
-        }
-        if self.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Some("url holds spaces or control characters; percent-encode them".into());
-        }
-        if self.username.is_some() != self.password_file.is_some() {
-            return Some("set both username and password_file, or neither".into());
-        }
-        if self.latency_ms > 10_000 {
-            return Some(format!("latency_ms = {}: give 0 to 10000", self.latency_ms));
-        }
-        if (self.width == 0) != (self.height == 0) {
-            return Some("set both width and height, or neither (the stream's own size)".into());
-        }
-        None
-    }
-
-    /// The password from `password_file`, refused where other users can read the file.
-    pub fn password(&self) -> Result<Option<String>, String> {
-        let Some(path) = &self.password_file else { return Ok(None) };
-        if let Some(mode) = crate::util::exposed(path, 0o077) {
-            return Err(format!(
-                "password_file {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("password_file {} cannot be read ({e})", path.display()))?;
-        let password = text.trim_end_matches(['\n', '\r']);
-        if password.is_empty() {
-            return Err(format!("password_file {} is empty", path.display()));
-        }
-        Ok(Some(password.to_string()))
-    }
-}
-
-fn default_latency_ms() -> u32 {
-    200
 }
 
 impl SourceConfig {
@@ -192,4 +104,20 @@ fn default_width() -> u32 {
 
 fn default_height() -> u32 {
     720
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The base build names the feature a network camera needs, at the config check.
+    #[test]
+    fn a_build_without_gstreamer_says_so() {
+        let src: SourceConfig =
+            toml::from_str("kind = \"rtsp\"\nname = \"door\"\nurl = \"rtsp://cam\"").unwrap();
+        assert_eq!(src.unbuilt().is_some(), !cfg!(feature = "gstreamer"));
+        let replay: SourceConfig =
+            toml::from_str("kind = \"replay\"\nname = \"r\"\npath = \"x\"").unwrap();
+        assert_eq!(replay.unbuilt(), None);
+    }
 }

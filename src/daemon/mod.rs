@@ -791,6 +791,12 @@ fn worker_loop(
         }
         let frame = match queue.pop(Duration::from_millis(200)) {
             Popped::Frame(f) => f,
+            // A camera that went down ends the tracks it had open: they are decided on the
+            // frames seen, now, rather than when (if) the camera comes back, minutes later.
+            Popped::Empty if metrics.camera(source).up.load(Ordering::Relaxed) == 0 => {
+                send(path.flush(&mut tracker, source, &gallery));
+                continue;
+            }
             Popped::Empty => continue,
             Popped::Closed => break,
         };

@@ -185,12 +185,22 @@ fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     wait_for("the camera back up", Duration::from_secs(30), || {
         http_get(http, "/healthz").lines().last() == Some("ok")
     });
+    let back_ms = edgeid::clock::now_ms();
     wait_for("decisions after the outage", Duration::from_secs(60), || {
         journal_count(&s.journal()) as usize >= before.len() + 5
     });
     let after = rows(&s.journal());
     assert_eq!(&after[..before.len()], &before[..], "no decision before the outage is lost");
     assert!(metric(http, "edgeid_camera_reconnects_total{camera=\"door\"}") >= 1.0);
+    // The tracks open when the camera went down were decided then, on the frames seen, not
+    // when it came back: nobody's decision spans the outage. Each frame is stamped with its
+    // arrival (RTP-paced), so `first_seen_ms` is when the person's first frame arrived.
+    let j = edgeid::journal::Journal::open_existing(&s.journal()).unwrap();
+    for e in j.since(0).unwrap() {
+        let d = &e.decision;
+        let spans = d.first_seen_ms < since as i64 && d.decided_ms > back_ms;
+        assert!(!spans && d.first_seen_ms <= d.decided_ms, "{d:?}");
+    }
     assert_eq!(metric(http, "edgeid_camera_down_since_ms{camera=\"door\"}"), 0.0);
     let log = d.log();
     assert!(log.contains(&format!("camera door ({url})")), "{log}");
@@ -237,8 +247,9 @@ fn bad_camera_settings_end_in_one_line_naming_the_camera() {
     assert!(err.contains("refused the credentials; check username and password_file"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
 
+    // A camera that takes its password in the query: the URL is shown without it.
     let closed = format!("rtsp://127.0.0.1:{}/cam", crate::daemon::free_port());
-    let s = rtsp_setup(&closed, PASSWORD, "");
+    let s = rtsp_setup(&format!("{closed}?user={USER}&password={PASSWORD}"), PASSWORD, "");
     let err = refused(&s);
     assert!(err.contains("door") && err.contains(&closed), "{err}");
     assert!(err.contains("check the URL, that the camera is on and reachable"), "{err}");
