@@ -8,7 +8,7 @@
 //! in a URL end in one line naming the camera.
 
 use crate::common;
-use crate::daemon::{http_get, journal_count, metric, replay_list, rows, wait_for};
+use crate::daemon::{http_get, metric, replay_list, rows, wait_for};
 
 use std::io::BufRead;
 use std::path::Path;
@@ -126,10 +126,10 @@ fn decided(rows: &[(i64, String, String)]) -> Vec<(String, String)> {
 /// photos are web photos, and H.264 moves some of their PAD scores by up to 0.22 (measured:
 /// 0.09 to 0.31 for one face), across the threshold for one face of 20; PAD is measured on
 /// real captures in tests/it/pad.rs, and on a camera's stream by its operator (docs/daemon.md).
-/// Then the server is
-/// killed mid-run: /healthz names the camera down and since when, nothing crashes, no
-/// decision already journaled is lost; started again, the daemon reconnects by itself and
-/// decides again; SIGTERM ends it cleanly.
+/// Then the server is killed mid-run: /healthz names the camera down and since when, a second
+/// camera goes on, nothing crashes, no decision already journaled is lost, and the tracks open
+/// at the outage are decided then; started again, the daemon reconnects by itself and decides
+/// again; SIGTERM ends it cleanly.
 #[test]
 fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     let frames_dir = tempfile::tempdir().unwrap();
@@ -149,12 +149,24 @@ fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     let server = RtspServer::start(port, &frames, 2, "1280x720");
     let url = format!("rtsp://127.0.0.1:{port}/cam");
     let s = rtsp_setup(&url, PASSWORD, &format!("127.0.0.1:{http}")).without_live_requirement();
+    // A second camera, which must not be held up by the first one's outage: one photo
+    // replayed at a frame a second.
+    let hall = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(data("sample5.jpg"), hall.path().join("0.jpg")).unwrap();
+    s.edit(|t| {
+        let door = "password_file = \"camera.password\"\n";
+        let second = format!(
+            "{door}\n[[sources]]\nkind = \"replay\"\nname = \"hall\"\npath = {:?}\nfps = 1\nloop = true\n",
+            hall.path().display().to_string()
+        );
+        t.replacen(door, &second, 1)
+    });
     let mut d = s.daemon(&[]);
     // The stream loops: its first pass is the replay's 24 frames (12 s).
     wait_for("the first pass's decisions", Duration::from_secs(90), || {
-        journal_count(&s.journal()) >= 20
+        door_rows(&s.journal()).len() >= 20
     });
-    let first: Vec<_> = rows(&s.journal()).into_iter().take(20).collect();
+    let first: Vec<_> = door_rows(&s.journal()).into_iter().take(20).collect();
     assert_eq!(decided(&first), want, "RTSP {first:?}");
     let (ours, theirs) = (live_scores(&s.journal(), 20), live_scores(&replay.journal(), 20));
     let mut gaps: Vec<f32> = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).collect();
@@ -177,8 +189,13 @@ fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     let since = metric(http, "edgeid_camera_down_since_ms{camera=\"door\"}");
     assert!(since > 1.7e12, "down since {since}");
     let before = rows(&s.journal());
+    let door_before = door_rows(&s.journal()).len();
+    let hall_frames = || metric(http, "edgeid_frames_processed_total{camera=\"hall\"}");
+    let hall_before = hall_frames();
     std::thread::sleep(Duration::from_secs(3)); // a few failed reconnects
     assert!(d.running(), "{}", d.log());
+    assert!(hall_frames() >= hall_before + 2.0, "the other camera went on");
+    assert!(!http_get(http, "/healthz").contains("hall"));
 
     // It comes back on the same address.
     let _server = RtspServer::start(port, &frames, 2, "1280x720");
@@ -187,7 +204,7 @@ fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     });
     let back_ms = edgeid::clock::now_ms();
     wait_for("decisions after the outage", Duration::from_secs(60), || {
-        journal_count(&s.journal()) as usize >= before.len() + 5
+        door_rows(&s.journal()).len() >= door_before + 5
     });
     let after = rows(&s.journal());
     assert_eq!(&after[..before.len()], &before[..], "no decision before the outage is lost");
@@ -210,11 +227,25 @@ fn an_rtsp_camera_decides_as_the_replay_and_comes_back_after_an_outage() {
     assert!(!d.log().contains(PASSWORD));
 }
 
-/// The first `n` decisions' live scores, sorted.
+/// The decisions of camera `door` (the RTSP camera), as [`rows`] gives them.
+fn door_rows(journal: &Path) -> Vec<(i64, String, String)> {
+    let Ok(j) = edgeid::journal::Journal::open_existing(journal) else { return Vec::new() };
+    let door: Vec<i64> =
+        j.since(0).unwrap().iter().filter(|e| e.decision.camera == "door").map(|e| e.id).collect();
+    rows(journal).into_iter().filter(|r| door.contains(&r.0)).collect()
+}
+
+/// The first `n` decisions' live scores (of camera `door` where there are others), sorted.
 fn live_scores(journal: &Path, n: usize) -> Vec<f32> {
     let j = edgeid::journal::Journal::open_existing(journal).unwrap();
-    let mut v: Vec<f32> =
-        j.since(0).unwrap().iter().take(n).map(|e| e.decision.live.unwrap()).collect();
+    let mut v: Vec<f32> = j
+        .since(0)
+        .unwrap()
+        .iter()
+        .filter(|e| e.decision.camera == "door" || e.decision.camera == "replay")
+        .take(n)
+        .map(|e| e.decision.live.unwrap())
+        .collect();
     v.sort_by(f32::total_cmp);
     v
 }
