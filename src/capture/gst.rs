@@ -98,8 +98,12 @@ impl GstSource {
         pipeline.add_many([&src, &decode]).map_err(|e| unavailable(e.to_string()))?;
         let decoder_sink = decode.static_pad("sink").expect("decodebin has a sink pad");
         src.connect_pad_added(move |_, pad| {
-            // One stream is decoded: the first that links (an audio track's pad is left).
-            if !decoder_sink.is_linked() {
+            // One stream is decoded, the first video one: a camera's audio track (often
+            // announced first) is left unlinked, which rtspsrc allows.
+            let media = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()));
+            if media.as_deref() == Some("video") && !decoder_sink.is_linked() {
                 let _ = pad.link(&decoder_sink);
             }
         });

@@ -31,16 +31,27 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--log", help="file to write `frame unix-ms` lines to")
+    ap.add_argument(
+        "--audio", action="store_true",
+        help="announce a G.711 audio stream before the video, as cameras with a microphone do",
+    )
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
 
+    audio = (
+        "audiotestsrc is-live=true ! audioconvert ! audio/x-raw,rate=8000,channels=1 ! "
+        "mulawenc ! rtppcmupay name=pay0 pt=0 "
+        if args.audio
+        else ""
+    )
+    video_pay = "pay1" if args.audio else "pay0"
     launch = (
-        f'( multifilesrc location="{args.frames}" loop=true '
+        f'( {audio}multifilesrc location="{args.frames}" loop=true '
         f'caps=image/jpeg,framerate={args.fps}/1 ! jpegdec ! identity sync=true ! videoconvert ! videoscale ! '
         f"video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1 ! "
         f"x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=6000 "
-        f"key-int-max={args.fps * 2} ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f"key-int-max={args.fps * 2} ! rtph264pay name={video_pay} pt=96 config-interval=1 )"
     )
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
