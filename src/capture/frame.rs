@@ -26,7 +26,7 @@ pub enum CaptureError {
     #[error("replay source {path}: {message}")]
     Replay { path: PathBuf, message: String },
     /// The source's settings are wrong (or this build cannot open it): retrying cannot help.
-    #[error("source {source_name}: {message}")]
+    #[error("camera {source_name}: {message}")]
     Config { source_name: String, message: String },
 }
 

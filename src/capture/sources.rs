@@ -93,7 +93,7 @@ impl SourceConfig {
         let needs_gstreamer =
             matches!(self, SourceConfig::Rtsp(_) | SourceConfig::Gstreamer { .. });
         (needs_gstreamer && !cfg!(feature = "gstreamer")).then_some(
-            "this edgeid was built without GStreamer, which rtsp and gstreamer sources need; build it with `cargo build --release --features gstreamer` (README.md, \"Network cameras\")",
+            "this edgeid was built without GStreamer, which rtsp and gstreamer sources need; build it with `cargo build --release --features gstreamer` (docs/daemon.md, \"Cameras\")",
         )
     }
 }

@@ -73,8 +73,8 @@ pub struct Latency {
     pub max: i64,
 }
 
-/// The latencies the journal writer (or a capture thread) saw: a bounded window for the median (a daemon runs for
-/// months), the count and the largest over the whole run.
+/// The latencies the journal writer (or a capture thread) saw: a bounded window for the
+/// median (a daemon runs for months), the count and the largest over the whole run.
 #[derive(Default)]
 struct Latencies {
     recent: std::collections::VecDeque<i64>,

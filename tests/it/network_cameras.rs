@@ -342,7 +342,7 @@ fn a_gstreamer_pipeline_hands_rgb_frames_and_counts_its_drops() {
     let bad =
         SourceConfig::Gstreamer { name: "csi".into(), pipeline: "nosuchelement ! jpegdec".into() };
     let err = bad.open().err().unwrap().to_string();
-    assert!(err.contains("source csi: pipeline does not parse"), "{err}");
+    assert!(err.contains("camera csi: pipeline does not parse"), "{err}");
 }
 
 /// The RTSP path's frame ages as the daemon summarises them: decoding adds milliseconds, not
