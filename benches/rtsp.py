@@ -55,7 +55,7 @@ def scaled(pattern, count, size, out):
         + (
             f"multifilesrc location={pattern} stop-index={count - 1} caps=image/jpeg,framerate=2/1 "
             f"! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=I420,width={w},height={h},"
-            f"pixel-aspect-ratio=1/1 ! videoconvert ! pngenc ! multifilesink location={out}/%03d.png"
+            f"pixel-aspect-ratio=1/1,colorimetry=bt601 ! videoconvert ! pngenc ! multifilesink location={out}/%03d.png"
         ).split(),
         check=True,
     )

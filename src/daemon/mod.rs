@@ -192,15 +192,20 @@ pub fn run(
         );
     }
     // Every worker gets its own pipeline and gallery handle; load them all before any frame.
-    let mut workers = Vec::new();
-    for source in &cfg.sources {
+    let mut built = Vec::new();
+    for _ in &cfg.sources {
         let build = runtime::Build {
             tags: cfg.tagger.enabled && cfg.tagger.in_daemon,
             gallery: Some((cfg.gallery.path.clone(), Open::Existing)),
         };
         let Runtime { path, gallery } = Runtime::build(&cfg, &build)?;
-        let gallery = gallery.expect("built with its gallery");
-        // Open each source once now: a missing camera or replay folder is a start-up error.
+        built.push((path, gallery.expect("built with its gallery")));
+    }
+    // Then open each source once: a missing camera or replay folder is a start-up error. Opened
+    // after every model is loaded, so that a network camera's first frames are not dropped
+    // while the next camera's models load.
+    let mut workers = Vec::new();
+    for (source, (path, gallery)) in cfg.sources.iter().zip(built) {
         let opened = source.open().with_context(|| format!("source `{}`", source.name()))?;
         workers.push((source.clone(), opened, path, gallery));
     }

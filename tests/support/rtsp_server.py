@@ -49,8 +49,8 @@ def main():
     launch = (
         f'( {audio}multifilesrc location="{args.frames}" loop=true '
         f'caps=image/jpeg,framerate={args.fps}/1 ! jpegdec ! identity sync=true ! videoconvert ! videoscale ! '
-        f"video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1 ! "
-        f"x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=6000 "
+        f"video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1,colorimetry=bt601 ! "
+        f"x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quantizer=20 "
         f"key-int-max={args.fps * 2} ! rtph264pay name={video_pay} pt=96 config-interval=1 )"
     )
     factory = GstRtspServer.RTSPMediaFactory()
