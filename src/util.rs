@@ -54,6 +54,19 @@ pub fn check_private(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The text of a secret file (a password), trailing newlines dropped: refused, with the fix,
+/// where group or others can read it or it cannot be read.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    if let Some(mode) = exposed(path, 0o077) {
+        return Err(format!(
+            "other users can read it (mode {mode:04o}); run `chmod 600 {}` and change the secret if others could read it",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read ({e})"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// toml's error as one line with its line number (its Display spans several lines with a
 /// source excerpt, which reads badly in a log).
 pub fn toml_error(text: &str, e: &toml::de::Error) -> String {

@@ -41,7 +41,7 @@ const TIME_TOLERANCE_MS: i64 = 10_000;
 struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
-    /// Frames replaced in the slot before the capture loop took them.
+    /// Frames replaced in the slot before the capture loop took them, since it last asked.
     dropped: AtomicU64,
 }
 
@@ -58,8 +58,6 @@ pub struct GstSource {
     what: String,
     pipeline: gst::Pipeline,
     slot: Arc<Slot>,
-    /// Drops already handed to the daemon.
-    dropped_reported: u64,
     seq: u64,
 }
 
@@ -161,8 +159,7 @@ impl GstSource {
             .build()
             .upcast();
         pipeline.use_clock(Some(&wall));
-        let source =
-            GstSource { name: name.to_string(), what, pipeline, slot, dropped_reported: 0, seq: 0 };
+        let source = GstSource { name: name.to_string(), what, pipeline, slot, seq: 0 };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
             return Err(source.failure("it did not start"));
         }
@@ -270,10 +267,7 @@ impl Source for GstSource {
     }
 
     fn take_dropped(&mut self) -> u64 {
-        let total = self.slot.dropped.load(Ordering::Relaxed);
-        let new = total - self.dropped_reported;
-        self.dropped_reported = total;
-        new
+        self.slot.dropped.swap(0, Ordering::Relaxed)
     }
 }
 

@@ -80,20 +80,12 @@ impl RtspCamera {
     /// The password from `password_file`, refused where other users can read the file.
     pub fn password(&self) -> Result<Option<String>, String> {
         let Some(path) = &self.password_file else { return Ok(None) };
-        if let Some(mode) = crate::util::exposed(path, 0o077) {
-            return Err(format!(
-                "password_file {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("password_file {} cannot be read ({e})", path.display()))?;
-        let password = text.trim_end_matches(['\n', '\r']);
+        let shown = |why: String| format!("password_file {}: {why}", path.display());
+        let password = crate::util::read_secret(path).map_err(shown)?;
         if password.is_empty() {
-            return Err(format!("password_file {} is empty", path.display()));
+            return Err(shown("it is empty".into()));
         }
-        Ok(Some(password.to_string()))
+        Ok(Some(password))
     }
 }
 
